@@ -1,0 +1,199 @@
+import * as Y from 'yjs'
+import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import type { StageEntry } from '../stage/log.js'
+import { isStage } from '../stage/stages.js'
+import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone } from '../types.js'
+
+/**
+ * The shape of docket's Y.Doc (docs/FORMAT.md describes it for other tools).
+ * One nested Y.Map per item so that concurrent edits of different fields merge field by field.
+ */
+export const ROOTS = {
+  items: 'items',
+  tombstones: 'tombstones',
+  aliases: 'aliases',
+  alloc: 'alloc',
+  meta: 'meta',
+} as const
+
+/** Keys of an item's nested map. */
+export const F = {
+  uid: 'uid',
+  name: 'name',
+  type: 'type',
+  dependsOn: 'dependsOn',
+  blocked: 'blocked',
+  frozen: 'frozen',
+  agent: 'agent',
+  retries: 'retries',
+  createdAt: 'createdAt',
+  updatedAt: 'updatedAt',
+  createdBy: 'createdBy',
+  stages: 'stages',
+  content: 'content',
+} as const
+
+export type ItemMap = Y.Map<unknown>
+
+export interface DocParts {
+  doc: Y.Doc
+  items: Y.Map<ItemMap>
+  tombstones: Y.Map<Tombstone>
+  aliases: Y.Map<Alias>
+  /** Per-replica high-water marks: each replica only ever raises its own key. */
+  alloc: Y.Map<number>
+  meta: Y.Map<unknown>
+}
+
+export function docParts(doc: Y.Doc): DocParts {
+  return {
+    doc,
+    items: doc.getMap<ItemMap>(ROOTS.items),
+    tombstones: doc.getMap<Tombstone>(ROOTS.tombstones),
+    aliases: doc.getMap<Alias>(ROOTS.aliases),
+    alloc: doc.getMap<number>(ROOTS.alloc),
+    meta: doc.getMap<unknown>(ROOTS.meta),
+  }
+}
+
+/** The metadata of an item as stored, before its stage is resolved. */
+export interface ItemRecord {
+  uid: Uid
+  name: string
+  type: ItemType
+  dependsOn: ItemId[]
+  blocked: Blocked | null
+  frozen: boolean
+  agent: string | null
+  retries: number
+  createdAt: string
+  updatedAt: string
+  createdBy: ReplicaId
+}
+
+/**
+ * Reads an item's metadata defensively: a replica with a bug (or a hand-edited document)
+ * can put anything into the CRDT, and one bad item must not break every read.
+ */
+export function readRecord(map: ItemMap): ItemRecord | undefined {
+  const uid = map.get(F.uid)
+  const name = map.get(F.name)
+  const type = map.get(F.type)
+  const createdBy = map.get(F.createdBy)
+  if (!isUid(uid) || typeof name !== 'string' || !ITEM_TYPES.includes(type as ItemType) || !isReplicaId(createdBy)) {
+    return undefined
+  }
+  const dependsOn = map.get(F.dependsOn)
+  const blocked = map.get(F.blocked)
+  const agent = map.get(F.agent)
+  const retries = map.get(F.retries)
+  const createdAt = map.get(F.createdAt)
+  const updatedAt = map.get(F.updatedAt)
+  return {
+    uid,
+    name,
+    type: type as ItemType,
+    dependsOn: Array.isArray(dependsOn) ? dependsOn.filter(isItemId) : [],
+    blocked: isBlocked(blocked) ? { reason: blocked.reason } : null,
+    frozen: map.get(F.frozen) === true,
+    agent: typeof agent === 'string' ? agent : null,
+    retries: typeof retries === 'number' && Number.isSafeInteger(retries) && retries >= 0 ? retries : 0,
+    createdAt: typeof createdAt === 'string' ? createdAt : '',
+    updatedAt: typeof updatedAt === 'string' ? updatedAt : typeof createdAt === 'string' ? createdAt : '',
+    createdBy,
+  }
+}
+
+function isBlocked(value: unknown): value is Blocked {
+  return typeof value === 'object' && value !== null && typeof (value as Blocked).reason === 'string'
+}
+
+export function readUid(map: ItemMap): Uid | undefined {
+  const uid = map.get(F.uid)
+  return isUid(uid) ? uid : undefined
+}
+
+export function stagesOf(map: ItemMap): Y.Array<StageEntry> | undefined {
+  const stages = map.get(F.stages)
+  return stages instanceof Y.Array ? (stages as Y.Array<StageEntry>) : undefined
+}
+
+export function contentOf(map: ItemMap): Y.Map<ContentValue> | undefined {
+  const content = map.get(F.content)
+  return content instanceof Y.Map ? (content as Y.Map<ContentValue>) : undefined
+}
+
+/** Stage entries that have the shape of one; anything else is ignored (and shows as malformed elsewhere). */
+export function readStageEntries(map: ItemMap): StageEntry[] {
+  const stages = stagesOf(map)
+  if (!stages) return []
+  return stages.toArray().filter(isStageEntry)
+}
+
+export function isStageEntry(value: unknown): value is StageEntry {
+  if (typeof value !== 'object' || value === null) return false
+  const e = value as StageEntry
+  return (
+    typeof e.id === 'string' &&
+    typeof e.epoch === 'number' &&
+    isStage(e.stage) &&
+    typeof e.event === 'string' &&
+    (e.basedOn === null || typeof e.basedOn === 'string') &&
+    typeof e.by === 'string' &&
+    typeof e.at === 'string'
+  )
+}
+
+export function readContentValue(map: ItemMap, slot: string): ContentValue | undefined {
+  const value = contentOf(map)?.get(slot)
+  return typeof value === 'string' || value instanceof Uint8Array ? value : undefined
+}
+
+export function contentSlots(map: ItemMap): string[] {
+  const content = contentOf(map)
+  return content ? [...content.keys()].sort() : []
+}
+
+/** Builds the nested map of a new item; it is integrated when set into `items`. */
+export function buildItemMap(record: ItemRecord, entries: readonly StageEntry[], content: ReadonlyMap<string, ContentValue>): ItemMap {
+  const map = new Y.Map<unknown>()
+  map.set(F.uid, record.uid)
+  map.set(F.name, record.name)
+  map.set(F.type, record.type)
+  map.set(F.dependsOn, [...record.dependsOn])
+  map.set(F.blocked, record.blocked)
+  map.set(F.frozen, record.frozen)
+  if (record.agent !== null) map.set(F.agent, record.agent)
+  map.set(F.retries, record.retries)
+  map.set(F.createdAt, record.createdAt)
+  map.set(F.updatedAt, record.updatedAt)
+  map.set(F.createdBy, record.createdBy)
+  const stages = new Y.Array<StageEntry>()
+  stages.push(entries.map((entry) => ({ ...entry })))
+  map.set(F.stages, stages)
+  const slots = new Y.Map<ContentValue>()
+  for (const [slot, value] of content) slots.set(slot, value)
+  map.set(F.content, slots)
+  return map
+}
+
+/** Finds which item (and which part of it) a changed Yjs type belongs to. */
+export function locateInItems(
+  items: Y.Map<ItemMap>,
+  type: Y.AbstractType<unknown>,
+): { id: string; part: 'fields' | 'stages' | 'content' } | undefined {
+  let child: Y.AbstractType<unknown> = type
+  let part: 'fields' | 'stages' | 'content' = 'fields'
+  for (let depth = 0; depth < 4; depth++) {
+    const item = child._item
+    if (item === null) return undefined
+    const parent = item.parent as Y.AbstractType<unknown>
+    if (parent === items) {
+      return typeof item.parentSub === 'string' ? { id: item.parentSub, part } : undefined
+    }
+    if (item.parentSub === F.stages) part = 'stages'
+    else if (item.parentSub === F.content) part = 'content'
+    child = parent
+  }
+  return undefined
+}

@@ -1,0 +1,47 @@
+export { openStore, defaultDir, DEFAULT_DIR, SCHEMA_VERSION } from './store/open.js'
+export type { OpenStoreOptions } from './store/open.js'
+export { Store } from './store/store.js'
+export type { DeleteItemOptions, DeleteResult, StoreStats, UpdateListener } from './store/store.js'
+export type { StoreHooks } from './store/hooks.js'
+export type { WriteOp } from './store/writer.js'
+export type { Logger } from './store/logger.js'
+export type { CorruptRow, Intent } from './store/state.js'
+export type { ConsistencyReport } from './store/verify.js'
+
+export { DocketError, ERROR_CODES, isDocketError } from './errors.js'
+export type { DocketErrorOptions, ErrorCode } from './errors.js'
+
+export { isItemId, isUid, isReplicaId, parseItemId, MAX_ITEM_NUMBER } from './ids.js'
+export type { ItemId, Uid, ReplicaId } from './ids.js'
+
+export { transition, validEvents, directionOf, isEventType, EVENT_TYPES } from './stage/machine.js'
+export type { EventType, Direction, StageEvent } from './stage/machine.js'
+export { resolveStage, compareEntries } from './stage/resolve.js'
+export type { StageResolution, InvalidReason } from './stage/resolve.js'
+export { STAGES, STAGE_RANKS, TERMINAL_STAGES, isStage, isTerminal, rankOf } from './stage/stages.js'
+export type { Stage } from './stage/stages.js'
+export type { StageEntry } from './stage/log.js'
+
+export { nextIdAfter, IdAllocator } from './alloc/allocator.js'
+export type { IdSource } from './alloc/allocator.js'
+
+export { ITEM_TYPES, AUDIT_KINDS } from './types.js'
+export type {
+  Alias,
+  AuditEvent,
+  AuditKind,
+  AuditQuery,
+  Blocked,
+  ContentValue,
+  CreateItemInput,
+  CreateItemOptions,
+  Item,
+  ItemType,
+  ListItemsOptions,
+  StageHistoryEntry,
+  StoreEvent,
+  StoreListener,
+  Tombstone,
+  UpdateItemInput,
+} from './types.js'
+export { nextEntry } from './stage/advance.js'

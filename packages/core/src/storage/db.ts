@@ -1,0 +1,149 @@
+import { mkdir, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import type { AbstractSublevel } from 'abstract-level'
+import { Level } from 'level'
+import { DocketError } from '../errors.js'
+
+/** Names of the sublevels in the store's LevelDB (docs/FORMAT.md). */
+export const SUBLEVELS = ['meta', 'doc', 'shadow', 'content', 'journal', 'audit', 'reported'] as const
+export type SublevelName = (typeof SUBLEVELS)[number]
+
+type Binary = Uint8Array
+export type RootDb = Level<string, string>
+export type Sublevel<V> = AbstractSublevel<RootDb, string | Buffer | Uint8Array, string, V>
+
+export interface Databases {
+  root: RootDb
+  meta: Sublevel<string>
+  doc: Sublevel<Binary>
+  shadow: Sublevel<string>
+  content: Sublevel<Binary>
+  journal: Sublevel<string>
+  audit: Sublevel<string>
+  reported: Sublevel<string>
+}
+
+export const LEVEL_DIR = 'db'
+
+/** Where a store directory keeps its LevelDB. */
+export function levelLocation(dir: string): string {
+  return join(resolve(dir), LEVEL_DIR)
+}
+
+/**
+ * Opens (or creates) the store's LevelDB, turning the ways that can fail into DocketErrors
+ * that name the directory and say what to do.
+ */
+export async function openDatabases(dir: string, create: boolean): Promise<Databases> {
+  const absolute = resolve(dir)
+  await ensureDirectory(absolute, create)
+  const root = new Level<string, string>(levelLocation(absolute), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  try {
+    await root.open({ createIfMissing: create, errorIfExists: false })
+  } catch (err) {
+    throw openError(absolute, err)
+  }
+  return {
+    root,
+    meta: root.sublevel<string, string>('meta', { valueEncoding: 'utf8' }),
+    doc: root.sublevel<string, Binary>('doc', { valueEncoding: 'view' }),
+    shadow: root.sublevel<string, string>('shadow', { valueEncoding: 'utf8' }),
+    content: root.sublevel<string, Binary>('content', { valueEncoding: 'view' }),
+    journal: root.sublevel<string, string>('journal', { valueEncoding: 'utf8' }),
+    audit: root.sublevel<string, string>('audit', { valueEncoding: 'utf8' }),
+    reported: root.sublevel<string, string>('reported', { valueEncoding: 'utf8' }),
+  }
+}
+
+async function ensureDirectory(dir: string, create: boolean): Promise<void> {
+  let info
+  try {
+    info = await stat(dir)
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw unusable(dir, err)
+  }
+  if (info && !info.isDirectory()) {
+    throw new DocketError('STORE_UNWRITABLE', `${dir} is a file, not a directory: choose another store directory (--dir) or move the file away.`, {
+      details: { dir },
+    })
+  }
+  if (!info && !create) throw notFound(dir)
+  if (create) {
+    try {
+      await mkdir(join(dir, LEVEL_DIR), { recursive: true })
+    } catch (err) {
+      throw unusable(dir, err)
+    }
+  } else {
+    try {
+      const levelInfo = await stat(join(dir, LEVEL_DIR))
+      if (!levelInfo.isDirectory()) throw notFound(dir)
+    } catch (err) {
+      if (err instanceof DocketError) throw err
+      throw notFound(dir)
+    }
+  }
+}
+
+function notFound(dir: string): DocketError {
+  return new DocketError('STORE_NOT_FOUND', `No docket store at ${dir}: run \`docket init\` there (or pass the right --dir / DOCKET_DIR).`, {
+    details: { dir },
+  })
+}
+
+function unusable(dir: string, err: unknown): DocketError {
+  const code = (err as NodeJS.ErrnoException)?.code ?? 'unknown'
+  return new DocketError(
+    'STORE_UNWRITABLE',
+    `Cannot create or use the store directory ${dir} (${code}): check that the path is a directory you can write, or choose another with --dir.`,
+    { cause: err, details: { dir, errno: code } },
+  )
+}
+
+function openError(dir: string, err: unknown): DocketError {
+  const codes = errorCodes(err)
+  if (codes.includes('LEVEL_LOCKED')) {
+    return new DocketError(
+      'STORE_LOCKED',
+      `The store at ${dir} is open in another process: close that process (or wait for it to finish), or use another --dir.`,
+      { cause: err, details: { dir } },
+    )
+  }
+  if (codes.includes('LEVEL_CORRUPTION')) {
+    return new DocketError(
+      'STORE_CORRUPT',
+      `The LevelDB of the store at ${dir} is corrupt: restore it from a backup or a sync server, or move it aside and start a new store.`,
+      { cause: err, details: { dir } },
+    )
+  }
+  if (codes.includes('LEVEL_IO_ERROR') || codes.some((c) => c === 'EACCES' || c === 'EROFS' || c === 'EPERM')) {
+    return new DocketError('STORE_UNWRITABLE', `Cannot open the store at ${dir} for writing: check its permissions and free disk space.`, {
+      cause: err,
+      details: { dir },
+    })
+  }
+  return new DocketError('STORE_CORRUPT', `Cannot open the store at ${dir}: ${messageOf(err)}. Check the directory, or move it aside and start a new store.`, {
+    cause: err,
+    details: { dir },
+  })
+}
+
+function errorCodes(err: unknown): string[] {
+  const codes: string[] = []
+  let current: unknown = err
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === 'string') codes.push(code)
+    current = (current as { cause?: unknown }).cause
+  }
+  return codes
+}
+
+function messageOf(err: unknown): string {
+  const cause = (err as { cause?: { message?: string } })?.cause
+  return cause?.message ?? (err as Error)?.message ?? String(err)
+}
+
+export function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException)?.code === code
+}

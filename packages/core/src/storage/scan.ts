@@ -1,0 +1,121 @@
+import { isUid, type ItemId, type Uid } from '../ids.js'
+import type { Databases } from './db.js'
+import { contentRange, idFromKey, idKey, parseContentKey } from './keys.js'
+import { decodeShadow, type ShadowRow } from './shadow.js'
+
+/** What the shadow content store holds for one id, whatever the CRDT says. */
+export interface StoredRows {
+  id: ItemId
+  /** The shadow row: absent, readable (with its uid) or unreadable (with why). */
+  shadow: { uid: Uid; text: string } | { error: string; text: string } | undefined
+  /** Content slots with their size in bytes. */
+  slots: Array<{ slot: string; bytes: number }>
+}
+
+export interface MalformedKey {
+  sublevel: 'shadow' | 'content'
+  key: string
+}
+
+// Shadow rows are written with `v`, `id` and `uid` first; reading the uid from the prefix
+// avoids parsing every row of a large store. Anything else falls back to a full parse.
+const UID_PREFIX = /^\{"v":\d+,"id":"\d+","uid":"([0-9A-HJKMNP-TV-Z]{26})"/
+
+export function shadowUid(text: string): { uid: Uid } | { error: string } {
+  const match = UID_PREFIX.exec(text)
+  if (match && isUid(match[1])) return { uid: match[1] }
+  const parsed = decodeShadow(text)
+  return parsed.ok ? { uid: parsed.row.uid } : { error: parsed.error }
+}
+
+export function parseShadowRow(text: string): { row: ShadowRow } | { error: string } {
+  const parsed = decodeShadow(text)
+  return parsed.ok ? { row: parsed.row } : { error: parsed.error }
+}
+
+/**
+ * Walks the shadow and content sublevels together, id by id, in numeric order. With `ids`,
+ * only those ids are read (point reads, not a scan). Keys that docket never writes are
+ * passed to `malformed` and skipped.
+ */
+export async function* scanStoredRows(
+  dbs: Databases,
+  options: { ids?: readonly ItemId[]; malformed?: (key: MalformedKey) => void } = {},
+): AsyncGenerator<StoredRows> {
+  if (options.ids) {
+    const sorted = [...new Set(options.ids)].sort((a, b) => Number(a) - Number(b))
+    for (const id of sorted) {
+      const rows = await readStoredRows(dbs, id)
+      if (rows.shadow || rows.slots.length > 0) yield rows
+    }
+    return
+  }
+  const shadowIt = dbs.shadow.iterator()
+  const contentIt = dbs.content.iterator()
+  try {
+    let shadowNext = await nextShadow(shadowIt, options.malformed)
+    let contentNext = await nextContent(contentIt, options.malformed)
+    while (shadowNext || contentNext) {
+      const id = pickLower(shadowNext?.padded, contentNext?.padded)
+      const rows: StoredRows = { id: idFromKey(id)!, shadow: undefined, slots: [] }
+      if (shadowNext && shadowNext.padded === id) {
+        rows.shadow = withText(shadowUid(shadowNext.text), shadowNext.text)
+        shadowNext = await nextShadow(shadowIt, options.malformed)
+      }
+      while (contentNext && contentNext.padded === id) {
+        rows.slots.push({ slot: contentNext.slot, bytes: contentNext.bytes })
+        contentNext = await nextContent(contentIt, options.malformed)
+      }
+      yield rows
+    }
+  } finally {
+    await Promise.allSettled([shadowIt.close(), contentIt.close()])
+  }
+}
+
+export async function readStoredRows(dbs: Databases, id: ItemId): Promise<StoredRows> {
+  const text = await dbs.shadow.get(idKey(id))
+  const rows: StoredRows = { id, shadow: text === undefined ? undefined : withText(shadowUid(text), text), slots: [] }
+  for await (const [key, value] of dbs.content.iterator(contentRange(id))) {
+    const parsed = parseContentKey(key)
+    if (parsed) rows.slots.push({ slot: parsed.slot, bytes: value.byteLength })
+  }
+  return rows
+}
+
+function withText(result: { uid: Uid } | { error: string }, text: string): StoredRows['shadow'] {
+  return 'uid' in result ? { uid: result.uid, text } : { error: result.error, text }
+}
+
+function pickLower(a: string | undefined, b: string | undefined): string {
+  if (a === undefined) return b!
+  if (b === undefined) return a
+  return a <= b ? a : b
+}
+
+interface EntryIterator<V> {
+  next(): Promise<[string, V] | undefined>
+}
+type ShadowIterator = EntryIterator<string>
+type ContentIterator = EntryIterator<Uint8Array>
+
+async function nextShadow(it: ShadowIterator, malformed?: (key: MalformedKey) => void): Promise<{ padded: string; text: string } | undefined> {
+  for (;;) {
+    const entry = await it.next()
+    if (entry === undefined) return undefined
+    const [key, text] = entry
+    if (idFromKey(key) !== undefined) return { padded: key, text }
+    malformed?.({ sublevel: 'shadow', key })
+  }
+}
+
+async function nextContent(it: ContentIterator, malformed?: (key: MalformedKey) => void): Promise<{ padded: string; slot: string; bytes: number } | undefined> {
+  for (;;) {
+    const entry = await it.next()
+    if (entry === undefined) return undefined
+    const [key, value] = entry
+    const parsed = parseContentKey(key)
+    if (parsed) return { padded: idKey(parsed.id), slot: parsed.slot, bytes: value.byteLength }
+    malformed?.({ sublevel: 'content', key })
+  }
+}

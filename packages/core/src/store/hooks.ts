@@ -1,0 +1,20 @@
+import type { ItemId } from '../ids.js'
+import type { WriteOp } from './writer.js'
+
+/**
+ * Fault-injection seams for tests and the property harness. Production code passes none.
+ * Every hook runs synchronously at the point its name gives, so a test can kill the process,
+ * apply a concurrent update or make a write fail exactly there.
+ */
+export interface StoreHooks {
+  /**
+   * Called at each named step of an operation: `create:validated`, `create:allocated`,
+   * `create:before-crdt-write`, `create:crdt-written`, `create:committed`,
+   * `commit:before-write`, `commit:after-write`, `reanchor:read`, `adopt:before-commit`.
+   */
+  step?(name: string, data?: Record<string, unknown>): void
+  /** Replaces the id the allocator proposes (to test the defences behind it). */
+  allocate?(proposed: ItemId): ItemId
+  /** Runs before each LevelDB batch; throwing (or rejecting) makes the write fail. */
+  beforeWrite?(ops: readonly WriteOp[]): void | Promise<void>
+}

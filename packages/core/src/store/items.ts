@@ -1,0 +1,143 @@
+import { readRecord, readStageEntries } from '../crdt/layout.js'
+import { idToNumber, isItemId, type ItemId } from '../ids.js'
+import { resolveStage } from '../stage/resolve.js'
+import type { Stage } from '../stage/stages.js'
+import type { Item, ItemType, ListItemsOptions, StageHistoryEntry } from '../types.js'
+import { invalid } from './validate.js'
+import type { DocState } from './state.js'
+
+/** Stages in which a dependency counts as satisfied. */
+export const SATISFIED_STAGES: ReadonlySet<Stage> = new Set<Stage>(['done', 'archived'])
+
+/** The live item at `id` as readers see it, or undefined (absent, tombstoned or unreadable). */
+export function itemAt(state: DocState, id: ItemId): Item | undefined {
+  const cached = state.items.get(id)
+  if (cached !== undefined) return cached === null ? undefined : copy(cached)
+  const item = buildItem(state, id)
+  state.items.set(id, item ?? null)
+  return item === undefined ? undefined : copy(item)
+}
+
+function buildItem(state: DocState, id: ItemId): Item | undefined {
+  if (state.parts.tombstones.has(id)) return undefined
+  const map = state.parts.items.get(id)
+  const record = map ? readRecord(map) : undefined
+  if (!map || !record) return undefined
+  const resolution = resolveStage(readStageEntries(map))
+  const item: Item = {
+    id,
+    uid: record.uid,
+    name: record.name,
+    type: record.type,
+    stage: resolution?.stage ?? 'backlog',
+    dependsOn: record.dependsOn,
+    blocked: record.blocked,
+    frozen: record.frozen,
+    retries: record.retries,
+    createdAt: record.createdAt,
+    updatedAt: record.updatedAt,
+    createdBy: record.createdBy,
+  }
+  if (record.agent !== null) item.agent = record.agent
+  return item
+}
+
+function copy(item: Item): Item {
+  return { ...item, dependsOn: [...item.dependsOn], blocked: item.blocked ? { ...item.blocked } : null }
+}
+
+export function isLive(state: DocState, id: ItemId): boolean {
+  return itemAt(state, id) !== undefined
+}
+
+export function liveIds(state: DocState): ItemId[] {
+  const ids: ItemId[] = []
+  for (const key of state.parts.items.keys()) {
+    if (isItemId(key) && !state.parts.tombstones.has(key)) ids.push(key)
+  }
+  return ids.sort((a, b) => idToNumber(a) - idToNumber(b))
+}
+
+export function listItems(state: DocState, options: ListItemsOptions): Item[] {
+  const stages = toSet<Stage>(options.stage)
+  const types = toSet<ItemType>(options.type)
+  const out: Item[] = []
+  for (const id of liveIds(state)) {
+    const item = itemAt(state, id)
+    if (!item) continue
+    if (stages && !stages.has(item.stage)) continue
+    if (types && !types.has(item.type)) continue
+    if (options.ready === true && !isReady(state, item)) continue
+    if (options.ready === false && isReady(state, item)) continue
+    out.push(item)
+  }
+  return out
+}
+
+function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | undefined {
+  if (value === undefined) return undefined
+  return new Set(typeof value === 'string' ? [value] : value)
+}
+
+/** Ready: every dependency is a live item that is done or archived. */
+export function isReady(state: DocState, item: Item): boolean {
+  return item.dependsOn.every((dep) => {
+    const target = itemAt(state, dep)
+    return target !== undefined && SATISFIED_STAGES.has(target.stage)
+  })
+}
+
+/**
+ * Checks a dependency list against the store: never the item itself, never a deleted id,
+ * and (unless allowed) never an id that is not a live item. An update must not close a cycle.
+ */
+export function checkDependencies(state: DocState, deps: readonly ItemId[], self: ItemId | undefined, allowUnknown: boolean): void {
+  for (const dep of deps) {
+    if (dep === self) throw invalid(`Item ${self} cannot depend on itself: remove ${dep} from dependsOn.`, { dependency: dep })
+    if (state.parts.tombstones.has(dep)) {
+      throw invalid(`Dependency ${dep} was deleted: remove it from dependsOn (a deleted id never comes back).`, { dependency: dep })
+    }
+    if (!allowUnknown && !isLive(state, dep)) {
+      throw invalid(`Dependency ${dep} is not an item in this store: create it first or check the id.`, { dependency: dep })
+    }
+  }
+  if (self !== undefined) {
+    const cycle = findCycle(state, self, deps)
+    if (cycle) throw invalid(`dependsOn would create a cycle ${cycle.join(' → ')}: an item cannot (indirectly) depend on itself.`, { cycle })
+  }
+}
+
+function findCycle(state: DocState, self: ItemId, deps: readonly ItemId[]): ItemId[] | undefined {
+  const seen = new Set<ItemId>()
+  const walk = (id: ItemId, path: ItemId[]): ItemId[] | undefined => {
+    if (id === self) return [...path, id]
+    if (seen.has(id)) return undefined
+    seen.add(id)
+    for (const next of itemAt(state, id)?.dependsOn ?? []) {
+      const found = walk(next, [...path, id])
+      if (found) return found
+    }
+    return undefined
+  }
+  for (const dep of deps) {
+    const found = walk(dep, [self])
+    if (found) return found
+  }
+  return undefined
+}
+
+export function stageHistory(state: DocState, id: ItemId): StageHistoryEntry[] {
+  const map = state.parts.items.get(id)
+  if (!map) return []
+  const entries = readStageEntries(map)
+  const resolution = resolveStage(entries)
+  const invalidReasons = new Map(resolution?.invalid.map(({ entry, reason }) => [entry.id, reason]) ?? [])
+  return entries
+    .map((entry): StageHistoryEntry => {
+      const reason = invalidReasons.get(entry.id)
+      const out: StageHistoryEntry = { ...entry, valid: reason === undefined, current: resolution?.current.id === entry.id }
+      if (reason !== undefined) out.invalidReason = reason
+      return out
+    })
+    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.id < b.id ? -1 : 1))
+}

@@ -1,0 +1,137 @@
+import { resolve } from 'node:path'
+import { ulid } from 'ulid'
+import { auditEvent } from '../audit/audit.js'
+import { DocketError } from '../errors.js'
+import { parseReplicaId, type ReplicaId } from '../ids.js'
+import { openDatabases, type Databases } from '../storage/db.js'
+import type { StoreHooks } from './hooks.js'
+import { stderrLogger, type Logger } from './logger.js'
+import { loadState } from './state.js'
+import { Store } from './store.js'
+import { invalid, requireObject } from './validate.js'
+
+/** The on-disk format this code writes. A store with a higher version is refused, not guessed at. */
+export const SCHEMA_VERSION = 1
+export const DEFAULT_DIR = '.docket'
+
+export interface OpenStoreOptions {
+  /** The store directory. Default: `DOCKET_DIR`, else `.docket` in the working directory. */
+  dir?: string
+  /** Create the store if the directory holds none. Default: true. */
+  create?: boolean
+  /**
+   * This replica's id, fixed when the store is created (a ULID is generated if omitted).
+   * Opening an existing store with a different id is refused.
+   */
+  replicaId?: string
+  /** Where WARN lines go. Default: stderr. */
+  logger?: Logger
+  /**
+   * `sync` (default) fsyncs every batch: a returned write survives power loss.
+   * `relaxed` leaves flushing to the OS: it survives a killed process but not a power cut.
+   */
+  durability?: 'sync' | 'relaxed'
+  /** Update rows kept before they are folded into one snapshot. Default: 500. */
+  compactAfterRows?: number
+  /** Fault-injection seams for tests. Default: none. */
+  hooks?: StoreHooks
+}
+
+export function defaultDir(): string {
+  return process.env.DOCKET_DIR && process.env.DOCKET_DIR.length > 0 ? process.env.DOCKET_DIR : DEFAULT_DIR
+}
+
+/**
+ * Opens the store in `dir` (creating it unless `create: false`). Fails with STORE_LOCKED if
+ * another process has it open, SCHEMA_TOO_NEW if a newer docket wrote it.
+ */
+export async function openStore(options: OpenStoreOptions = {}): Promise<Store> {
+  const opts = requireObject(options, 'openStore options') as OpenStoreOptions
+  if (opts.dir !== undefined && (typeof opts.dir !== 'string' || opts.dir.length === 0)) throw invalid('dir must be a non-empty path.')
+  const dir = resolve(opts.dir ?? defaultDir())
+  const compactAfterRows = opts.compactAfterRows ?? 500
+  if (!Number.isSafeInteger(compactAfterRows) || compactAfterRows < 1) throw invalid('compactAfterRows must be a positive integer.')
+  if (opts.durability !== undefined && opts.durability !== 'sync' && opts.durability !== 'relaxed') {
+    throw invalid(`durability must be "sync" or "relaxed", got ${JSON.stringify(opts.durability)}.`)
+  }
+  const requestedReplica = opts.replicaId === undefined ? undefined : parseReplicaId(opts.replicaId)
+  const logger = opts.logger ?? stderrLogger
+  const dbs = await openDatabases(dir, opts.create !== false)
+  try {
+    const replicaId = await readOrInitMeta(dbs, dir, requestedReplica, opts.create !== false)
+    const state = await loadState(dbs, 1)
+    const store = new Store({
+      dir,
+      replicaId,
+      dbs,
+      state,
+      logger,
+      hooks: opts.hooks,
+      sync: opts.durability !== 'relaxed',
+      compactAfterRows,
+    })
+    await store.start()
+    return store
+  } catch (err) {
+    await dbs.root.close().catch(() => {})
+    throw err
+  }
+}
+
+async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId | undefined, create: boolean): Promise<ReplicaId> {
+  const schemaText = await dbs.meta.get('schema')
+  if (schemaText === undefined) {
+    if (await hasAnyKey(dbs)) {
+      throw new DocketError('STORE_CORRUPT', `${dir} holds a LevelDB that is not a docket store (no schema version): point --dir at a docket store or an empty directory.`, {
+        details: { dir },
+      })
+    }
+    if (!create) throw new DocketError('STORE_NOT_FOUND', `No docket store at ${dir}: run \`docket init\` there.`, { details: { dir } })
+    const replicaId = requested ?? (ulid() as ReplicaId)
+    const created = auditEvent('store_created', replicaId, { schema: SCHEMA_VERSION, dir })
+    const { id, ...rest } = created
+    await dbs.root.batch(
+      [
+        { type: 'put', sublevel: dbs.meta, key: 'schema', value: String(SCHEMA_VERSION) },
+        { type: 'put', sublevel: dbs.meta, key: 'replicaId', value: replicaId },
+        { type: 'put', sublevel: dbs.meta, key: 'createdAt', value: created.at },
+        { type: 'put', sublevel: dbs.audit, key: id, value: JSON.stringify(rest) },
+      ] as never,
+      { sync: true },
+    )
+    return replicaId
+  }
+  const schema = Number(schemaText)
+  if (!Number.isSafeInteger(schema) || schema < 1) {
+    throw new DocketError('STORE_CORRUPT', `The store at ${dir} has an unreadable schema version ${JSON.stringify(schemaText)}: restore it from a backup.`, {
+      details: { dir },
+    })
+  }
+  if (schema > SCHEMA_VERSION) {
+    throw new DocketError(
+      'SCHEMA_TOO_NEW',
+      `The store at ${dir} was written by a newer docket (schema ${schema}; this one reads up to ${SCHEMA_VERSION}): upgrade docket to open it. Nothing was changed.`,
+      { details: { dir, schema, supported: SCHEMA_VERSION } },
+    )
+  }
+  const stored = await dbs.meta.get('replicaId')
+  let replicaId: ReplicaId
+  try {
+    replicaId = parseReplicaId(stored)
+  } catch (err) {
+    throw new DocketError('STORE_CORRUPT', `The store at ${dir} has no valid replica id: restore it from a backup.`, { cause: err, details: { dir } })
+  }
+  if (requested !== undefined && requested !== replicaId) {
+    throw invalid(`The store at ${dir} belongs to replica ${replicaId}, not ${requested}: a replica id is fixed when the store is created; omit replicaId or use another directory.`, {
+      dir,
+      replicaId,
+      requested,
+    })
+  }
+  return replicaId
+}
+
+async function hasAnyKey(dbs: Databases): Promise<boolean> {
+  for await (const _ of dbs.root.keys({ limit: 1 })) return true
+  return false
+}

@@ -1,0 +1,832 @@
+import * as Y from 'yjs'
+import { auditEvent, decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
+import { buildItemMap, contentOf, F, readRecord, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
+import { DocketError } from '../errors.js'
+import { idToNumber, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import type { Databases } from '../storage/db.js'
+import { parseSlot } from '../storage/keys.js'
+import type { StageEntry } from '../stage/log.js'
+import { nextEntry } from '../stage/advance.js'
+import { isEventType, transition, validEvents, type StageEvent } from '../stage/machine.js'
+import { resolveStage } from '../stage/resolve.js'
+import type {
+  Alias,
+  AuditEvent,
+  AuditQuery,
+  ContentValue,
+  CreateItemInput,
+  CreateItemOptions,
+  Item,
+  ListItemsOptions,
+  StageHistoryEntry,
+  StoreEvent,
+  StoreListener,
+  Tombstone,
+  UpdateItemInput,
+} from '../types.js'
+import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
+import { decodeContent, evidenceFromDocument, evidenceFromShadow, type Evidence } from './evidence.js'
+import type { StoreHooks } from './hooks.js'
+import { checkDependencies, itemAt, listItems, stageHistory } from './items.js'
+import { OpContext, RemoteOrigin, type Job } from './job.js'
+import type { Logger } from './logger.js'
+import { DocState, LOAD_ORIGIN, loadState, type CorruptRow, type Intent } from './state.js'
+import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
+import { verifyStore, type ConsistencyReport } from './verify.js'
+import { Writer } from './writer.js'
+
+export interface DeleteItemOptions {
+  reason?: string
+}
+
+export interface DeleteResult {
+  id: ItemId
+  uid: Uid
+  /** True when the id was already tombstoned: nothing was written. */
+  alreadyDeleted: boolean
+}
+
+/** A committed update, for replication: `remote` is true for updates that came from a peer. */
+export type UpdateListener = (update: Uint8Array, info: { remote: boolean }) => void
+
+export interface StoreStats {
+  items: number
+  tombstones: number
+  highestId: number
+  /** Update rows on disk now, and their total size. */
+  updateRows: number
+  /** Update rows and bytes read by the last open (or reload). */
+  openedRows: number
+  openedBytes: number
+  compactions: number
+  corruptRows: number
+  pendingReanchors: number
+}
+
+/** @internal The parts openStore assembles; not part of the public API. */
+export interface StoreInit {
+  dir: string
+  replicaId: ReplicaId
+  dbs: Databases
+  state: DocState
+  logger: Logger
+  hooks: StoreHooks | undefined
+  sync: boolean
+  compactAfterRows: number
+}
+
+/**
+ * A docket store: one replica of a pipeline. Every mutation is validated, applied to the
+ * Y.Doc in one transaction, then persisted — the Yjs update together with the shadow rows,
+ * content rows and audit events it implies — in one LevelDB batch before the call returns.
+ */
+export class Store implements AsyncDisposable {
+  readonly dir: string
+  readonly replicaId: ReplicaId
+  readonly #dbs: Databases
+  readonly #logger: Logger
+  readonly #hooks: StoreHooks | undefined
+  readonly #writer: Writer
+  readonly #listeners = new Set<StoreListener>()
+  readonly #updateListeners = new Set<UpdateListener>()
+  readonly #reanchors = new Map<ItemId, Promise<ItemId | undefined>>()
+  readonly #compactAfterRows: number
+  #state: DocState
+  #closing: Promise<void> | null = null
+  #reloading: Promise<void> | null = null
+  #broken: DocketError | null = null
+
+  /** @internal Use `openStore`. */
+  constructor(init: StoreInit) {
+    this.dir = init.dir
+    this.replicaId = init.replicaId
+    this.#dbs = init.dbs
+    this.#logger = init.logger
+    this.#hooks = init.hooks
+    this.#state = init.state
+    this.#compactAfterRows = init.compactAfterRows
+    this.#writer = new Writer({
+      dir: init.dir,
+      dbs: init.dbs,
+      sync: init.sync,
+      logger: init.logger,
+      hooks: init.hooks,
+      compactAfterRows: init.compactAfterRows,
+      current: () => this.#state,
+      committed: (job) => this.#committed(job),
+      failed: (error) => this.#reload(error),
+    })
+    this.#attach(this.#state)
+  }
+
+  /** @internal Settles what a previous session left in the journal and reports damaged rows. */
+  async start(): Promise<void> {
+    await this.#reportCorrupt(this.#state.corrupt)
+    this.#runPendingReanchors()
+    await Promise.all(this.#reanchors.values())
+    if (this.#state.liveSeqs.length > this.#compactAfterRows) await this.#writer.compact(this.#state)
+  }
+
+  // ───────────────────────────── items ─────────────────────────────
+
+  /**
+   * Creates an item: validate, allocate (never a tombstoned id), write the CRDT entry behind
+   * the tombstone guard, read it back, and persist entry, shadow row, content and audit
+   * event in one batch. Throws CREATE_NOT_MATERIALIZED if the entry did not appear.
+   */
+  async createItem(input: CreateItemInput, options: CreateItemOptions = {}): Promise<Item> {
+    await this.#ready()
+    const checked = checkCreateInput(input)
+    const allowUnknown = requireObject(options, 'createItem options').allowUnknownDependencies === true
+    const state = this.#state
+    checkDependencies(state, checked.dependsOn, checked.id, allowUnknown)
+    this.#hooks?.step?.('create:validated')
+
+    let id: ItemId
+    if (checked.id !== undefined) {
+      id = checked.id
+    } else {
+      id = state.allocator.peek()
+      if (this.#hooks?.allocate) id = parseItemId(this.#hooks.allocate(id))
+    }
+    if (state.parts.tombstones.has(id)) {
+      await this.#rejectWrite(id, 'create', checked.id !== undefined ? 'requested id is tombstoned' : 'allocator proposed a tombstoned id')
+    }
+    if (state.parts.items.has(id) || state.pendingReanchor.has(id)) {
+      throw new DocketError('ALREADY_EXISTS', `Item ${id} already exists: ${checked.id !== undefined ? 'import it under another id or skip it' : 'this is an allocator bug, please report it'}.`, {
+        details: { id },
+      })
+    }
+    this.#hooks?.step?.('create:allocated', { id })
+
+    const uid = nextUlid() as Uid
+    const now = new Date().toISOString()
+    const record: ItemRecord = {
+      uid,
+      name: checked.name,
+      type: checked.type,
+      dependsOn: checked.dependsOn,
+      blocked: checked.blocked,
+      frozen: checked.frozen,
+      agent: checked.agent,
+      retries: checked.retries,
+      createdAt: now,
+      updatedAt: now,
+      createdBy: this.replicaId,
+    }
+    const entry: StageEntry = { id: nextUlid(), epoch: 0, stage: checked.stage, event: 'created', basedOn: null, by: this.replicaId, at: now }
+    const ctx = new OpContext('create')
+    ctx.audit.push(auditEvent('created', this.replicaId, { uid, name: record.name, type: record.type, stage: checked.stage, slots: [...checked.content.keys()] }, id))
+    this.#hooks?.step?.('create:before-crdt-write', { id, uid })
+
+    let refused = false
+    state.doc.transact(() => {
+      // The tombstone guard: the last check, inside the transaction that writes.
+      if (state.parts.tombstones.has(id)) {
+        refused = true
+        return
+      }
+      state.parts.items.set(id, buildItemMap(record, [entry], checked.content))
+      this.#raiseHighWater(state, id)
+    }, ctx)
+    this.#hooks?.step?.('create:crdt-written', { id, uid })
+
+    const back = state.parts.items.get(id)
+    if (refused || !back || readRecord(back)?.uid !== uid) {
+      ctx.audit.length = 0
+      const reason = refused ? 'tombstoned' : 'entry not found after write'
+      this.#logger.warn(`create of item ${id} refused by the tombstone guard (${reason}); nothing was kept`)
+      ctx.audit.push(auditEvent('write_rejected', this.replicaId, { op: 'create', reason, uid }, id))
+      ctx.audit.push(auditEvent('create_rolled_back', this.replicaId, { uid, name: record.name, reason }, id))
+      ctx.events.push({ type: 'write_rejected', id, reason })
+      await this.#commit(state, ctx)
+      throw new DocketError(
+        'CREATE_NOT_MATERIALIZED',
+        `Item ${id} was not created: its id was deleted concurrently (the tombstone guard refused the write). Nothing was kept; create the item again to get a fresh id.`,
+        { details: { id, uid, reason } },
+      )
+    }
+    await this.#commit(state, ctx)
+    this.#hooks?.step?.('create:committed', { id, uid })
+    return this.#settleCreated(id, uid, record, checked.stage)
+  }
+
+  /** Follows a freshly created item if a concurrent update displaced it before it settled. */
+  async #settleCreated(id: ItemId, uid: Uid, record: ItemRecord, stage: Item['stage']): Promise<Item> {
+    const pending = this.#state.pendingReanchor.get(id)
+    if (pending?.uid === uid) {
+      const moved = await (this.#reanchors.get(id) ?? Promise.resolve(undefined))
+      if (moved) return itemAt(this.#state, moved) ?? this.#snapshot(moved, record, stage)
+    }
+    const live = itemAt(this.#state, id)
+    if (live?.uid === uid) return live
+    const alias = this.aliases().find((a) => a.uid === uid)
+    if (alias) return itemAt(this.#state, alias.newId) ?? this.#snapshot(alias.newId, record, stage)
+    return this.#snapshot(id, record, stage)
+  }
+
+  #snapshot(id: ItemId, record: ItemRecord, stage: Item['stage']): Item {
+    const item: Item = {
+      id,
+      uid: record.uid,
+      name: record.name,
+      type: record.type,
+      stage,
+      dependsOn: [...record.dependsOn],
+      blocked: record.blocked,
+      frozen: record.frozen,
+      retries: record.retries,
+      createdAt: record.createdAt,
+      updatedAt: record.updatedAt,
+      createdBy: record.createdBy,
+    }
+    if (record.agent !== null) item.agent = record.agent
+    return item
+  }
+
+  getItem(id: ItemId | string): Item | undefined {
+    this.#assertOpen()
+    return itemAt(this.#state, parseItemId(id))
+  }
+
+  listItems(options: ListItemsOptions = {}): Item[] {
+    this.#assertOpen()
+    const opts = requireObject(options, 'listItems options') as ListItemsOptions
+    return listItems(this.#state, checkListOptions(opts))
+  }
+
+  /** Sends a stage event: the only way to change a stage. Returns the item as it now is. */
+  async apply(id: ItemId | string, event: StageEvent | StageEvent['type']): Promise<Item> {
+    await this.#ready()
+    const itemId = parseItemId(id)
+    const ev: StageEvent = typeof event === 'string' ? { type: event } : requireObject(event, 'event') as unknown as StageEvent
+    if (!isEventType(ev.type)) {
+      const current = itemAt(this.#state, itemId)
+      transition(current?.stage ?? 'backlog', ev.type) // throws INVALID_TRANSITION naming the valid events
+    }
+    const reason = ev.reason === undefined ? undefined : checkReason(ev.reason)
+    const { state, map } = await this.#live(itemId, 'apply')
+    const resolution = resolveStage(readStageEntries(map))
+    if (!resolution) {
+      throw new DocketError('STORE_CORRUPT', `Item ${itemId} has no valid stage entry: run \`docket doctor\` to inspect it.`, { details: { id: itemId } })
+    }
+    const now = new Date().toISOString()
+    const entry = nextEntry(resolution, reason === undefined ? { type: ev.type } : { type: ev.type, reason }, this.replicaId, now, nextUlid())
+    const next = entry.stage
+    const ctx = new OpContext('apply')
+    ctx.audit.push(
+      auditEvent('transitioned', this.replicaId, { event: ev.type, from: resolution.stage, to: next, entryId: entry.id, epoch: entry.epoch, ...(reason ? { reason } : {}) }, itemId),
+    )
+    state.doc.transact(() => {
+      stagesOf(map)?.push([entry])
+      map.set(F.updatedAt, now)
+    }, ctx)
+    await this.#commit(state, ctx)
+    return this.#require(itemId)
+  }
+
+  /** The valid events from the item's current stage (for UIs and error messages). */
+  validEvents(id: ItemId | string): StageEvent['type'][] {
+    const item = this.#require(parseItemId(id))
+    return validEvents(item.stage)
+  }
+
+  async updateItem(id: ItemId | string, patch: UpdateItemInput): Promise<Item> {
+    await this.#ready()
+    const itemId = parseItemId(id)
+    const checked = checkUpdateInput(patch)
+    const { state, map } = await this.#live(itemId, 'update')
+    if (checked.dependsOn) checkDependencies(state, checked.dependsOn, itemId, false)
+    const before = itemAt(state, itemId)!
+    const changes: Record<string, { from: unknown; to: unknown }> = {}
+    const now = new Date().toISOString()
+    const ctx = new OpContext('update')
+    for (const [field, value] of Object.entries(checked)) {
+      const old = field === 'agent' ? (before.agent ?? null) : (before as unknown as Record<string, unknown>)[field]
+      if (JSON.stringify(old) !== JSON.stringify(value)) changes[field] = { from: old, to: value }
+    }
+    if (Object.keys(changes).length === 0) return before
+    ctx.audit.push(auditEvent('updated', this.replicaId, { changes }, itemId))
+    state.doc.transact(() => {
+      for (const field of Object.keys(changes)) {
+        const value = (checked as Record<string, unknown>)[field]
+        if (field === 'agent' && value === null) map.delete(F.agent)
+        else map.set(field, Array.isArray(value) ? [...value] : value)
+      }
+      map.set(F.updatedAt, now)
+    }, ctx)
+    await this.#commit(state, ctx)
+    return this.#require(itemId)
+  }
+
+  /** Tombstones the id (forever: it is never written or issued again) and clears its content. */
+  async deleteItem(id: ItemId | string, options: DeleteItemOptions = {}): Promise<DeleteResult> {
+    await this.#ready()
+    const itemId = parseItemId(id)
+    const opts = requireObject(options, 'deleteItem options') as DeleteItemOptions
+    const reason = opts.reason === undefined ? null : checkReason(opts.reason)
+    const state = this.#state
+    const tomb = state.parts.tombstones.get(itemId)
+    if (tomb) return { id: itemId, uid: tomb.uid, alreadyDeleted: true }
+    const item = itemAt(state, itemId)
+    if (!item) throw notFound(itemId)
+    const tombstone: Tombstone = { uid: item.uid, at: new Date().toISOString(), by: this.replicaId, reason }
+    const ctx = new OpContext('delete')
+    ctx.audit.push(auditEvent('deleted', this.replicaId, { uid: item.uid, name: item.name, stage: item.stage, reason }, itemId))
+    state.doc.transact(() => {
+      state.parts.tombstones.set(itemId, tombstone)
+      state.parts.items.delete(itemId)
+    }, ctx)
+    await this.#commit(state, ctx)
+    return { id: itemId, uid: item.uid, alreadyDeleted: false }
+  }
+
+  // ───────────────────────────── content ─────────────────────────────
+
+  /** The text of a content slot (default `body`), or undefined if the item has no such slot. */
+  async readContent(id: ItemId | string, slot = 'body'): Promise<string | undefined> {
+    const value = this.#contentValue(parseItemId(id), parseSlot(slot))
+    if (value === undefined || typeof value === 'string') return value
+    const text = decodeContent(value)
+    if (typeof text === 'string') return text
+    throw invalid(`Slot "${slot}" of item ${id} holds bytes that are not UTF-8 text: read it with readContentBytes.`, { id, slot })
+  }
+
+  async readContentBytes(id: ItemId | string, slot = 'body'): Promise<Uint8Array | undefined> {
+    const value = this.#contentValue(parseItemId(id), parseSlot(slot))
+    if (value === undefined) return undefined
+    return typeof value === 'string' ? new Uint8Array(Buffer.from(value, 'utf8')) : new Uint8Array(value)
+  }
+
+  contentSlots(id: ItemId | string): string[] {
+    this.#assertOpen()
+    const itemId = parseItemId(id)
+    if (!itemAt(this.#state, itemId)) throw this.#missing(itemId)
+    return [...(contentOf(this.#state.parts.items.get(itemId)!)?.keys() ?? [])].sort()
+  }
+
+  #contentValue(id: ItemId, slot: string): ContentValue | undefined {
+    this.#assertOpen()
+    if (!itemAt(this.#state, id)) throw this.#missing(id)
+    const value = contentOf(this.#state.parts.items.get(id)!)?.get(slot)
+    return typeof value === 'string' || value instanceof Uint8Array ? value : undefined
+  }
+
+  /** Writes a content slot; `null` removes the slot. */
+  async writeContent(id: ItemId | string, slot: string, value: ContentValue | null): Promise<void> {
+    await this.#ready()
+    const itemId = parseItemId(id)
+    const name = parseSlot(slot)
+    const checked = value === null ? null : checkContentValue(value, name)
+    const { state, map } = await this.#live(itemId, 'writeContent')
+    const ctx = new OpContext('writeContent')
+    const bytes = checked === null ? 0 : typeof checked === 'string' ? Buffer.byteLength(checked, 'utf8') : checked.byteLength
+    ctx.audit.push(auditEvent('content_written', this.replicaId, { slot: name, bytes, removed: checked === null }, itemId))
+    state.doc.transact(() => {
+      let content = contentOf(map)
+      if (!content) {
+        content = new Y.Map<ContentValue>()
+        map.set(F.content, content)
+      }
+      if (checked === null) content.delete(name)
+      else content.set(name, checked)
+      map.set(F.updatedAt, new Date().toISOString())
+    }, ctx)
+    await this.#commit(state, ctx)
+  }
+
+  // ───────────────────────────── tombstones, ids, aliases ─────────────────────────────
+
+  isTombstoned(id: ItemId | string): boolean {
+    this.#assertOpen()
+    return this.#state.parts.tombstones.has(parseItemId(id))
+  }
+
+  tombstone(id: ItemId | string): Tombstone | undefined {
+    this.#assertOpen()
+    const tomb = this.#state.parts.tombstones.get(parseItemId(id))
+    return tomb ? { ...tomb } : undefined
+  }
+
+  tombstonedIds(): ItemId[] {
+    this.#assertOpen()
+    return [...this.#state.parts.tombstones.keys()]
+      .filter((key): key is ItemId => /^[1-9][0-9]*$/.test(key))
+      .sort((a, b) => idToNumber(a) - idToNumber(b))
+  }
+
+  /** The id the next createItem will get (unless another replica takes it first). O(1). */
+  peekNextId(): ItemId {
+    this.#assertOpen()
+    return this.#state.allocator.peek()
+  }
+
+  /** Re-anchorings recorded for items that lost their id; all, or those of one old id. */
+  aliases(oldId?: ItemId | string): Alias[] {
+    this.#assertOpen()
+    const filter = oldId === undefined ? undefined : parseItemId(oldId)
+    return [...this.#state.parts.aliases.values()].filter((a) => filter === undefined || a.oldId === filter).map((a) => ({ ...a }))
+  }
+
+  stageHistory(id: ItemId | string): StageHistoryEntry[] {
+    this.#assertOpen()
+    const itemId = parseItemId(id)
+    if (!itemAt(this.#state, itemId)) throw this.#missing(itemId)
+    return stageHistory(this.#state, itemId)
+  }
+
+  // ───────────────────────────── audit, events ─────────────────────────────
+
+  /** The audit log, oldest first. */
+  async *audit(query: AuditQuery = {}): AsyncGenerator<AuditEvent> {
+    this.#assertOpen()
+    const q = requireObject(query, 'audit query') as AuditQuery
+    if (q.since !== undefined && (typeof q.since !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(q.since))) {
+      throw invalid(`since must be the ULID of an audit event, got ${JSON.stringify(q.since)}.`)
+    }
+    const kinds = q.kinds === undefined ? undefined : new Set(q.kinds)
+    for (const kind of kinds ?? []) {
+      if (!isAuditKind(kind)) throw invalid(`Unknown audit kind ${JSON.stringify(kind)}.`)
+    }
+    const itemId = q.itemId === undefined ? undefined : parseItemId(q.itemId)
+    const limit = q.limit ?? Infinity
+    let count = 0
+    for await (const [key, text] of this.#dbs.audit.iterator(q.since ? { gt: q.since } : {})) {
+      const event = decodeAudit(key, text)
+      if (kinds && !kinds.has(event.kind)) continue
+      if (itemId !== undefined && event.itemId !== itemId) continue
+      yield event
+      if (++count >= limit) return
+    }
+  }
+
+  /** Listens to changes after they are on disk. Returns the function that unsubscribes. */
+  subscribe(listener: StoreListener): () => void {
+    this.#assertOpen()
+    if (typeof listener !== 'function') throw invalid('subscribe needs a function.')
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  // ───────────────────────────── replication ─────────────────────────────
+
+  encodeStateVector(): Uint8Array {
+    this.#assertOpen()
+    return Y.encodeStateVector(this.#state.doc)
+  }
+
+  /** The document as one update; with a state vector, only what that replica lacks. */
+  encodeStateAsUpdate(stateVector?: Uint8Array): Uint8Array {
+    this.#assertOpen()
+    return Y.encodeStateAsUpdate(this.#state.doc, stateVector)
+  }
+
+  /**
+   * Applies an update from another replica and resolves once it — and the shadow rows it
+   * implies — are on disk. Items it displaces are re-anchored afterwards.
+   */
+  applyUpdate(update: Uint8Array, source = 'remote'): Promise<void> {
+    try {
+      this.#assertOpen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    // Applied synchronously unless a reload is under way, so that callers (and fault
+    // injection) can interleave it precisely with local operations.
+    if (this.#reloading) return this.#reloading.then(() => this.applyUpdate(update, source))
+    if (!(update instanceof Uint8Array)) return Promise.reject(invalid('applyUpdate needs a Uint8Array holding a Yjs update.'))
+    const origin = new RemoteOrigin(source)
+    try {
+      Y.applyUpdate(this.#state.doc, update, origin)
+    } catch (err) {
+      return Promise.reject(
+        new DocketError('INVALID_INPUT', `The update from ${source} is not a valid Yjs update: it was ignored. Check the peer's docket version.`, { cause: err }),
+      )
+    }
+    return origin.job ? origin.job.promise : Promise.resolve()
+  }
+
+  /** Listens to updates once they are on disk (local and remote), for replication. */
+  onUpdate(listener: UpdateListener): () => void {
+    this.#assertOpen()
+    this.#updateListeners.add(listener)
+    return () => this.#updateListeners.delete(listener)
+  }
+
+  /** Resolves when every write started so far is on disk and every re-anchoring is done. */
+  async flush(): Promise<void> {
+    this.#assertOpen()
+    for (;;) {
+      await this.#writer.idle()
+      const pending = [...this.#reanchors.values()]
+      if (pending.length === 0) break
+      await Promise.all(pending)
+    }
+  }
+
+  // ───────────────────────────── health ─────────────────────────────
+
+  /** Folds every update row into one snapshot row now (the writer also does it on its own). */
+  async compact(): Promise<void> {
+    await this.#ready()
+    await this.#writer.compact(this.#state)
+  }
+
+  /** Total bytes of the update rows on disk (what the next open reads). */
+  async storedUpdateBytes(): Promise<number> {
+    this.#assertOpen()
+    let total = 0
+    for await (const value of this.#dbs.doc.values()) total += value.byteLength
+    return total
+  }
+
+  stats(): StoreStats {
+    this.#assertOpen()
+    const state = this.#state
+    return {
+      items: [...state.parts.items.keys()].filter((id) => !state.parts.tombstones.has(id)).length,
+      tombstones: state.parts.tombstones.size,
+      highestId: state.allocator.highest,
+      updateRows: state.liveSeqs.length,
+      openedRows: state.readRows,
+      openedBytes: state.readBytes,
+      compactions: this.#writer.compactions,
+      corruptRows: state.corrupt.length,
+      pendingReanchors: state.pendingReanchor.size,
+    }
+  }
+
+  /**
+   * Compares the shadow content store with the CRDT (read-only): missing or stale shadow rows,
+   * missing content, damaged rows, unfinished intents, and ids whose rows no live item owns.
+   */
+  async verify(): Promise<ConsistencyReport> {
+    await this.#ready()
+    await this.flush()
+    return verifyStore(this.#dbs, this.#state)
+  }
+
+  /** Rows that could not be read at open (they are kept on disk, never compacted away). */
+  corruptRows(): CorruptRow[] {
+    this.#assertOpen()
+    return this.#state.corrupt.map((row) => ({ ...row }))
+  }
+
+  /** Journal rows of long operations that did not finish (an interrupted import, say). */
+  pendingIntents(): Intent[] {
+    this.#assertOpen()
+    return this.#state.intents.map((intent) => ({ ...intent, data: { ...intent.data } }))
+  }
+
+  get closed(): boolean {
+    return this.#closing !== null
+  }
+
+  /** Waits for pending writes, then releases the document and the LevelDB. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  async #close(): Promise<void> {
+    try {
+      await Promise.allSettled([...this.#reanchors.values()])
+      await this.#writer.idle()
+      await Promise.allSettled([...this.#reanchors.values()])
+      await this.#writer.idle()
+    } finally {
+      this.#listeners.clear()
+      this.#updateListeners.clear()
+      this.#state.destroy()
+      await this.#dbs.root.close()
+    }
+  }
+
+  // ───────────────────────────── internals ─────────────────────────────
+
+  #assertOpen(): void {
+    if (this.#closing !== null) {
+      throw new DocketError('STORE_CLOSED', `The store at ${this.dir} is closed: open it again with openStore().`, { details: { dir: this.dir } })
+    }
+    if (this.#broken) throw this.#broken
+  }
+
+  async #ready(): Promise<void> {
+    this.#assertOpen()
+    if (this.#reloading) await this.#reloading
+    this.#assertOpen()
+  }
+
+  #require(id: ItemId): Item {
+    const item = itemAt(this.#state, id)
+    if (!item) throw this.#missing(id)
+    return item
+  }
+
+  #missing(id: ItemId): DocketError {
+    if (this.#state.parts.tombstones.has(id)) {
+      return new DocketError('TOMBSTONED', `Item ${id} was deleted; deleted ids are never reused. Create a new item instead.`, { details: { id } })
+    }
+    return notFound(id)
+  }
+
+  /** The live item's map, or a loud refusal: a write to a tombstoned id is logged and audited. */
+  async #live(id: ItemId, op: string): Promise<{ state: DocState; map: Y.Map<unknown> }> {
+    const state = this.#state
+    if (state.parts.tombstones.has(id)) await this.#rejectWrite(id, op, 'tombstoned')
+    const map = state.parts.items.get(id)
+    if (!map || !itemAt(state, id)) throw notFound(id)
+    return { state, map }
+  }
+
+  async #rejectWrite(id: ItemId, op: string, reason: string): Promise<never> {
+    this.#logger.warn(`${op} on item ${id} rejected: ${reason}; deleted ids are never written again`)
+    const ctx = new OpContext('reject')
+    ctx.audit.push(auditEvent('write_rejected', this.replicaId, { op, reason }, id))
+    ctx.events.push({ type: 'write_rejected', id, reason })
+    await this.#commit(this.#state, ctx)
+    throw new DocketError('TOMBSTONED', `Item ${id} was deleted, so ${op} was refused: deleted ids are never written or reused. Create a new item instead.`, {
+      details: { id, op },
+    })
+  }
+
+  #raiseHighWater(state: DocState, id: ItemId): void {
+    const n = idToNumber(id)
+    const mark = state.parts.alloc.get(this.replicaId)
+    if (typeof mark !== 'number' || mark < n) state.parts.alloc.set(this.replicaId, n)
+  }
+
+  /** Submits the job of a local transaction (or of an operation that changed nothing). */
+  async #commit(state: DocState, ctx: OpContext): Promise<void> {
+    if (ctx.job) await ctx.job.promise
+    else await this.#writer.submit(jobFromContext(this.#env(state), ctx))
+  }
+
+  #env(state: DocState): CaptureEnv {
+    return { state, replicaId: this.replicaId, logger: this.#logger }
+  }
+
+  #attach(state: DocState): void {
+    state.doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
+      if (origin === LOAD_ORIGIN || state !== this.#state) return
+      let job: Job
+      try {
+        job = captureTransaction(this.#env(state), tr, update, origin)
+      } catch (err) {
+        // A bug, not an input problem: memory now differs from disk, so stop writing.
+        this.#broken = new DocketError('STORE_CORRUPT', `Internal error while recording a change (${(err as Error).message}): nothing more is written; close and reopen the store, and report this.`, { cause: err })
+        throw this.#broken
+      }
+      if (origin instanceof RemoteOrigin) origin.job = job
+      if (job.startsReanchor) job.afterCommit.push(() => this.#runPendingReanchors())
+      void this.#writer.submit(job)
+    })
+  }
+
+  #committed(job: Job): void {
+    if (job.update) {
+      for (const listener of this.#updateListeners) this.#safely(() => listener(job.update!, { remote: job.remote }))
+    }
+    for (const event of job.events) this.#emit(event)
+  }
+
+  #emit(event: StoreEvent): void {
+    for (const listener of this.#listeners) this.#safely(() => listener(event))
+  }
+
+  #safely(fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.#logger.error?.(`a store listener threw: ${(err as Error)?.stack ?? String(err)}`)
+    }
+  }
+
+  /** After a failed write: throw away memory and rebuild it from what reached the disk. */
+  async #reload(error: DocketError): Promise<void> {
+    const old = this.#state
+    this.#reloading = (async () => {
+      try {
+        const fresh = await loadState(this.#dbs, old.generation + 1)
+        this.#state = fresh
+        this.#attach(fresh)
+        old.destroy()
+        this.#logger.warn(`the store at ${this.dir} reloaded its state from disk after a failed write`)
+      } catch (err) {
+        this.#broken = new DocketError('PERSIST_FAILED', `The store at ${this.dir} cannot read its own disk after a failed write (${(err as Error).message}): close it and open it again.`, {
+          cause: error,
+        })
+      } finally {
+        this.#reloading = null
+      }
+    })()
+    await this.#reloading
+  }
+
+  async #reportCorrupt(rows: readonly CorruptRow[]): Promise<void> {
+    const ctx = new OpContext('corrupt')
+    for (const row of rows) {
+      this.#logger.warn(`corrupt row in ${row.sublevel} at key ${JSON.stringify(row.key)}: ${row.error}; it is kept and skipped`)
+      const key = `corrupt:${row.sublevel}/${row.key}`
+      if (this.#state.reported.has(key)) continue
+      this.#state.reported.add(key)
+      ctx.puts.push({ sublevel: 'reported', key, value: '' })
+      ctx.audit.push(auditEvent('corrupt_row', this.replicaId, { ...row }))
+    }
+    if (ctx.audit.length > 0) await this.#commit(this.#state, ctx)
+  }
+
+  #runPendingReanchors(): void {
+    for (const id of this.#state.pendingReanchor.keys()) {
+      if (this.#reanchors.has(id)) continue
+      const run = this.#reanchor(id).finally(() => this.#reanchors.delete(id))
+      this.#reanchors.set(id, run)
+    }
+  }
+
+  /**
+   * Moves our displaced item from `oldId` to a fresh id: the new CRDT entry, its rows, the
+   * alias and the journal clean-up go to disk in one batch, so a crash leaves either the
+   * displaced item with its intent (redone at the next open) or the finished move.
+   */
+  async #reanchor(oldId: ItemId): Promise<ItemId | undefined> {
+    const state = this.#state
+    const pending = state.pendingReanchor.get(oldId)
+    if (!pending) return undefined
+    const done = [...state.parts.aliases.values()].find((a) => a.uid === pending.uid && a.oldId === oldId)
+    let evidence: Evidence | string = done ? 'already re-anchored' : pending.source === 'shadow'
+      ? await evidenceFromShadow(this.#dbs, oldId, pending.uid)
+      : evidenceFromDocument(state, oldId, pending.uid)
+    this.#hooks?.step?.('reanchor:read', { id: oldId, uid: pending.uid })
+    if (state !== this.#state || this.#closing) return undefined
+    const ctx = new OpContext('reanchor')
+    ctx.reanchorOf = oldId
+    ctx.refresh.add(oldId)
+    ctx.dels.push({ sublevel: 'journal', key: pending.journalKey })
+    if (typeof evidence === 'string') {
+      if (!done) {
+        this.#logger.error?.(`cannot re-anchor item ${pending.uid} from id ${oldId}: ${evidence}`)
+        ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: pending.uid, oldId, newId: null, failed: evidence }, oldId))
+      }
+      await this.#commit(state, ctx)
+      return done?.newId
+    }
+    const newId = this.#freshId(state)
+    const alias: Alias = { uid: pending.uid, oldId, newId, at: new Date().toISOString(), by: this.replicaId, reason: pending.reason }
+    ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: pending.uid, oldId, newId, reason: pending.reason, name: evidence.record.name }, newId))
+    ctx.events.push({ type: 'reanchored', uid: pending.uid, oldId, newId, reason: pending.reason })
+    this.#logger.warn(`item ${pending.uid} lost id ${oldId} (${pending.reason}); re-anchored to ${newId}`)
+    const record = { ...evidence.record, updatedAt: alias.at }
+    const entries = evidence.entries.length > 0 ? evidence.entries : [initialEntry(evidence.row?.stage ?? 'backlog', this.replicaId, record.createdAt)]
+    state.doc.transact(() => {
+      state.parts.items.set(newId, buildItemMap(record, entries, evidence.content))
+      state.parts.aliases.set(`${oldId}/${pending.uid}`, alias)
+      this.#raiseHighWater(state, newId)
+      const there = state.parts.items.get(oldId)
+      if (pending.source === 'document' && there && readRecord(there)?.uid === pending.uid) state.parts.items.delete(oldId)
+    }, ctx)
+    await this.#commit(state, ctx)
+    return newId
+  }
+
+  #freshId(state: DocState): ItemId {
+    const id = state.allocator.peek()
+    if (state.parts.tombstones.has(id) || state.parts.items.has(id)) {
+      throw new DocketError('STORE_CORRUPT', `The allocator proposed id ${id}, which is in use: run \`docket doctor\` and report this.`)
+    }
+    return id
+  }
+}
+
+function initialEntry(stage: Item['stage'], by: ReplicaId, at: string): StageEntry {
+  return { id: nextUlid(), epoch: 0, stage, event: 'created', basedOn: null, by, at: at || new Date().toISOString() }
+}
+
+function notFound(id: ItemId): DocketError {
+  return new DocketError('NOT_FOUND', `There is no item ${id}: check the id with \`docket list\`.`, { details: { id } })
+}
+
+function checkListOptions(options: ListItemsOptions): ListItemsOptions {
+  const out: ListItemsOptions = {}
+  if (options.stage !== undefined) {
+    const stages = typeof options.stage === 'string' ? [options.stage] : options.stage
+    if (!Array.isArray(stages)) throw invalid('stage must be a stage or an array of stages.')
+    for (const stage of stages) checkStage(stage)
+    out.stage = stages
+  }
+  if (options.type !== undefined) {
+    const types = typeof options.type === 'string' ? [options.type] : options.type
+    if (!Array.isArray(types)) throw invalid('type must be an item type or an array of them.')
+    for (const type of types) checkType(type)
+    out.type = types
+  }
+  if (options.ready !== undefined) {
+    if (typeof options.ready !== 'boolean') throw invalid('ready must be true or false.')
+    out.ready = options.ready
+  }
+  return out
+}

@@ -1,0 +1,114 @@
+import { contentOf, readRecord, readStageEntries } from '../crdt/layout.js'
+import type { ItemId } from '../ids.js'
+import type { Databases } from '../storage/db.js'
+import { idKey } from '../storage/keys.js'
+import { scanStoredRows, parseShadowRow, type StoredRows } from '../storage/scan.js'
+import type { ShadowRow } from '../storage/shadow.js'
+import type { Stage } from '../stage/stages.js'
+import { shadowRow } from './capture.js'
+import { readContentRows } from './evidence.js'
+import { itemAt, liveIds } from './items.js'
+import type { CorruptRow, DocState, Intent } from './state.js'
+
+/** How well the shadow content store matches the CRDT, for `docket doctor`. */
+export interface ConsistencyReport {
+  /** Live items in the CRDT. */
+  items: number
+  /** Ids that have rows in the shadow content store. */
+  storedIds: number
+  /** Live items without a shadow row. */
+  crdtOnly: ItemId[]
+  /** Shadow rows that differ from the CRDT, with the fields that differ. */
+  staleShadow: Array<{ id: ItemId; fields: string[]; crdtStage: Stage; shadowStage: Stage }>
+  /** Content slots the CRDT has and the content store lacks or holds different bytes for. */
+  missingContent: Array<{ id: ItemId; slot: string; reason: 'missing' | 'different' }>
+  /** Content rows of a live item for slots the CRDT does not have. */
+  strayContent: Array<{ id: ItemId; slot: string }>
+  /** Ids with rows but no live CRDT entry of the same uid: orphans, classified by @docket/recover. */
+  untracked: ItemId[]
+  corrupt: CorruptRow[]
+  pendingIntents: Intent[]
+  pendingReanchors: ItemId[]
+  /** True when there is nothing to repair or recover. */
+  ok: boolean
+}
+
+export async function verifyStore(dbs: Databases, state: DocState): Promise<ConsistencyReport> {
+  const report: ConsistencyReport = {
+    items: 0,
+    storedIds: 0,
+    crdtOnly: [],
+    staleShadow: [],
+    missingContent: [],
+    strayContent: [],
+    untracked: [],
+    corrupt: state.corrupt.map((row) => ({ ...row })),
+    pendingIntents: state.intents.map((intent) => ({ ...intent })),
+    pendingReanchors: [...state.pendingReanchor.keys()],
+    ok: false,
+  }
+  const seen = new Set<ItemId>()
+  const malformed = (key: { sublevel: string; key: string }) => report.corrupt.push({ ...key, error: 'not a key docket writes' })
+  for await (const rows of scanStoredRows(dbs, { malformed })) {
+    report.storedIds++
+    seen.add(rows.id)
+    await checkRows(dbs, state, rows, report)
+  }
+  const live = liveIds(state)
+  report.items = live.length
+  for (const id of live) if (!seen.has(id) && itemAt(state, id)) report.crdtOnly.push(id)
+  report.ok =
+    report.crdtOnly.length === 0 &&
+    report.staleShadow.length === 0 &&
+    report.missingContent.length === 0 &&
+    report.strayContent.length === 0 &&
+    report.untracked.length === 0 &&
+    report.corrupt.length === 0 &&
+    report.pendingIntents.length === 0 &&
+    report.pendingReanchors.length === 0
+  return report
+}
+
+async function checkRows(dbs: Databases, state: DocState, rows: StoredRows, report: ConsistencyReport): Promise<void> {
+  const { id } = rows
+  if (rows.shadow && 'error' in rows.shadow) {
+    report.corrupt.push({ sublevel: 'shadow', key: idKey(id), error: rows.shadow.error })
+  }
+  const item = itemAt(state, id)
+  const map = state.parts.items.get(id)
+  const record = map ? readRecord(map) : undefined
+  if (state.pendingReanchor.has(id)) return
+  if (!item || !map || !record || (rows.shadow && 'uid' in rows.shadow && rows.shadow.uid !== item.uid)) {
+    report.untracked.push(id)
+    return
+  }
+  if (!rows.shadow) {
+    report.crdtOnly.push(id)
+  } else if ('uid' in rows.shadow) {
+    const parsed = parseShadowRow(rows.shadow.text)
+    if ('row' in parsed) {
+      const expected = shadowRow(id, record, map, item.stage, readStageEntries(map))
+      const fields = differingFields(expected, parsed.row)
+      if (fields.length > 0) report.staleShadow.push({ id, fields, crdtStage: item.stage, shadowStage: parsed.row.stage })
+    }
+  }
+  const stored = await readContentRows(dbs, id)
+  const content = contentOf(map)
+  for (const [slot, value] of content ?? []) {
+    const bytes = stored.get(slot)
+    const expected = typeof value === 'string' ? Buffer.from(value, 'utf8') : value instanceof Uint8Array ? value : undefined
+    if (expected === undefined) continue
+    if (bytes === undefined) report.missingContent.push({ id, slot, reason: 'missing' })
+    else if (!Buffer.from(bytes).equals(Buffer.from(expected))) report.missingContent.push({ id, slot, reason: 'different' })
+  }
+  for (const slot of stored.keys()) if (!content?.has(slot)) report.strayContent.push({ id, slot })
+}
+
+function differingFields(expected: ShadowRow, actual: ShadowRow): string[] {
+  const out: string[] = []
+  for (const key of Object.keys(expected) as Array<keyof ShadowRow>) {
+    if (key === 'v') continue
+    if (JSON.stringify(expected[key]) !== JSON.stringify(actual[key])) out.push(key)
+  }
+  return out
+}

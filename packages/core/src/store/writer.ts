@@ -1,0 +1,180 @@
+import * as Y from 'yjs'
+import { DocketError } from '../errors.js'
+import type { Databases, SublevelName } from '../storage/db.js'
+import { contentRange, seqKey } from '../storage/keys.js'
+import { newJob, type Job, type RowValue } from './job.js'
+import type { Logger } from './logger.js'
+import type { DocState } from './state.js'
+import type { StoreHooks } from './hooks.js'
+
+export interface WriteOp {
+  type: 'put' | 'del'
+  sublevel: SublevelName
+  key: string
+  value?: RowValue
+}
+
+export interface WriterEnv {
+  dir: string
+  dbs: Databases
+  sync: boolean
+  logger: Logger
+  hooks: StoreHooks | undefined
+  /** Update rows kept before they are folded into one snapshot row. */
+  compactAfterRows: number
+  current(): DocState
+  committed(job: Job): void
+  /** Called after a failed write: the store rebuilds its state from disk. */
+  failed(error: DocketError): Promise<void>
+}
+
+/**
+ * The only code that writes the store's LevelDB. Jobs are written in the order their
+ * transactions happened; jobs that queue up while a batch is being written go into the next
+ * batch together (group commit), so a burst costs one fsync rather than one each.
+ *
+ * Compaction rides on the same batches: when the update rows would pass the threshold, the
+ * batch carries one snapshot of the document instead of the group's update rows and deletes
+ * every older row. The snapshot is taken in the same tick as the group is taken from the
+ * queue, when the document holds exactly the disk's state plus that group — so the rows on
+ * disk never exceed the threshold, even under a continuous stream of writes.
+ */
+export class Writer {
+  readonly #env: WriterEnv
+  readonly #queue: Job[] = []
+  #running: Promise<void> | null = null
+  compactions = 0
+
+  constructor(env: WriterEnv) {
+    this.#env = env
+  }
+
+  submit(job: Job): Promise<void> {
+    this.#queue.push(job)
+    if (this.#running === null) {
+      this.#running = this.#run().finally(() => {
+        this.#running = null
+      })
+    }
+    return job.promise
+  }
+
+  /** Resolves when everything submitted so far is on disk (or has failed). */
+  async idle(): Promise<void> {
+    while (this.#running !== null) await this.#running
+  }
+
+  async #run(): Promise<void> {
+    while (this.#queue.length > 0) await this.#writeGroup(this.#queue.splice(0))
+  }
+
+  async #writeGroup(group: Job[]): Promise<void> {
+    const state = this.#env.current()
+    const jobs: Job[] = []
+    for (const job of group) {
+      if (job.generation === state.generation) jobs.push(job)
+      else job.reject(staleGeneration(this.#env.dir))
+    }
+    if (jobs.length === 0) return
+    const updates = jobs.filter((job) => job.update !== undefined).length
+    const due = state.liveSeqs.length + updates > this.#env.compactAfterRows || jobs.some((job) => job.compact)
+    const snapshot = due ? Y.encodeStateAsUpdate(state.doc) : undefined
+    const seqs: number[] = []
+    try {
+      const ops = await this.#buildOps(state, jobs, seqs, snapshot)
+      this.#env.hooks?.step?.('commit:before-write', { jobs: jobs.length })
+      await this.#env.hooks?.beforeWrite?.(ops)
+      await this.#env.dbs.root.batch(ops.map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })
+      this.#env.hooks?.step?.('commit:after-write', { jobs: jobs.length })
+    } catch (err) {
+      const error = persistError(this.#env.dir, err)
+      this.#env.logger.error?.(error.message)
+      const failed = [...jobs, ...this.#queue.splice(0)]
+      // Memory is rebuilt from disk before anyone hears of the failure, so that a caller
+      // who reads right after the rejection never sees what was not kept.
+      await this.#env.failed(error)
+      for (const job of failed) job.reject(error)
+      return
+    }
+    if (snapshot) {
+      state.liveSeqs = seqs
+      this.compactions++
+    } else {
+      state.liveSeqs.push(...seqs)
+    }
+    for (const job of jobs) {
+      for (const after of job.afterCommit) after()
+      this.#env.committed(job)
+      job.resolve()
+    }
+  }
+
+  /** Folds the ops of several jobs into one batch; the last op on a key wins. */
+  async #buildOps(state: DocState, jobs: Job[], seqs: number[], snapshot: Uint8Array | undefined): Promise<WriteOp[]> {
+    const ops = new Map<string, WriteOp>()
+    const set = (op: WriteOp) => {
+      const k = `${op.sublevel}\u0000${op.key}`
+      ops.delete(k) // re-insert so that the batch keeps the order of the last write
+      ops.set(k, op)
+    }
+    if (snapshot) {
+      const seq = state.nextSeq++
+      seqs.push(seq)
+      set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: snapshot })
+      for (const old of state.liveSeqs) set({ type: 'del', sublevel: 'doc', key: seqKey(old) })
+    }
+    for (const job of jobs) {
+      if (job.update && !snapshot) {
+        const seq = state.nextSeq++
+        seqs.push(seq)
+        set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: job.update })
+      }
+      for (const id of job.clearContent) {
+        const range = contentRange(id)
+        for await (const key of this.#env.dbs.content.keys(range)) set({ type: 'del', sublevel: 'content', key })
+        for (const [k, op] of ops) {
+          if (op.sublevel === 'content' && op.key >= range.gte && op.key < range.lt && op.type === 'put') {
+            ops.set(k, { type: 'del', sublevel: 'content', key: op.key })
+          }
+        }
+      }
+      for (const del of job.dels) set({ type: 'del', ...del })
+      for (const put of job.puts) set({ type: 'put', ...put })
+      for (const event of job.audit) {
+        const { id, ...rest } = event
+        set({ type: 'put', sublevel: 'audit', key: id, value: JSON.stringify(rest) })
+      }
+    }
+    return [...ops.values()]
+  }
+
+  #levelOp(op: WriteOp): object {
+    const sublevel = this.#env.dbs[op.sublevel]
+    return op.type === 'put' ? { type: 'put', sublevel, key: op.key, value: op.value } : { type: 'del', sublevel, key: op.key }
+  }
+
+  /** Folds every update row into one snapshot: a job that changes nothing but forces one. */
+  async compact(state: DocState): Promise<void> {
+    if (state.liveSeqs.length <= 1) return
+    const job = newJob(state.generation)
+    job.compact = true
+    await this.submit(job)
+  }
+}
+
+function persistError(dir: string, err: unknown): DocketError {
+  if (err instanceof DocketError && err.code === 'PERSIST_FAILED') return err
+  return new DocketError(
+    'PERSIST_FAILED',
+    `Writing to the store at ${dir} failed (${(err as Error)?.message ?? String(err)}): nothing of the operation was kept and the store reloaded its state from disk. Check free disk space and permissions, then retry.`,
+    { cause: err, details: { dir } },
+  )
+}
+
+function staleGeneration(dir: string): DocketError {
+  return new DocketError(
+    'PERSIST_FAILED',
+    `An earlier write to the store at ${dir} failed, so this operation was not kept: the store reloaded its state from disk. Retry the operation.`,
+    { details: { dir } },
+  )
+}

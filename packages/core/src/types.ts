@@ -1,0 +1,151 @@
+import type { ItemId, ReplicaId, Uid } from './ids.js'
+import type { StageEntry } from './stage/log.js'
+import type { EventType } from './stage/machine.js'
+import type { Stage } from './stage/stages.js'
+
+export const ITEM_TYPES = ['story', 'bug', 'spike', 'refactor', 'epic'] as const
+export type ItemType = (typeof ITEM_TYPES)[number]
+
+export interface Blocked {
+  reason: string
+}
+
+/** A pipeline item as every read path returns it; the CLI's `--json` uses the same shape. */
+export interface Item {
+  id: ItemId
+  uid: Uid
+  name: string
+  type: ItemType
+  stage: Stage
+  dependsOn: ItemId[]
+  blocked: Blocked | null
+  frozen: boolean
+  agent?: string
+  retries: number
+  createdAt: string
+  updatedAt: string
+  createdBy: ReplicaId
+}
+
+/** Content slots hold text (markdown with front matter in `body`) or, rarely, raw bytes. */
+export type ContentValue = string | Uint8Array
+
+export interface CreateItemInput {
+  name: string
+  type?: ItemType
+  dependsOn?: readonly (ItemId | string)[]
+  /** The `body` slot: markdown, usually with YAML front matter. */
+  body?: ContentValue
+  /** Further slots, such as `gate_output`. */
+  content?: Readonly<Record<string, ContentValue>>
+  /** The stage to start in; `backlog` unless importing. */
+  stage?: Stage
+  agent?: string
+  retries?: number
+  blocked?: Blocked | null
+  frozen?: boolean
+  /**
+   * Keep this id instead of allocating one (importers). Refused with ALREADY_EXISTS or
+   * TOMBSTONED if the id was ever used; the allocator moves past it.
+   */
+  id?: ItemId | string
+}
+
+export interface CreateItemOptions {
+  /**
+   * Accept `dependsOn` ids that are not live items (importers, recovery). They are kept as
+   * written; a tombstoned id or the item's own id is still refused.
+   */
+  allowUnknownDependencies?: boolean
+}
+
+export interface UpdateItemInput {
+  name?: string
+  dependsOn?: readonly (ItemId | string)[]
+  /** A string sets the agent; null clears it. */
+  agent?: string | null
+  retries?: number
+  blocked?: Blocked | null
+  frozen?: boolean
+}
+
+export interface ListItemsOptions {
+  stage?: Stage | readonly Stage[]
+  type?: ItemType | readonly ItemType[]
+  /** Only items whose every dependency is done or archived. */
+  ready?: boolean
+}
+
+export interface Tombstone {
+  uid: Uid
+  at: string
+  by: ReplicaId
+  reason: string | null
+}
+
+/** Recorded when a displaced item was re-anchored to a fresh id: the uid stays, the id moves. */
+export interface Alias {
+  uid: Uid
+  oldId: ItemId
+  newId: ItemId
+  at: string
+  by: ReplicaId
+  reason: 'collision' | 'tombstoned-id' | 'recovery'
+}
+
+export const AUDIT_KINDS = [
+  'store_created',
+  'created',
+  'transitioned',
+  'updated',
+  'content_written',
+  'deleted',
+  'write_rejected',
+  'create_rolled_back',
+  'stale_transition_superseded',
+  'reanchored',
+  'corrupt_row',
+  'orphan_adopted',
+  'recovery_run',
+  'import_run',
+  'doctor_fix',
+] as const
+export type AuditKind = (typeof AUDIT_KINDS)[number]
+
+export interface AuditEvent {
+  /** A ULID: the events of one store sort by id in the order they were written. */
+  id: string
+  at: string
+  kind: AuditKind
+  itemId?: ItemId
+  replicaId: ReplicaId
+  /** Audit events are evidence, never work: `investigate` is false unless stated otherwise. */
+  investigate: boolean
+  data: Record<string, unknown>
+}
+
+export interface AuditQuery {
+  /** Only events with a ULID greater than this one. */
+  since?: string
+  kinds?: readonly AuditKind[]
+  itemId?: ItemId | string
+  limit?: number
+}
+
+export type StoreEvent =
+  | { type: 'changed'; ids: ItemId[]; origin: 'local' | 'remote' }
+  | { type: 'deleted'; id: ItemId; uid: Uid; origin: 'local' | 'remote' }
+  | { type: 'reanchored'; uid: Uid; oldId: ItemId; newId: ItemId; reason: Alias['reason'] }
+  | { type: 'stale_transition'; id: ItemId; entry: StageEntry }
+  | { type: 'write_rejected'; id: ItemId; reason: string }
+
+export type StoreListener = (event: StoreEvent) => void
+
+/** The stage history of one item: every log entry, whether it counts, and why not. */
+export interface StageHistoryEntry extends StageEntry {
+  valid: boolean
+  invalidReason?: 'stale' | 'superseded-basis' | 'malformed'
+  current: boolean
+}
+
+export type { EventType, Stage, StageEntry }
