@@ -11,6 +11,10 @@ export default defineConfig({
         extends: true,
         test: { name: 'core', root: 'packages/core', include: ['test/**/*.test.ts'] },
       },
+      {
+        extends: true,
+        test: { name: 'harness', root: 'test', include: ['properties/**/*.test.ts', 'unit/**/*.test.ts'] },
+      },
     ],
     testTimeout: 60_000,
     hookTimeout: 60_000,

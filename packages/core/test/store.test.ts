@@ -71,6 +71,18 @@ describe('allocator: the original reissue bug', () => {
     }
   })
 
+  it('refuses an explicit id that holds orphan rows (evidence is never overwritten)', async () => {
+    const dir = await tempDir()
+    const store = await openStore({ dir, durability: 'relaxed' })
+    await store.close()
+    const { withLevel } = await import('./support.js')
+    await withLevel(dir, (db) => db.put('!content!0000000000000042/body', new TextEncoder().encode('orphan body')))
+    const reopened = await openStore({ dir, durability: 'relaxed' })
+    await expect(reopened.createItem({ name: 'import', id: '42' })).rejects.toMatchObject({ code: 'ALREADY_EXISTS', details: { orphan: true } })
+    await reopened.close()
+    expect((await dumpLevel(dir)).get('!content!0000000000000042/body')).toBe(Buffer.from('orphan body').toString('hex'))
+  })
+
   it('counts ids that only the content store holds', async () => {
     const dir = await tempDir()
     const store = await openStore({ dir, durability: 'relaxed' })

@@ -145,7 +145,9 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
   job.puts.push({ sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, resolution?.stage ?? 'backlog', entries)) })
   const content = contentOf(map)
   if (fresh) {
-    job.clearContent.push(id)
+    // Rows of a previous occupant go first. An id nobody held here has no rows: the
+    // allocator never proposes an id with rows, and explicit ids are checked before writing.
+    if (prev !== undefined || ctx?.reanchorOf === id) job.clearContent.push(id)
     for (const [slot, value] of content ?? []) putContent(job, id, slot, value)
   } else {
     for (const slot of t.slots) {

@@ -4,6 +4,7 @@ import { buildItemMap, contentOf, F, readRecord, readStageEntries, stagesOf, typ
 import { DocketError } from '../errors.js'
 import { idToNumber, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
+import { readStoredRows } from '../storage/scan.js'
 import { parseSlot } from '../storage/keys.js'
 import type { StageEntry } from '../stage/log.js'
 import { nextEntry } from '../stage/advance.js'
@@ -138,6 +139,7 @@ export class Store implements AsyncDisposable {
     await this.#ready()
     const checked = checkCreateInput(input)
     const allowUnknown = requireObject(options, 'createItem options').allowUnknownDependencies === true
+    if (checked.id !== undefined) await this.#refuseStoredRows(checked.id)
     const state = this.#state
     checkDependencies(state, checked.dependsOn, checked.id, allowUnknown)
     this.#hooks?.step?.('create:validated')
@@ -209,6 +211,18 @@ export class Store implements AsyncDisposable {
     await this.#commit(state, ctx)
     this.#hooks?.step?.('create:committed', { id, uid })
     return this.#settleCreated(id, uid, record, checked.stage)
+  }
+
+  /** An explicit id must not land on rows nobody owns: they are an orphan's evidence. */
+  async #refuseStoredRows(id: ItemId): Promise<void> {
+    const rows = await readStoredRows(this.#dbs, id)
+    if ((rows.shadow || rows.slots.length > 0) && !this.#state.parts.items.has(id)) {
+      throw new DocketError(
+        'ALREADY_EXISTS',
+        `Id ${id} has rows in the shadow content store but no item (an orphan): inspect it with \`docket recover --story-ids ${id}\`, or create the item under another id.`,
+        { details: { id, orphan: true } },
+      )
+    }
   }
 
   /** Follows a freshly created item if a concurrent update displaced it before it settled. */

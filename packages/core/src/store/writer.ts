@@ -51,11 +51,7 @@ export class Writer {
 
   submit(job: Job): Promise<void> {
     this.#queue.push(job)
-    if (this.#running === null) {
-      this.#running = this.#run().finally(() => {
-        this.#running = null
-      })
-    }
+    if (this.#running === null) this.#running = this.#run()
     return job.promise
   }
 
@@ -65,7 +61,13 @@ export class Writer {
   }
 
   async #run(): Promise<void> {
-    while (this.#queue.length > 0) await this.#writeGroup(this.#queue.splice(0))
+    try {
+      while (this.#queue.length > 0) await this.#writeGroup(this.#queue.splice(0))
+    } finally {
+      // Cleared in the same tick as the last look at the queue: a job submitted after this
+      // starts a new run, and none can slip in between and be left waiting.
+      this.#running = null
+    }
   }
 
   async #writeGroup(group: Job[]): Promise<void> {

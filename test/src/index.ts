@@ -1,0 +1,5 @@
+export { propertyParameters, seedFor, isExtensive } from './seed.js'
+export type { PropertyOptions } from './seed.js'
+export { FakeNetwork } from './network.js'
+export type { Message, NetworkPeer } from './network.js'
+export { peerOf } from './peers.js'

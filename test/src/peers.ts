@@ -1,0 +1,13 @@
+import type { Store } from '@docket/core'
+import type { NetworkPeer } from './network.js'
+
+/** A store as a network peer, named by its replica id. */
+export function peerOf(store: Store): NetworkPeer {
+  return {
+    name: store.replicaId,
+    applyUpdate: (update, source) => store.applyUpdate(update, source),
+    encodeStateVector: () => store.encodeStateVector(),
+    encodeStateAsUpdate: (sv) => store.encodeStateAsUpdate(sv),
+    onUpdate: (listener) => store.onUpdate(listener),
+  }
+}
