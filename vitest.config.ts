@@ -13,6 +13,14 @@ export default defineConfig({
       },
       {
         extends: true,
+        test: { name: 'recover', root: 'packages/recover', include: ['test/**/*.test.ts'] },
+      },
+      {
+        extends: true,
+        test: { name: 'cli', root: 'packages/cli', include: ['test/**/*.test.ts'] },
+      },
+      {
+        extends: true,
         test: { name: 'harness', root: 'test', include: ['properties/**/*.test.ts', 'unit/**/*.test.ts'] },
       },
     ],

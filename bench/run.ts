@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { coreBenchmarks } from './core.js'
+import { recoverBenchmarks } from './recover.js'
 import type { Row } from './support.js'
 
 // `pnpm bench [suite…] [--quick]`: every figure is a ratio against a baseline measured in the
@@ -7,7 +8,7 @@ import type { Row } from './support.js'
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const wanted = args.filter((a) => !a.startsWith('--'))
-const suites: Record<string, (quick: boolean) => Promise<Row[]>> = { core: coreBenchmarks }
+const suites: Record<string, (quick: boolean) => Promise<Row[]>> = { core: coreBenchmarks, recover: recoverBenchmarks }
 
 const rows: Row[] = []
 for (const [name, suite] of Object.entries(suites)) {

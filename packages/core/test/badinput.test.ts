@@ -2,7 +2,7 @@ import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openStore, type Store } from '../src/index.js'
-import { dumpLevel, tempDir, testStore, withLevel } from './support.js'
+import { delRaw, dumpLevel, putRaw, tempDir, testStore } from './support.js'
 
 const BAD_IDS: unknown[] = ['', '0', '01', '-3', '1.5', 'abc', '9'.repeat(400), ' 1', '1e3', null, 3.5, {}, '9007199254740992']
 
@@ -107,7 +107,7 @@ describe('bad directories and stores', () => {
     const store = await openStore({ dir, durability: 'relaxed' })
     await store.createItem({ name: 'x' })
     await store.close()
-    await withLevel(dir, (db) => db.put('!meta!schema', new TextEncoder().encode('2')))
+    await putRaw(dir, '!meta!schema', '2')
     const before = await dumpLevel(dir)
     await expect(openStore({ dir })).rejects.toMatchObject({ code: 'SCHEMA_TOO_NEW', details: { schema: 2, supported: 1 } })
     expect(await dumpLevel(dir)).toEqual(before)
@@ -118,9 +118,7 @@ describe('bad directories and stores', () => {
     await expect(openStore({ dir: join(dir, 'none'), create: false })).rejects.toMatchObject({ code: 'STORE_NOT_FOUND', message: expect.stringContaining('docket init') })
     const store = await openStore({ dir, durability: 'relaxed' })
     await store.close()
-    await withLevel(dir, async (db) => {
-      await db.del('!meta!schema')
-    })
+    await delRaw(dir, '!meta!schema')
     await expect(openStore({ dir })).rejects.toMatchObject({ code: 'STORE_CORRUPT' })
   })
 
@@ -130,7 +128,7 @@ describe('bad directories and stores', () => {
     await store.createItem({ name: 'one', body: 'b1' })
     await store.createItem({ name: 'two', body: 'b2' })
     await store.close()
-    await withLevel(dir, (db) => db.put('!shadow!0000000000000002', new TextEncoder().encode('{not json')))
+    await putRaw(dir, '!shadow!0000000000000002', '{not json')
     const reopened = await testStore({ dir })
     expect(reopened.listItems().map((i) => i.name)).toEqual(['one', 'two'])
     expect(await reopened.readContent('2')).toBe('b2')
@@ -144,7 +142,7 @@ describe('bad directories and stores', () => {
     const store = await openStore({ dir, durability: 'relaxed' })
     await store.createItem({ name: 'one' })
     await store.close()
-    await withLevel(dir, (db) => db.put('!doc!00000000000000ff', new Uint8Array([1, 2, 3, 250, 251])))
+    await putRaw(dir, '!doc!00000000000000ff', new Uint8Array([1, 2, 3, 250, 251]))
     const reopened = await testStore({ dir })
     expect(reopened.getItem('1')?.name).toBe('one')
     expect(reopened.corruptRows()).toEqual([{ sublevel: 'doc', key: '00000000000000ff', error: expect.stringContaining('not a Yjs update') }])

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { DocketError, openStore, type StoreEvent } from '../src/index.js'
-import { collect, dumpLevel, keysWithPrefix, tempDir, testStore } from './support.js'
+import { collect, dumpLevel, keysWithPrefix, putRaw, tempDir, testStore } from './support.js'
 
 describe('createItem and reads', () => {
   it('creates items with sequential ids, defaults and content', async () => {
@@ -75,8 +75,7 @@ describe('allocator: the original reissue bug', () => {
     const dir = await tempDir()
     const store = await openStore({ dir, durability: 'relaxed' })
     await store.close()
-    const { withLevel } = await import('./support.js')
-    await withLevel(dir, (db) => db.put('!content!0000000000000042/body', new TextEncoder().encode('orphan body')))
+    await putRaw(dir, '!content!0000000000000042/body', 'orphan body')
     const reopened = await openStore({ dir, durability: 'relaxed' })
     await expect(reopened.createItem({ name: 'import', id: '42' })).rejects.toMatchObject({ code: 'ALREADY_EXISTS', details: { orphan: true } })
     await reopened.close()
@@ -88,8 +87,7 @@ describe('allocator: the original reissue bug', () => {
     const store = await openStore({ dir, durability: 'relaxed' })
     await store.createItem({ name: 'one' })
     await store.close()
-    const { withLevel } = await import('./support.js')
-    await withLevel(dir, (db) => db.put('!content!0000000000000700/body', new TextEncoder().encode('stale row')))
+    await putRaw(dir, '!content!0000000000000700/body', 'stale row')
     const reopened = await openStore({ dir, durability: 'relaxed' })
     expect(reopened.peekNextId()).toBe('701')
     await reopened.close()

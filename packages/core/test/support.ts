@@ -1,11 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Level } from 'level'
 import { afterEach } from 'vitest'
 import { openStore, type Logger, type OpenStoreOptions, type Store } from '../src/index.js'
-import { levelLocation } from '../src/storage/db.js'
+import { readRawRows, runFixture as runChild, startFixture as startChild, writeRawRows, type ChildResult } from '../src/testing.js'
 
 const dirs: string[] = []
 const stores: Store[] = []
@@ -44,28 +42,22 @@ export async function testStore(options: OpenStoreOptions = {}): Promise<Store &
   return Object.assign(store, { log: logger })
 }
 
-/** Every key and value of a closed store's LevelDB, as strings (values hex if binary). */
+/** Every key and value of a closed store's LevelDB, as strings (values hex). */
 export async function dumpLevel(dir: string): Promise<Map<string, string>> {
-  const db = new Level<string, Uint8Array>(levelLocation(dir), { keyEncoding: 'utf8', valueEncoding: 'view' })
-  await db.open({ createIfMissing: false })
   const out = new Map<string, string>()
-  try {
-    for await (const [key, value] of db.iterator()) out.set(key, Buffer.from(value).toString('hex'))
-  } finally {
-    await db.close()
-  }
+  for (const row of await readRawRows(dir)) out.set(`!${row.sublevel}!${row.key}`, Buffer.from(row.value).toString('hex'))
   return out
 }
 
-/** Runs `fn` on the raw LevelDB of a closed store. */
-export async function withLevel<T>(dir: string, fn: (db: Level<string, Uint8Array>) => Promise<T>): Promise<T> {
-  const db = new Level<string, Uint8Array>(levelLocation(dir), { keyEncoding: 'utf8', valueEncoding: 'view' })
-  await db.open({ createIfMissing: false })
-  try {
-    return await fn(db)
-  } finally {
-    await db.close()
-  }
+/** Puts one raw row (full key, with its sublevel prefix) into a closed store. */
+export async function putRaw(dir: string, key: string, value: string | Uint8Array): Promise<void> {
+  const match = /^!([^!]+)!(.*)$/s.exec(key)!
+  await writeRawRows(dir, [{ type: 'put', sublevel: match[1] as never, key: match[2]!, value }])
+}
+
+export async function delRaw(dir: string, key: string): Promise<void> {
+  const match = /^!([^!]+)!(.*)$/s.exec(key)!
+  await writeRawRows(dir, [{ type: 'del', sublevel: match[1] as never, key: match[2]! }])
 }
 
 export function keysWithPrefix(dump: Map<string, string>, prefix: string): string[] {
@@ -78,52 +70,11 @@ export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   return out
 }
 
-export interface ChildResult {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-}
-
-const REPO_ROOT = new URL('../../../', import.meta.url).pathname
-
-/** Runs a TypeScript fixture in a real child process (sources resolved through the `source` condition). */
+/** Runs a fixture of this folder's fixtures/ in a real child process. */
 export function runFixture(fixture: string, args: string[], timeoutMs = 30_000): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const file = new URL(`./fixtures/${fixture}`, import.meta.url).pathname
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr })
-    })
-  })
+  return runChild(new URL(`./fixtures/${fixture}`, import.meta.url).pathname, args, timeoutMs)
 }
 
-/** Starts a fixture and resolves once it prints `line` on stdout; the caller must stop it. */
-export function startFixture(fixture: string, args: string[], line: string): Promise<{ child: ChildProcess; output: () => string }> {
-  return new Promise((resolve, reject) => {
-    const file = new URL(`./fixtures/${fixture}`, import.meta.url).pathname
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], {
-      cwd: REPO_ROOT,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    let out = ''
-    const onData = (d: Buffer) => {
-      out += d.toString()
-      if (out.includes(line)) resolve({ child, output: () => out })
-    }
-    child.stdout.on('data', onData)
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()))
-    child.on('error', reject)
-    child.on('close', (code) => reject(new Error(`fixture ${fixture} exited (${code}) before printing ${line}: ${out}`)))
-  })
+export function startFixture(fixture: string, args: string[], line: string): ReturnType<typeof startChild> {
+  return startChild(new URL(`./fixtures/${fixture}`, import.meta.url).pathname, args, line)
 }

@@ -129,7 +129,7 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
 
   if (!live) {
     if (prev !== undefined) {
-      state.index.delete(id)
+      state.untrack(id)
       job.dels.push({ sublevel: 'shadow', key: idKey(id) })
       job.clearContent.push(id)
       if (!reanchoring) job.events.push({ type: 'deleted', id, uid: prev.uid, origin: ctx ? 'local' : 'remote' })
@@ -138,7 +138,7 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
   }
 
   const fresh = prev === undefined || prev.uid !== record.uid || t.whole
-  state.index.set(id, { uid: record.uid, createdBy: record.createdBy })
+  state.track(id, { uid: record.uid, createdBy: record.createdBy })
   const entries = readStageEntries(map)
   const resolution = resolveStage(entries)
   reportSuperseded(env, job, id, resolution)

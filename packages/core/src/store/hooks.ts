@@ -15,6 +15,9 @@ export interface StoreHooks {
   step?(name: string, data?: Record<string, unknown>): void
   /** Replaces the id the allocator proposes (to test the defences behind it). */
   allocate?(proposed: ItemId): ItemId
-  /** Runs before each LevelDB batch; throwing (or rejecting) makes the write fail. */
-  beforeWrite?(ops: readonly WriteOp[]): void | Promise<void>
+  /**
+   * Runs before each LevelDB batch. Throwing (or rejecting) makes the write fail; returning
+   * ops adds them to the batch (a concurrent writer's rows landing at the same moment).
+   */
+  beforeWrite?(ops: readonly WriteOp[]): void | readonly WriteOp[] | Promise<void | readonly WriteOp[]>
 }

@@ -33,6 +33,11 @@ export interface OpenStoreOptions {
   durability?: 'sync' | 'relaxed'
   /** Update rows kept before they are folded into one snapshot. Default: 500. */
   compactAfterRows?: number
+  /**
+   * Open without writing anything: no audit of damaged rows, no re-anchoring, no compaction;
+   * every mutation fails with STORE_READ_ONLY. For reports and dry runs. Default: false.
+   */
+  readOnly?: boolean
   /** Fault-injection seams for tests. Default: none. */
   hooks?: StoreHooks
 }
@@ -56,9 +61,11 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   }
   const requestedReplica = opts.replicaId === undefined ? undefined : parseReplicaId(opts.replicaId)
   const logger = opts.logger ?? stderrLogger
-  const dbs = await openDatabases(dir, opts.create !== false)
+  const readOnly = opts.readOnly === true
+  const create = opts.create !== false && !readOnly
+  const dbs = await openDatabases(dir, create)
   try {
-    const replicaId = await readOrInitMeta(dbs, dir, requestedReplica, opts.create !== false)
+    const replicaId = await readOrInitMeta(dbs, dir, requestedReplica, create)
     const state = await loadState(dbs, 1)
     const store = new Store({
       dir,
@@ -69,6 +76,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       hooks: opts.hooks,
       sync: opts.durability !== 'relaxed',
       compactAfterRows,
+      readOnly,
     })
     await store.start()
     return store

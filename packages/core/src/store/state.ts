@@ -47,6 +47,8 @@ export class DocState {
   readonly allocator = new IdAllocator()
   /** What the shadow store holds per id, as of the last captured transaction. */
   readonly index = new Map<ItemId, IndexEntry>()
+  /** The reverse of `index`: where each uid lives. */
+  readonly byUid = new Map<Uid, ItemId>()
   /** Ids whose rows hold a displaced item of this replica until it is re-anchored. */
   readonly pendingReanchor = new Map<ItemId, PendingReanchor>()
   /** Journal rows other than re-anchoring (long operations such as an import in progress). */
@@ -66,6 +68,19 @@ export class DocState {
   constructor(readonly generation: number) {
     this.doc = new Y.Doc({ gc: true })
     this.parts = docParts(this.doc)
+  }
+
+  track(id: ItemId, entry: IndexEntry): void {
+    const old = this.index.get(id)
+    if (old && this.byUid.get(old.uid) === id) this.byUid.delete(old.uid)
+    this.index.set(id, entry)
+    this.byUid.set(entry.uid, id)
+  }
+
+  untrack(id: ItemId): void {
+    const old = this.index.get(id)
+    if (old && this.byUid.get(old.uid) === id) this.byUid.delete(old.uid)
+    this.index.delete(id)
   }
 
   destroy(): void {
@@ -136,7 +151,7 @@ function buildIndexes(state: DocState): void {
     if (!isItemId(key)) continue
     state.allocator.observe('items', idToNumber(key))
     const record = readRecord(map)
-    if (record) state.index.set(key, { uid: record.uid, createdBy: record.createdBy })
+    if (record) state.track(key, { uid: record.uid, createdBy: record.createdBy })
   }
   for (const key of tombstones.keys()) {
     if (isItemId(key)) state.allocator.observe('tombstones', idToNumber(key))

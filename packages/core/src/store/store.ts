@@ -4,7 +4,10 @@ import { buildItemMap, contentOf, F, readRecord, readStageEntries, stagesOf, typ
 import { DocketError } from '../errors.js'
 import { idToNumber, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
-import { readStoredRows } from '../storage/scan.js'
+import { readStoredRows, scanStoredRows, type MalformedKey, type StoredRows } from '../storage/scan.js'
+import { contentKey, idKey } from '../storage/keys.js'
+import { decodeShadow, type ShadowRow } from '../storage/shadow.js'
+import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
 import { parseSlot } from '../storage/keys.js'
 import type { StageEntry } from '../stage/log.js'
 import { nextEntry } from '../stage/advance.js'
@@ -26,7 +29,7 @@ import type {
   UpdateItemInput,
 } from '../types.js'
 import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
-import { decodeContent, evidenceFromDocument, evidenceFromShadow, type Evidence } from './evidence.js'
+import { decodeContent, evidenceFromDocument, evidenceFromShadow, readContentRows, type Evidence } from './evidence.js'
 import type { StoreHooks } from './hooks.js'
 import { checkDependencies, itemAt, listItems, stageHistory } from './items.js'
 import { OpContext, RemoteOrigin, type Job } from './job.js'
@@ -35,6 +38,16 @@ import { DocState, LOAD_ORIGIN, loadState, type CorruptRow, type Intent } from '
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Writer } from './writer.js'
+
+export interface AdoptResult {
+  oldId: ItemId
+  newId: ItemId
+  uid: Uid
+  kind: 'tombstoned' | 'missing' | 'displaced'
+  /** What had to be defaulted or dropped. */
+  warnings: string[]
+  item: Item
+}
 
 export interface DeleteItemOptions {
   reason?: string
@@ -74,6 +87,7 @@ export interface StoreInit {
   hooks: StoreHooks | undefined
   sync: boolean
   compactAfterRows: number
+  readOnly: boolean
 }
 
 /**
@@ -92,6 +106,7 @@ export class Store implements AsyncDisposable {
   readonly #updateListeners = new Set<UpdateListener>()
   readonly #reanchors = new Map<ItemId, Promise<ItemId | undefined>>()
   readonly #compactAfterRows: number
+  readonly #readOnly: boolean
   #state: DocState
   #closing: Promise<void> | null = null
   #reloading: Promise<void> | null = null
@@ -106,6 +121,7 @@ export class Store implements AsyncDisposable {
     this.#hooks = init.hooks
     this.#state = init.state
     this.#compactAfterRows = init.compactAfterRows
+    this.#readOnly = init.readOnly
     this.#writer = new Writer({
       dir: init.dir,
       dbs: init.dbs,
@@ -122,6 +138,10 @@ export class Store implements AsyncDisposable {
 
   /** @internal Settles what a previous session left in the journal and reports damaged rows. */
   async start(): Promise<void> {
+    for (const row of this.#state.corrupt) {
+      this.#logger.warn(`corrupt row in ${row.sublevel} at key ${JSON.stringify(row.key)}: ${row.error}; it is kept and skipped`)
+    }
+    if (this.#readOnly) return
     await this.#reportCorrupt(this.#state.corrupt)
     this.#runPendingReanchors()
     await Promise.all(this.#reanchors.values())
@@ -507,6 +527,7 @@ export class Store implements AsyncDisposable {
     }
     // Applied synchronously unless a reload is under way, so that callers (and fault
     // injection) can interleave it precisely with local operations.
+    if (this.#readOnly) return this.#ready()
     if (this.#reloading) return this.#reloading.then(() => this.applyUpdate(update, source))
     if (!(update instanceof Uint8Array)) return Promise.reject(invalid('applyUpdate needs a Uint8Array holding a Yjs update.'))
     const origin = new RemoteOrigin(source)
@@ -536,6 +557,99 @@ export class Store implements AsyncDisposable {
       if (pending.length === 0) break
       await Promise.all(pending)
     }
+  }
+
+  // ───────────────────────────── orphans (for @docket/recover) ─────────────────────────────
+
+  /**
+   * Walks the shadow content store id by id (all ids, or only `ids`): the raw rows, whatever
+   * the CRDT says. Read-only; what recovery and `doctor` build on.
+   */
+  scanStoredRows(options: { ids?: readonly (ItemId | string)[]; onMalformedKey?: (key: MalformedKey) => void } = {}): AsyncGenerator<StoredRows> {
+    this.#assertOpen()
+    const opts = requireObject(options, 'scanStoredRows options') as { ids?: readonly string[]; onMalformedKey?: (key: MalformedKey) => void }
+    const ids = opts.ids?.map((id) => parseItemId(id))
+    return scanStoredRows(this.#dbs, { ...(ids ? { ids } : {}), ...(opts.onMalformedKey ? { malformed: opts.onMalformedKey } : {}) })
+  }
+
+  /** The uid of the live item at `id`, or undefined. O(1): for scans that must not build items. */
+  uidAt(id: ItemId | string): Uid | undefined {
+    this.#assertOpen()
+    const itemId = parseItemId(id)
+    const state = this.#state
+    if (state.parts.tombstones.has(itemId) || !state.parts.items.has(itemId)) return undefined
+    return state.index.get(itemId)?.uid
+  }
+
+  /** Ids whose rows hold an item of this replica that is waiting to be re-anchored. */
+  pendingReanchors(): ItemId[] {
+    this.#assertOpen()
+    return [...this.#state.pendingReanchor.keys()]
+  }
+
+  /** One content row of the shadow content store (not the CRDT): raw bytes, or undefined. */
+  async readStoredContent(id: ItemId | string, slot = 'body'): Promise<Uint8Array | undefined> {
+    this.#assertOpen()
+    const value = await this.#dbs.content.get(contentKey(parseItemId(id), parseSlot(slot)))
+    return value === undefined ? undefined : new Uint8Array(value)
+  }
+
+  /** The shadow row at `id`, parsed defensively: the row, why it is unreadable, or undefined. */
+  async readShadowRow(id: ItemId | string): Promise<{ row: ShadowRow } | { error: string; text: string } | undefined> {
+    this.#assertOpen()
+    const text = await this.#dbs.shadow.get(idKey(parseItemId(id)))
+    if (text === undefined) return undefined
+    const parsed = decodeShadow(text)
+    return parsed.ok ? { row: parsed.row } : { error: parsed.error, text }
+  }
+
+  /**
+   * Re-anchors an orphan — rows in the shadow content store that no live CRDT entry owns —
+   * to a fresh id: the new CRDT entry (its uid, stage log and content kept), the alias
+   * `old id → new id`, an `orphan_adopted` audit event and the removal of the old rows go
+   * to disk in one batch. A crash leaves the orphan as it was or the adoption complete.
+   */
+  async adoptOrphan(id: ItemId | string, options: AdoptOrphanOptions = {}): Promise<AdoptResult> {
+    await this.#ready()
+    const oldId = parseItemId(id)
+    const opts = checkAdoptOptions(options)
+    const rows = await readStoredRows(this.#dbs, oldId)
+    const contentRows = await readContentRows(this.#dbs, oldId)
+    const state = this.#state
+    const plan = planAdoption(state, oldId, rows, contentRows, opts, this.replicaId)
+    const newId = this.#freshId(state)
+    const at = new Date().toISOString()
+    const alias: Alias = { uid: plan.record.uid, oldId, newId, at, by: this.replicaId, reason: 'recovery' }
+    const ctx = new OpContext('adopt')
+    ctx.refresh.add(oldId)
+    if (rows.shadow) ctx.dels.push({ sublevel: 'shadow', key: idKey(oldId) })
+    for (const slot of contentRows.keys()) ctx.dels.push({ sublevel: 'content', key: contentKey(oldId, slot) })
+    ctx.audit.push(
+      auditEvent('orphan_adopted', this.replicaId, { oldId, newId, uid: plan.record.uid, shadowUid: plan.shadowUid, kind: plan.kind, name: plan.record.name, warnings: plan.warnings }, newId),
+    )
+    ctx.events.push({ type: 'reanchored', uid: plan.record.uid, oldId, newId, reason: 'recovery' })
+    this.#hooks?.step?.('adopt:before-commit', { oldId, newId })
+    state.doc.transact(() => {
+      state.parts.items.set(newId, buildItemMap(plan.record, plan.entries, plan.content))
+      state.parts.aliases.set(`${oldId}/${plan.record.uid}`, alias)
+      this.#raiseHighWater(state, newId)
+    }, ctx)
+    await this.#commit(state, ctx)
+    return { oldId, newId, uid: plan.record.uid, kind: plan.kind, warnings: plan.warnings, item: this.#require(newId) }
+  }
+
+  /**
+   * Appends one audit event for a run of a tool (recovery, import, doctor). Such events are
+   * audit-only: `investigate` is false by construction.
+   */
+  async recordRun(kind: 'recovery_run' | 'import_run' | 'doctor_fix', data: Record<string, unknown>): Promise<AuditEvent> {
+    await this.#ready()
+    if (kind !== 'recovery_run' && kind !== 'import_run' && kind !== 'doctor_fix') throw invalid(`recordRun records recovery_run, import_run or doctor_fix, not ${JSON.stringify(kind)}.`)
+    const event = auditEvent(kind, this.replicaId, JSON.parse(JSON.stringify(requireObject(data, 'run data'))) as Record<string, unknown>)
+    const ctx = new OpContext('record')
+    ctx.audit.push(event)
+    await this.#commit(this.#state, ctx)
+    return event
   }
 
   // ───────────────────────────── health ─────────────────────────────
@@ -575,7 +689,7 @@ export class Store implements AsyncDisposable {
    * missing content, damaged rows, unfinished intents, and ids whose rows no live item owns.
    */
   async verify(): Promise<ConsistencyReport> {
-    await this.#ready()
+    this.#assertOpen()
     await this.flush()
     return verifyStore(this.#dbs, this.#state)
   }
@@ -590,6 +704,10 @@ export class Store implements AsyncDisposable {
   pendingIntents(): Intent[] {
     this.#assertOpen()
     return this.#state.intents.map((intent) => ({ ...intent, data: { ...intent.data } }))
+  }
+
+  get readOnly(): boolean {
+    return this.#readOnly
   }
 
   get closed(): boolean {
@@ -631,6 +749,9 @@ export class Store implements AsyncDisposable {
 
   async #ready(): Promise<void> {
     this.#assertOpen()
+    if (this.#readOnly) {
+      throw new DocketError('STORE_READ_ONLY', `The store at ${this.dir} was opened read-only: open it without readOnly to change it.`, { details: { dir: this.dir } })
+    }
     if (this.#reloading) await this.#reloading
     this.#assertOpen()
   }
@@ -744,7 +865,6 @@ export class Store implements AsyncDisposable {
   async #reportCorrupt(rows: readonly CorruptRow[]): Promise<void> {
     const ctx = new OpContext('corrupt')
     for (const row of rows) {
-      this.#logger.warn(`corrupt row in ${row.sublevel} at key ${JSON.stringify(row.key)}: ${row.error}; it is kept and skipped`)
       const key = `corrupt:${row.sublevel}/${row.key}`
       if (this.#state.reported.has(key)) continue
       this.#state.reported.add(key)

@@ -85,8 +85,8 @@ export class Writer {
     try {
       const ops = await this.#buildOps(state, jobs, seqs, snapshot)
       this.#env.hooks?.step?.('commit:before-write', { jobs: jobs.length })
-      await this.#env.hooks?.beforeWrite?.(ops)
-      await this.#env.dbs.root.batch(ops.map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })
+      const injected = (await this.#env.hooks?.beforeWrite?.(ops)) ?? []
+      await this.#env.dbs.root.batch([...ops, ...injected].map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })
       this.#env.hooks?.step?.('commit:after-write', { jobs: jobs.length })
     } catch (err) {
       const error = persistError(this.#env.dir, err)

@@ -1,0 +1,5 @@
+export { main, buildProgram, VERSION } from './main.js'
+export { EXIT, UsageError, exitCodeFor } from './exit.js'
+export type { ExitCode } from './exit.js'
+export { parseIdList } from './args.js'
+export type { Io } from './output.js'

@@ -1,0 +1,67 @@
+import { Command, CommanderError } from 'commander'
+import { DocketError } from '@docket/core'
+import { Context } from './context.js'
+import { EXIT, exitCodeFor, UsageError } from './exit.js'
+import { Output, processIo, type Io } from './output.js'
+import { registerRecover } from './commands/recover.js'
+
+export const VERSION = '0.1.0'
+
+/** Builds the `docket` program. Each command registers itself from commands/. */
+export function buildProgram(ctx: Context): Command {
+  const program = new Command('docket')
+    .description('docket: the pipeline store of an agent orchestrator (items, stages, audit, recovery)')
+    .version(VERSION, '-V, --version')
+    .option('--dir <dir>', 'the store directory (default: $DOCKET_DIR, else ./.docket)')
+    .option('--json', 'print one JSON document on stdout (for agents); diagnostics stay on stderr')
+    .showSuggestionAfterError(true)
+    .showHelpAfterError('(run docket --help for the commands)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => ctx.io.stdout.write(text),
+      writeErr: (text) => ctx.io.stderr.write(text),
+    })
+  registerRecover(program, ctx)
+  for (const command of program.commands) {
+    command.exitOverride().showSuggestionAfterError(true).configureOutput({
+      writeOut: (text) => ctx.io.stdout.write(text),
+      writeErr: (text) => ctx.io.stderr.write(text),
+    })
+  }
+  return program
+}
+
+/** Runs `docket` with `argv` (without node and script) and returns the exit code. */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const ctx = new Context(io)
+  const program = buildProgram(ctx)
+  try {
+    await program.parseAsync([...argv], { from: 'user' })
+    return ctx.exitCode
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok
+      return EXIT.usage // commander has already printed the message and a suggestion
+    }
+    const json = argv.includes('--json')
+    const out = new Output(io, json)
+    report(out, err)
+    return exitCodeFor(err)
+  }
+}
+
+function report(out: Output, err: unknown): void {
+  if (err instanceof DocketError) {
+    out.error(`${err.code}: ${err.message}`)
+    if (out.json) out.result({ error: err.toJSON() }, () => '')
+    return
+  }
+  if (err instanceof UsageError) {
+    out.error(`${err.message}\n(run docket <command> --help for its options and an example)`)
+    if (out.json) out.result({ error: { name: 'UsageError', code: 'USAGE', message: err.message } }, () => '')
+    return
+  }
+  const message = err instanceof Error ? (err.stack ?? err.message) : String(err)
+  out.error(`unexpected: ${message}\nThis is a bug in docket; please report it with the command you ran.`)
+  if (out.json) out.result({ error: { name: 'Error', code: 'INTERNAL', message: String((err as Error)?.message ?? err) } }, () => '')
+}

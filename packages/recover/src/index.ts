@@ -1,0 +1,6 @@
+export { discoverOrphans, checkIds } from './discover.js'
+export type { DiscoverOptions, Discovery, Orphan, OrphanKind } from './discover.js'
+export { recoverOrphans } from './recover.js'
+export type { RecoverOptions, RecoveryResult, RecoveredEntry } from './recover.js'
+export { parseFrontMatter, MAX_FRONT_MATTER_BYTES } from './frontmatter.js'
+export type { FrontMatter } from './frontmatter.js'

@@ -1,0 +1,134 @@
+import { DocketError, isDocketError, type ItemId, type Store, type Uid } from '@docket/core'
+import { checkIds, discoverOrphans, type Discovery, type Orphan } from './discover.js'
+
+export interface RecoverOptions {
+  /** Restricts discovery and repair alike. Default: every orphan (but see includeTombstoned). */
+  ids?: readonly (ItemId | string)[]
+  /** Report what would happen and write nothing at all. Default: true. */
+  dryRun?: boolean
+  /** Also recover tombstoned orphans that `ids` does not name. Default: false. */
+  includeTombstoned?: boolean
+  /** Called as orphans are handled: for progress bars. */
+  onProgress?: (progress: { phase: 'discover' | 'recover'; done: number; total?: number }) => void
+}
+
+export interface RecoveredEntry {
+  oldId: ItemId
+  /** The fresh id; null in a dry run (one is allocated only when the orphan is re-anchored). */
+  newId: ItemId | null
+  uid: Uid | null
+  kind: Orphan['kind']
+  name: string
+  warnings: string[]
+}
+
+export interface RecoveryResult {
+  dryRun: boolean
+  filter: ItemId[] | null
+  includeTombstoned: boolean
+  /** Re-anchored orphans (in a dry run: those that would be). */
+  recovered: RecoveredEntry[]
+  /** Ids not touched, with why: live, unknown, tombstoned without being named, being re-anchored. */
+  skipped: Array<{ id: ItemId; reason: string }>
+  /** Orphans whose re-anchoring failed; the others went on. */
+  failed: Array<{ id: ItemId; error: { code: string; message: string } }>
+  /** Orphans found by the discovery run after the repair that were not there before (a concurrent writer). */
+  rescan: Orphan[]
+  /** Orphans discovered before the repair. */
+  discovered: Orphan[]
+}
+
+/**
+ * Re-anchors orphans to fresh ids through the store's atomic `adoptOrphan`. Dry run unless
+ * `dryRun: false`; a dry run writes nothing at all, not even its audit event. A tombstoned
+ * orphan is recovered only when named in `ids` or with `includeTombstoned`. One orphan's
+ * failure does not stop the others. After a repair, discovery runs again over the same
+ * filter and what is new is returned in `rescan`. A repair is audited as one
+ * `recovery_run` event (investigate: false).
+ */
+export async function recoverOrphans(store: Store, options: RecoverOptions = {}): Promise<RecoveryResult> {
+  if (typeof options !== 'object' || options === null) throw new DocketError('INVALID_INPUT', 'recoverOrphans options must be an object.')
+  const filter = checkIds(options.ids)
+  const dryRun = options.dryRun !== false
+  const includeTombstoned = options.includeTombstoned === true
+  const named = new Set(filter ?? [])
+  const discovery = await discoverOrphans(store, {
+    ...(filter ? { ids: filter } : {}),
+    onProgress: ({ scanned }) => options.onProgress?.({ phase: 'discover', done: scanned }),
+  })
+  const result: RecoveryResult = {
+    dryRun,
+    filter,
+    includeTombstoned,
+    recovered: [],
+    skipped: skippedByDiscovery(discovery),
+    failed: [],
+    rescan: [],
+    discovered: discovery.orphans,
+  }
+  const selected: Orphan[] = []
+  for (const orphan of discovery.orphans) {
+    if (orphan.kind === 'tombstoned' && !includeTombstoned && !named.has(orphan.id)) {
+      result.skipped.push({ id: orphan.id, reason: 'tombstoned: recovered only when named in ids (--story-ids) or with includeTombstoned (--include-tombstoned)' })
+    } else {
+      selected.push(orphan)
+    }
+  }
+  if (dryRun) {
+    result.recovered = selected.map((o) => entry(o, null, o.warnings))
+    return result
+  }
+
+  let done = 0
+  for (const orphan of selected) {
+    try {
+      const adopted = await store.adoptOrphan(orphan.id, {
+        expectUid: orphan.uid,
+        name: orphan.name,
+        type: orphan.type,
+        dependsOn: orphan.dependsOn,
+        allowTombstoned: true,
+      })
+      result.recovered.push({ ...entry(orphan, adopted.newId, [...orphan.warnings, ...adopted.warnings]), uid: adopted.uid })
+    } catch (err) {
+      if (!isDocketError(err)) throw err
+      result.failed.push({ id: orphan.id, error: { code: err.code, message: err.message } })
+    }
+    options.onProgress?.({ phase: 'recover', done: ++done, total: selected.length })
+  }
+
+  const after = await discoverOrphans(store, filter ? { ids: filter } : {})
+  const before = new Set(discovery.orphans.map(key))
+  result.rescan = after.orphans.filter((o) => !before.has(key(o)))
+  await store.recordRun('recovery_run', {
+    filter,
+    includeTombstoned,
+    counts: {
+      discovered: discovery.orphans.length,
+      recovered: result.recovered.length,
+      skipped: result.skipped.length,
+      failed: result.failed.length,
+      rescan: result.rescan.length,
+    },
+    mapping: result.recovered.map((r) => ({ oldId: r.oldId, newId: r.newId, uid: r.uid })),
+    failed: result.failed,
+    investigate: false,
+  })
+  return result
+}
+
+function key(orphan: Orphan): string {
+  return `${orphan.id}/${orphan.uid ?? '-'}`
+}
+
+function entry(orphan: Orphan, newId: ItemId | null, warnings: string[]): RecoveredEntry {
+  return { oldId: orphan.id, newId, uid: orphan.uid, kind: orphan.kind, name: orphan.name, warnings }
+}
+
+function skippedByDiscovery(discovery: Discovery): RecoveryResult['skipped'] {
+  return [
+    ...discovery.live.map((id) => ({ id, reason: 'live: a live item owns these rows, nothing to recover' })),
+    ...discovery.unknown.map((id) => ({ id, reason: 'unknown: no rows with this id in the shadow content store' })),
+    ...discovery.pending.map((id) => ({ id, reason: 'pending: this replica is re-anchoring it right now' })),
+  ]
+}
