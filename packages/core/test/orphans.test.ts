@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { openStore } from '../src/index.js'
+import { openStore, type Uid } from '../src/index.js'
 import { rawKeys, writeRawRows } from '../src/testing.js'
 import { collect, dumpLevel, tempDir, testStore } from './support.js'
 
-const UID = '01JD00000000000000000000AA'
+const UID = '01JD00000000000000000000AA' as Uid
 
 function orphanRow(id: string, uid: string, name: string): string {
   return JSON.stringify({ v: 1, id, uid, name, type: 'bug', stage: 'qa', dependsOn: [], blocked: null, frozen: false, agent: 'a9', retries: 2, createdAt: '2025-01-01T00:00:00.000Z', updatedAt: '2025-01-01T00:00:00.000Z', createdBy: 'old-replica', stages: [], slots: ['body'] })
@@ -61,7 +61,7 @@ describe('adoptOrphan', () => {
     await expect(store.adoptOrphan('1')).rejects.toMatchObject({ code: 'ALREADY_EXISTS' })
     await expect(store.adoptOrphan('40')).rejects.toMatchObject({ code: 'NOT_FOUND' })
     await expect(store.adoptOrphan('3')).rejects.toMatchObject({ code: 'TOMBSTONED' })
-    await expect(store.adoptOrphan('3', { allowTombstoned: true, expectUid: '01JD00000000000000000000BB' })).rejects.toMatchObject({ code: 'CONFLICT' })
+    await expect(store.adoptOrphan('3', { allowTombstoned: true, expectUid: '01JD00000000000000000000BB' as Uid })).rejects.toMatchObject({ code: 'CONFLICT' })
     await expect(store.adoptOrphan('3', { name: '' })).rejects.toMatchObject({ code: 'INVALID_INPUT' })
     expect(await store.readShadowRow('3')).toMatchObject({ row: { uid: UID } })
     const adopted = await store.adoptOrphan('3', { allowTombstoned: true, expectUid: UID, name: 'wanted back' })
