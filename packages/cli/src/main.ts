@@ -3,7 +3,9 @@ import { DocketError } from '@docket/core'
 import { Context } from './context.js'
 import { EXIT, exitCodeFor, UsageError } from './exit.js'
 import { Output, processIo, type Io } from './output.js'
+import { registerItemCommands } from './commands/items.js'
 import { registerRecover } from './commands/recover.js'
+import { registerInit, registerStoreCommands } from './commands/store.js'
 
 export const VERSION = '0.1.0'
 
@@ -21,6 +23,9 @@ export function buildProgram(ctx: Context): Command {
       writeOut: (text) => ctx.io.stdout.write(text),
       writeErr: (text) => ctx.io.stderr.write(text),
     })
+  registerInit(program, ctx)
+  registerItemCommands(program, ctx)
+  registerStoreCommands(program, ctx)
   registerRecover(program, ctx)
   for (const command of program.commands) {
     command.exitOverride().showSuggestionAfterError(true).configureOutput({

@@ -1,6 +1,9 @@
 import type { Writable } from 'node:stream'
-import cliProgress from 'cli-progress'
+import { createRequire } from 'node:module'
 import pc from 'picocolors'
+
+// cli-progress is CommonJS and only needed on a terminal; load it when a bar is drawn.
+const require = createRequire(import.meta.url)
 
 export interface Io {
   stdout: Writable & { isTTY?: boolean; columns?: number }
@@ -62,6 +65,7 @@ export class Output {
   /** A progress bar on stderr when it is a terminal; otherwise nothing. */
   progress(label: string, total: number): Progress {
     if (this.#io.stderr.isTTY !== true || this.#io.env.DOCKET_NO_PROGRESS) return { update: () => {}, setTotal: () => {}, stop: () => {} }
+    const cliProgress = require('cli-progress') as typeof import('cli-progress')
     const bar = new cliProgress.SingleBar(
       { format: `${label} [{bar}] {value}/{total} {percentage}%`, stream: this.#io.stderr as NodeJS.WritableStream, hideCursor: true, clearOnComplete: true },
       cliProgress.Presets.shades_classic,

@@ -47,3 +47,40 @@ export function docket(args: readonly string[], options: { cwd?: string; env?: N
     child.stdin.end(options.input ?? '')
   })
 }
+
+/** Writes files under `root` (paths relative to it), creating folders. */
+export async function writeTree(root: string, files: Record<string, string | Uint8Array>): Promise<void> {
+  const { mkdir, writeFile } = await import('node:fs/promises')
+  const { dirname } = await import('node:path')
+  for (const [path, content] of Object.entries(files)) {
+    await mkdir(join(root, dirname(path)), { recursive: true })
+    await writeFile(join(root, path), content)
+  }
+}
+
+export function legacyFile(fields: Record<string, string>, body = 'Some markdown.\n'): string {
+  return `---\n${Object.entries(fields).map(([k, v]) => `${k}: ${v}`).join('\n')}\n---\n\n${body}`
+}
+
+const FOLDERS = ['1_backlog', '2_current', '3_qa', '4_merge', '5_done', '6_archived', '7_frozen'] as const
+
+/**
+ * A realistic legacy pipeline: `count` well-formed files spread over every stage folder,
+ * some with dependencies, agents, retries and blockers.
+ */
+export function legacyTree(count: number, firstId = 1): Record<string, string> {
+  const files: Record<string, string> = {}
+  const types = ['story', 'bug', 'spike', 'refactor', 'epic']
+  for (let i = 0; i < count; i++) {
+    const id = firstId + i
+    const type = types[i % types.length]!
+    const folder = FOLDERS[i % FOLDERS.length]!
+    const fields: Record<string, string> = { name: JSON.stringify(`Item ${id}: ${type} work`), type }
+    if (i % 3 === 0 && id > firstId) fields.depends_on = `[${id - 1}]`
+    if (i % 4 === 0) fields.agent = `agent-${i % 5}`
+    if (i % 6 === 0) fields.retries = String(i % 3)
+    if (i % 9 === 0) fields.blocked = JSON.stringify('waiting on review')
+    files[`${folder}/${id}_${type}_item-${id}.md`] = legacyFile(fields, `Body of item ${id}.\n\n- [ ] do it\n`)
+  }
+  return files
+}

@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { recoverOrphans, type RecoveryResult } from '@docket/recover'
+import type { RecoveryResult } from '@docket/recover'
 import { parseIdList } from '../args.js'
 import type { Context } from '../context.js'
 import { EXIT } from '../exit.js'
@@ -32,6 +32,7 @@ Exit codes: 0 done, 1 error, 2 usage, 3 some orphans failed, 4 refused (store lo
     .action(async (flags: RecoverFlags, command: Command) => {
       const ids = flags.storyIds === undefined ? undefined : parseIdList(flags.storyIds, '--story-ids')
       const out = ctx.output(command)
+      const { recoverOrphans } = await import('@docket/recover')
       const result = await ctx.withStore(command, { readOnly: flags.apply !== true }, async (store) => {
         const estimate = ids ? ids.length : store.stats().items
         const bar = estimate > 1000 ? out.progress(flags.apply ? 'recovering' : 'scanning', estimate) : undefined

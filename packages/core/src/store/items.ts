@@ -91,7 +91,7 @@ export function isReady(state: DocState, item: Item): boolean {
  * Checks a dependency list against the store: never the item itself, never a deleted id,
  * and (unless allowed) never an id that is not a live item. An update must not close a cycle.
  */
-export function checkDependencies(state: DocState, deps: readonly ItemId[], self: ItemId | undefined, allowUnknown: boolean): void {
+export function checkDependencies(state: DocState, deps: readonly ItemId[], self: ItemId | undefined, allowUnknown: boolean, checkCycles = false): void {
   for (const dep of deps) {
     if (dep === self) throw invalid(`Item ${self} cannot depend on itself: remove ${dep} from dependsOn.`, { dependency: dep })
     if (state.parts.tombstones.has(dep)) {
@@ -101,27 +101,36 @@ export function checkDependencies(state: DocState, deps: readonly ItemId[], self
       throw invalid(`Dependency ${dep} is not an item in this store: create it first or check the id.`, { dependency: dep })
     }
   }
-  if (self !== undefined) {
+  if (checkCycles && self !== undefined) {
     const cycle = findCycle(state, self, deps)
     if (cycle) throw invalid(`dependsOn would create a cycle ${cycle.join(' → ')}: an item cannot (indirectly) depend on itself.`, { cycle })
   }
 }
 
+/** A path self → … → self through the new dependencies, if any. Iterative: linear in the items visited. */
 function findCycle(state: DocState, self: ItemId, deps: readonly ItemId[]): ItemId[] | undefined {
-  const seen = new Set<ItemId>()
-  const walk = (id: ItemId, path: ItemId[]): ItemId[] | undefined => {
-    if (id === self) return [...path, id]
-    if (seen.has(id)) return undefined
-    seen.add(id)
-    for (const next of itemAt(state, id)?.dependsOn ?? []) {
-      const found = walk(next, [...path, id])
-      if (found) return found
-    }
-    return undefined
-  }
+  const parent = new Map<ItemId, ItemId>()
+  const stack: ItemId[] = []
   for (const dep of deps) {
-    const found = walk(dep, [self])
-    if (found) return found
+    if (!parent.has(dep)) {
+      parent.set(dep, self)
+      stack.push(dep)
+    }
+  }
+  while (stack.length > 0) {
+    const id = stack.pop()!
+    if (id === self) {
+      const path: ItemId[] = [self]
+      for (let at = parent.get(self)!; at !== self; at = parent.get(at)!) path.push(at)
+      return [self, ...path.slice(1).reverse(), self]
+    }
+    for (const next of itemAt(state, id)?.dependsOn ?? []) {
+      if (next === self || !parent.has(next)) {
+        if (next === self && parent.has(self)) continue
+        parent.set(next, id)
+        stack.push(next)
+      }
+    }
   }
   return undefined
 }

@@ -235,6 +235,9 @@ export class Store implements AsyncDisposable {
 
   /** An explicit id must not land on rows nobody owns: they are an orphan's evidence. */
   async #refuseStoredRows(id: ItemId): Promise<void> {
+    // Rows are only ever written for items this store tracks; an id past the highest id the
+    // content store held at open cannot have rows of its own, so no read is needed.
+    if (idToNumber(id) > this.#state.allocator.bySource().content && !this.#state.index.has(id)) return
     const rows = await readStoredRows(this.#dbs, id)
     if ((rows.shadow || rows.slots.length > 0) && !this.#state.parts.items.has(id)) {
       throw new DocketError(
@@ -330,7 +333,7 @@ export class Store implements AsyncDisposable {
     const itemId = parseItemId(id)
     const checked = checkUpdateInput(patch)
     const { state, map } = await this.#live(itemId, 'update')
-    if (checked.dependsOn) checkDependencies(state, checked.dependsOn, itemId, false)
+    if (checked.dependsOn) checkDependencies(state, checked.dependsOn, itemId, false, true)
     const before = itemAt(state, itemId)!
     const changes: Record<string, { from: unknown; to: unknown }> = {}
     const now = new Date().toISOString()
@@ -650,6 +653,93 @@ export class Store implements AsyncDisposable {
     ctx.audit.push(event)
     await this.#commit(this.#state, ctx)
     return event
+  }
+
+  // ───────────────────────────── long operations, repair, import ─────────────────────────────
+
+  /**
+   * Records that a long operation (an import, say) has started, so that one interrupted by a
+   * crash is visible to `doctor` at the next open. Returns the journal key to end it with.
+   */
+  async beginIntent(kind: string, data: Record<string, unknown>): Promise<string> {
+    await this.#ready()
+    if (typeof kind !== 'string' || !/^[a-z][a-z0-9_-]{0,40}$/.test(kind) || kind === 'reanchor') {
+      throw invalid(`Intent kind ${JSON.stringify(kind)} is invalid: use a short lowercase name (not "reanchor", which docket keeps for itself).`)
+    }
+    const key = nextUlid()
+    const intent: Intent = { key, kind, data: { ...requireObject(data, 'intent data'), startedAt: new Date().toISOString() } }
+    const ctx = new OpContext('intent')
+    ctx.puts.push({ sublevel: 'journal', key, value: JSON.stringify({ kind, ...intent.data }) })
+    await this.#commit(this.#state, ctx)
+    this.#state.intents.push(intent)
+    return key
+  }
+
+  /**
+   * Ends an intent: its journal row goes, together with the audit event that records the
+   * outcome (if any), in one batch — a completion marker only when the operation completed.
+   */
+  async endIntent(key: string, outcome?: { kind: 'import_run' | 'recovery_run' | 'doctor_fix'; data: Record<string, unknown> }): Promise<void> {
+    await this.#ready()
+    const state = this.#state
+    const at = state.intents.findIndex((i) => i.key === key)
+    if (at < 0) throw new DocketError('NOT_FOUND', `There is no pending intent ${JSON.stringify(key)}: list them with \`docket doctor\`.`, { details: { key } })
+    const ctx = new OpContext('intent')
+    ctx.dels.push({ sublevel: 'journal', key })
+    if (outcome) ctx.audit.push(auditEvent(outcome.kind, this.replicaId, JSON.parse(JSON.stringify(outcome.data)) as Record<string, unknown>))
+    await this.#commit(state, ctx)
+    const still = state.intents.findIndex((i) => i.key === key)
+    if (still >= 0) state.intents.splice(still, 1)
+  }
+
+  /**
+   * Rewrites the shadow and content rows of live items from the CRDT where they are missing,
+   * stale, incomplete or damaged. Never touches rows that another uid owns (orphans are for
+   * recovery), never changes the CRDT, so it cannot move a stage or bring anything back.
+   */
+  async repairShadow(): Promise<{ repaired: ItemId[] }> {
+    await this.#ready()
+    await this.flush()
+    const report = await verifyStore(this.#dbs, this.#state)
+    const ids = new Set<ItemId>([
+      ...report.crdtOnly,
+      ...report.staleShadow.map((s) => s.id),
+      ...report.missingContent.map((m) => m.id),
+      ...report.strayContent.map((m) => m.id),
+    ])
+    const untracked = new Set(report.untracked)
+    const repaired = [...ids].filter((id) => !untracked.has(id) && itemAt(this.#state, id) !== undefined).sort((a, b) => idToNumber(a) - idToNumber(b))
+    if (repaired.length === 0) return { repaired }
+    const ctx = new OpContext('repair')
+    for (const id of repaired) ctx.refresh.add(id)
+    ctx.audit.push(auditEvent('doctor_fix', this.replicaId, { repaired, investigate: false }))
+    await this.#commit(this.#state, ctx)
+    return { repaired }
+  }
+
+  /**
+   * Carries a tombstone over from another store (an import of an export): the id stays
+   * deleted here too and is never issued. Refused if the id is live here.
+   */
+  async importTombstone(id: ItemId | string, tombstone: { uid: string; at?: string; by?: string; reason?: string | null }): Promise<boolean> {
+    await this.#ready()
+    const itemId = parseItemId(id)
+    const t = requireObject(tombstone, 'tombstone') as { uid: unknown; at?: unknown; by?: unknown; reason?: unknown }
+    if (typeof t.uid !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(t.uid)) throw invalid('tombstone.uid must be a ULID.')
+    const state = this.#state
+    if (state.parts.tombstones.has(itemId)) return false
+    if (state.parts.items.has(itemId)) throw new DocketError('ALREADY_EXISTS', `Item ${itemId} is live here, so its tombstone from elsewhere was not applied: check which store is right.`, { details: { id: itemId } })
+    const tomb: Tombstone = {
+      uid: t.uid as Uid,
+      at: typeof t.at === 'string' ? t.at : new Date().toISOString(),
+      by: (typeof t.by === 'string' && t.by.length > 0 ? t.by : this.replicaId) as ReplicaId,
+      reason: typeof t.reason === 'string' ? t.reason : null,
+    }
+    const ctx = new OpContext('importTombstone')
+    ctx.audit.push(auditEvent('deleted', this.replicaId, { uid: tomb.uid, imported: true, reason: tomb.reason }, itemId))
+    state.doc.transact(() => state.parts.tombstones.set(itemId, tomb), ctx)
+    await this.#commit(state, ctx)
+    return true
   }
 
   // ───────────────────────────── health ─────────────────────────────

@@ -84,7 +84,9 @@ async function checkRows(dbs: Databases, state: DocState, rows: StoredRows, repo
   }
   if (!rows.shadow) {
     report.crdtOnly.push(id)
-  } else if ('uid' in rows.shadow) {
+  } else if ('error' in rows.shadow) {
+    report.staleShadow.push({ id, fields: ['unreadable'], crdtStage: item.stage, shadowStage: item.stage })
+  } else {
     const parsed = parseShadowRow(rows.shadow.text)
     if ('row' in parsed) {
       const expected = shadowRow(id, record, map, item.stage, readStageEntries(map))

@@ -1,0 +1,223 @@
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import { isEventType, ITEM_TYPES, STAGES, validEvents, type Item, type ItemType, type Stage } from '@docket/core'
+import { parseId, parseIdList, parseNonNegative } from '../args.js'
+import type { Context } from '../context.js'
+import { UsageError } from '../exit.js'
+import { table, type Colors } from '../output.js'
+
+/** create, list, show, apply, update, delete: the everyday commands. */
+export function registerItemCommands(program: Command, ctx: Context): void {
+  program
+    .command('create')
+    .description('create an item (verified: it is in the CRDT and on disk when this returns); prints its id')
+    .requiredOption('--name <name>', 'a short title')
+    .option('--type <type>', `one of ${ITEM_TYPES.join(', ')}`, 'story')
+    .option('--depends-on <ids>', 'ids it depends on, comma-separated (e.g. 3,7)')
+    .option('--body-file <file>', 'read the body (markdown with front matter) from a file')
+    .option('--body <text>', 'the body as text; - reads it from stdin')
+    .addHelpText('after', '\nExamples:\n  docket create --name "Fix login" --type bug --depends-on 3,7\n  cat story.md | docket --json create --name "Story" --body -')
+    .action(async (flags: { name: string; type: string; dependsOn?: string; bodyFile?: string; body?: string }, command: Command) => {
+      if (flags.bodyFile !== undefined && flags.body !== undefined) throw new UsageError('give the body once: --body-file F or --body TEXT (or --body - for stdin)')
+      const type = checkType(flags.type)
+      const dependsOn = flags.dependsOn === undefined ? [] : parseIdList(flags.dependsOn, '--depends-on')
+      const body = flags.bodyFile !== undefined ? await readBodyFile(ctx, flags.bodyFile) : flags.body === '-' ? await readStdin(ctx) : flags.body
+      const out = ctx.output(command)
+      const item = await ctx.withStore(command, {}, (store) => store.createItem({ name: flags.name, type, dependsOn, ...(body !== undefined ? { body } : {}) }))
+      out.result(item, () => item.id)
+    })
+
+  program
+    .command('list')
+    .description('list items, as a table or (--json) an array of items')
+    .option('--stage <stages>', `only these stages, comma-separated (${STAGES.join(', ')})`)
+    .option('--type <types>', 'only these types, comma-separated')
+    .option('--ready', 'only items whose every dependency is done or archived')
+    .addHelpText('after', '\nExamples:\n  docket list --stage backlog --ready\n  docket --json list --type bug,spike')
+    .action(async (flags: { stage?: string; type?: string; ready?: boolean }, command: Command) => {
+      const stage = flags.stage === undefined ? undefined : flags.stage.split(',').map(checkStage)
+      const type = flags.type === undefined ? undefined : flags.type.split(',').map(checkType)
+      const out = ctx.output(command)
+      const items = await ctx.withStore(command, { readOnly: true }, async (store) =>
+        store.listItems({ ...(stage ? { stage } : {}), ...(type ? { type } : {}), ...(flags.ready ? { ready: true } : {}) }),
+      )
+      out.result(items, () => (items.length === 0 ? out.color.dim('no items') : itemTable(out.color, items)))
+    })
+
+  program
+    .command('show')
+    .argument('<id>', 'the item id')
+    .description('an item with its stage history and content')
+    .option('--content <slot>', 'print only this content slot (e.g. body, gate_output)')
+    .addHelpText('after', '\nExamples:\n  docket show 12\n  docket show 12 --content body > story.md')
+    .action(async (idText: string, flags: { content?: string }, command: Command) => {
+      const id = parseId(idText)
+      const out = ctx.output(command)
+      await ctx.withStore(command, { readOnly: true }, async (store) => {
+        const item = store.getItem(id)
+        if (!item) {
+          store.stageHistory(id) // throws NOT_FOUND or TOMBSTONED with the right message
+          return
+        }
+        if (flags.content !== undefined) {
+          const bytes = await store.readContentBytes(id, flags.content)
+          if (bytes === undefined) throw new UsageError(`item ${id} has no slot ${JSON.stringify(flags.content)}; it has: ${store.contentSlots(id).join(', ') || 'none'}`)
+          if (out.json) out.result({ id, slot: flags.content, content: decode(bytes) }, () => '')
+          else out.write(Buffer.from(bytes).toString('utf8'))
+          return
+        }
+        const history = store.stageHistory(id)
+        const content: Record<string, string | Uint8Array> = {}
+        for (const slot of store.contentSlots(id)) content[slot] = decode((await store.readContentBytes(id, slot))!)
+        const aliases = store.aliases().filter((a) => a.uid === item.uid)
+        out.result({ item, history, validEvents: validEvents(item.stage), content, aliases }, () => {
+          const c = out.color
+          const lines = [
+            `${c.bold(`#${item.id}`)} ${item.name}`,
+            `  stage ${c.cyan(item.stage)}   type ${item.type}   uid ${item.uid}`,
+            `  depends on ${item.dependsOn.map((d) => `#${d}`).join(', ') || '—'}   agent ${item.agent ?? '—'}   retries ${item.retries}`,
+            `  ${item.blocked ? c.red(`blocked: ${item.blocked.reason}`) : 'not blocked'}   ${item.frozen ? c.yellow('frozen') : 'not frozen'}`,
+            `  created ${item.createdAt} by ${item.createdBy}, updated ${item.updatedAt}`,
+            `  next events: ${validEvents(item.stage).join(', ') || '— (terminal)'}`,
+          ]
+          for (const a of aliases) lines.push(`  was #${a.oldId} (re-anchored: ${a.reason})`)
+          lines.push('', c.dim('stage history'))
+          lines.push(
+            table(
+              c,
+              ['AT', 'EVENT', 'STAGE', 'EPOCH', 'BY', 'COUNTS'],
+              history.map((h) => [h.at, h.event, h.stage, String(h.epoch), h.by, h.current ? c.green('current') : h.valid ? 'yes' : c.yellow(`no (${h.invalidReason})`)]),
+            ),
+          )
+          for (const [slot, value] of Object.entries(content)) {
+            lines.push('', c.dim(`── ${slot} ──`), typeof value === 'string' ? value.trimEnd() : `(${value.byteLength} bytes, not text)`)
+          }
+          return lines.join('\n')
+        })
+      })
+    })
+
+  program
+    .command('apply')
+    .argument('<id>', 'the item id')
+    .argument('<event>', 'the stage event (start, gates_passed, accepted, merge_succeeded, …)')
+    .description('send a stage event: the only way to change a stage')
+    .option('--reason <reason>', 'why (kept in the stage history and the audit log)')
+    .addHelpText('after', '\nExamples:\n  docket apply 12 start\n  docket apply 12 demote --reason "needs a design first"')
+    .action(async (idText: string, event: string, flags: { reason?: string }, command: Command) => {
+      const id = parseId(idText)
+      const out = ctx.output(command)
+      const item = await ctx.withStore(command, {}, async (store) => {
+        if (!isEventType(event)) {
+          const current = store.getItem(id)
+          const valid = current ? validEvents(current.stage) : []
+          throw new UsageError(`unknown event ${JSON.stringify(event)}${current ? `; valid events from ${current.stage}: ${valid.join(', ') || 'none (terminal)'}` : ''}`)
+        }
+        return store.apply(id, flags.reason === undefined ? { type: event } : { type: event, reason: flags.reason })
+      })
+      out.result(item, () => `#${item.id} is now ${item.stage}`)
+    })
+
+  program
+    .command('update')
+    .argument('<id>', 'the item id')
+    .description('edit fields (not the stage: use apply)')
+    .option('--name <name>', 'a new title')
+    .option('--depends-on <ids>', 'the new dependency list, comma-separated; an empty string clears it')
+    .option('--agent <agent>', 'the agent working on it')
+    .option('--clear-agent', 'unset the agent')
+    .option('--retries <n>', 'the retry count')
+    .option('--block <reason>', 'block it, with a reason')
+    .option('--unblock', 'unblock it')
+    .option('--freeze', 'freeze it')
+    .option('--unfreeze', 'unfreeze it')
+    .addHelpText('after', '\nExamples:\n  docket update 12 --agent agent-7 --block "waiting for review"\n  docket update 12 --depends-on 3,4 --unfreeze')
+    .action(async (idText: string, flags: Record<string, string | boolean | undefined>, command: Command) => {
+      const id = parseId(idText)
+      const patch: Parameters<import('@docket/core').Store['updateItem']>[1] = {}
+      exclusive(flags, 'block', 'unblock')
+      exclusive(flags, 'freeze', 'unfreeze')
+      exclusive(flags, 'agent', 'clearAgent')
+      if (typeof flags.name === 'string') patch.name = flags.name
+      if (typeof flags.dependsOn === 'string') patch.dependsOn = flags.dependsOn === '' ? [] : parseIdList(flags.dependsOn, '--depends-on')
+      if (typeof flags.agent === 'string') patch.agent = flags.agent
+      if (flags.clearAgent) patch.agent = null
+      if (typeof flags.retries === 'string') patch.retries = parseNonNegative(flags.retries, '--retries')
+      if (typeof flags.block === 'string') patch.blocked = { reason: flags.block }
+      if (flags.unblock) patch.blocked = null
+      if (flags.freeze) patch.frozen = true
+      if (flags.unfreeze) patch.frozen = false
+      if (Object.keys(patch).length === 0) throw new UsageError('nothing to update: give at least one of --name, --depends-on, --agent, --clear-agent, --retries, --block, --unblock, --freeze, --unfreeze')
+      const out = ctx.output(command)
+      const item = await ctx.withStore(command, {}, (store) => store.updateItem(id, patch))
+      out.result(item, () => `#${item.id} updated`)
+    })
+
+  program
+    .command('delete')
+    .argument('<id>', 'the item id')
+    .description('delete an item: its id is tombstoned (never written or issued again) and its content cleared')
+    .option('--reason <reason>', 'why (kept in the tombstone and the audit log)')
+    .addHelpText('after', '\nExample:\n  docket delete 12 --reason "duplicate of #9"')
+    .action(async (idText: string, flags: { reason?: string }, command: Command) => {
+      const id = parseId(idText)
+      const out = ctx.output(command)
+      const result = await ctx.withStore(command, {}, (store) => store.deleteItem(id, flags.reason === undefined ? {} : { reason: flags.reason }))
+      out.result(result, () => (result.alreadyDeleted ? `#${id} was already deleted` : `#${id} deleted; its id will never be reused`))
+    })
+}
+
+function exclusive(flags: Record<string, unknown>, a: string, b: string): void {
+  if (flags[a] !== undefined && flags[b] !== undefined) {
+    const dash = (s: string) => `--${s.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)}`
+    throw new UsageError(`${dash(a)} and ${dash(b)} contradict each other: give one`)
+  }
+}
+
+export function checkType(text: string): ItemType {
+  if (ITEM_TYPES.includes(text as ItemType)) return text as ItemType
+  throw new UsageError(`unknown type ${JSON.stringify(text)}: use one of ${ITEM_TYPES.join(', ')}`)
+}
+
+export function checkStage(text: string): Stage {
+  if ((STAGES as string[]).includes(text)) return text as Stage
+  throw new UsageError(`unknown stage ${JSON.stringify(text)}: use one of ${STAGES.join(', ')}`)
+}
+
+function decode(bytes: Uint8Array): string | Uint8Array {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+  } catch {
+    return bytes
+  }
+}
+
+async function readBodyFile(ctx: Context, file: string): Promise<string | Uint8Array> {
+  try {
+    return decode(new Uint8Array(await readFile(resolve(ctx.io.cwd, file))))
+  } catch (err) {
+    throw new UsageError(`cannot read --body-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+async function readStdin(ctx: Context): Promise<string | Uint8Array> {
+  const chunks: Buffer[] = []
+  for await (const chunk of ctx.io.stdin) chunks.push(Buffer.from(chunk as Buffer))
+  return decode(new Uint8Array(Buffer.concat(chunks)))
+}
+
+export function itemTable(c: Colors, items: Item[]): string {
+  return table(
+    c,
+    ['ID', 'STAGE', 'TYPE', 'NAME', 'DEPENDS', 'FLAGS'],
+    items.map((i) => [
+      `#${i.id}`,
+      c.cyan(i.stage),
+      i.type,
+      i.name,
+      i.dependsOn.map((d) => `#${d}`).join(',') || '',
+      [i.blocked ? c.red('blocked') : '', i.frozen ? c.yellow('frozen') : '', i.agent ? `@${i.agent}` : ''].filter(Boolean).join(' '),
+    ]),
+  )
+}

@@ -1,0 +1,229 @@
+import { createWriteStream } from 'node:fs'
+import { resolve } from 'node:path'
+import { once } from 'node:events'
+import type { Command } from 'commander'
+import { AUDIT_KINDS, DocketError, isDocketError, openStore, type AuditEvent, type AuditKind, type ConsistencyReport } from '@docket/core'
+import { parseId, parseNonNegative } from '../args.js'
+import type { Context } from '../context.js'
+import { EXIT, UsageError } from '../exit.js'
+import type { ImportResult } from '../legacy/import.js'
+import { table, type Output } from '../output.js'
+
+/** init: a new store. */
+export function registerInit(program: Command, ctx: Context): void {
+  program
+    .command('init')
+    .description('create a store in --dir (default ./.docket); refuses to touch an existing one')
+    .option('--replica-id <id>', 'name this replica (default: a generated ULID)')
+    .addHelpText('after', '\nExamples:\n  docket init\n  docket --dir /srv/pipeline init --replica-id build-host-1')
+    .action(async (flags: { replicaId?: string }, command: Command) => {
+      const dir = ctx.dir(command)
+      const out = ctx.output(command)
+      const existing = await openStore({ dir, create: false, readOnly: true, logger: { warn: () => {} } }).catch((err: unknown) => {
+        if (isDocketError(err, 'STORE_NOT_FOUND')) return undefined
+        throw err
+      })
+      if (existing) {
+        await existing.close()
+        throw new DocketError('STORE_EXISTS', `There is already a docket store at ${dir} (replica ${existing.replicaId}): use it, or choose another --dir.`, { details: { dir } })
+      }
+      const store = await openStore({ dir, ...(flags.replicaId ? { replicaId: flags.replicaId } : {}), logger: { warn: (m) => out.warn(m) } })
+      const result = { dir: store.dir, replicaId: store.replicaId }
+      await store.close()
+      out.result(result, () => `created a docket store at ${result.dir} (replica ${result.replicaId})`)
+    })
+}
+
+/** log, doctor, import, export: the store as a whole. */
+export function registerStoreCommands(program: Command, ctx: Context): void {
+  program
+    .command('log')
+    .description('the audit log, oldest first')
+    .option('--since <ulid>', 'only events after this event id')
+    .option('--kind <kinds>', `only these kinds, comma-separated (${AUDIT_KINDS.join(', ')})`)
+    .option('--id <id>', 'only events about this item')
+    .option('--limit <n>', 'at most this many events')
+    .addHelpText('after', '\nExamples:\n  docket log --id 12\n  docket --json log --kind write_rejected,reanchored --since 01J…')
+    .action(async (flags: { since?: string; kind?: string; id?: string; limit?: string }, command: Command) => {
+      const kinds = flags.kind?.split(',').map((k) => {
+        if (!(AUDIT_KINDS as readonly string[]).includes(k)) throw new UsageError(`unknown kind ${JSON.stringify(k)}: use one of ${AUDIT_KINDS.join(', ')}`)
+        return k as AuditKind
+      })
+      const query = {
+        ...(flags.since ? { since: flags.since } : {}),
+        ...(kinds ? { kinds } : {}),
+        ...(flags.id ? { itemId: parseId(flags.id) } : {}),
+        ...(flags.limit ? { limit: parseNonNegative(flags.limit, '--limit') } : {}),
+      }
+      const out = ctx.output(command)
+      const events = await ctx.withStore(command, { readOnly: true }, async (store) => {
+        const all: AuditEvent[] = []
+        for await (const event of store.audit(query)) all.push(event)
+        return all
+      })
+      out.result(events, () =>
+        events.length === 0
+          ? out.color.dim('no events')
+          : table(out.color, ['EVENT', 'AT', 'KIND', 'ITEM', 'DETAIL'], events.map((e) => [e.id, e.at, e.kind, e.itemId ? `#${e.itemId}` : '', summary(e)])),
+      )
+    })
+
+  program
+    .command('doctor')
+    .description('check that the shadow content store matches the CRDT; --fix repairs the shadow (never a stage, never an orphan)')
+    .option('--fix', 'rewrite missing, stale or damaged shadow rows from the CRDT and settle interrupted operations')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  docket doctor\n  docket doctor --fix\n\nExit codes: 0 consistent, 1 problems found (not fixed), 3 problems remain after --fix (e.g. orphans: see docket recover), 4 refused.',
+    )
+    .action(async (flags: { fix?: boolean }, command: Command) => {
+      const out = ctx.output(command)
+      const result = await ctx.withStore(command, { readOnly: flags.fix !== true }, async (store) => {
+        // Loaded on demand: a command pays only for the modules it uses (startup time is an agent's latency).
+        const { discoverOrphans } = await import('@docket/recover')
+        const before = await store.verify()
+        const orphans = await discoverOrphans(store)
+        const fixed: { repaired: string[]; settled: string[] } = { repaired: [], settled: [] }
+        if (flags.fix) {
+          fixed.repaired = (await store.repairShadow()).repaired
+          for (const intent of store.pendingIntents()) {
+            await store.endIntent(intent.key, { kind: 'doctor_fix', data: { settled: intent.kind, key: intent.key, data: intent.data, investigate: false } })
+            fixed.settled.push(intent.key)
+          }
+        }
+        const after = flags.fix ? await store.verify() : before
+        const byKind: Record<string, number> = {}
+        for (const o of orphans.orphans) byKind[o.kind] = (byKind[o.kind] ?? 0) + 1
+        return { report: after, before: flags.fix ? before : undefined, fixed: flags.fix ? fixed : undefined, orphans: { count: orphans.orphans.length, byKind } }
+      })
+      const remaining = problems(result.report) + result.orphans.count
+      out.result(result, () => renderDoctor(out, result.report, result.orphans, result.fixed))
+      if (remaining > 0) ctx.exitCode = flags.fix ? EXIT.partial : EXIT.failure
+    })
+
+  program
+    .command('import')
+    .argument('<source>', 'a legacy pipeline folder (1_backlog … 7_frozen) or a .jsonl export')
+    .description('ingest a legacy file pipeline (or a docket export), keeping ids; re-running it creates no duplicates')
+    .option('--dry-run', 'report what would happen and write nothing')
+    .addHelpText('after', '\nExamples:\n  docket import ./pipeline --dry-run\n  docket import ./pipeline\n  docket import backup.jsonl')
+    .action(async (source: string, flags: { dryRun?: boolean }, command: Command) => {
+      const out = ctx.output(command)
+      const path = resolve(ctx.io.cwd, source)
+      const { importSource } = await import('../legacy/import.js')
+      const result = await ctx.withStore(command, { readOnly: flags.dryRun === true }, async (store) => {
+        let bar: ReturnType<Output['progress']> | undefined
+        try {
+          return await importSource(store, path, {
+            dryRun: flags.dryRun === true,
+            onProgress: ({ phase, done, total }) => {
+              if (phase === 'import' && total !== undefined && total > 200) {
+                bar ??= out.progress('importing', total)
+                bar.update(done)
+              }
+            },
+          })
+        } finally {
+          bar?.stop()
+        }
+      })
+      out.result(result, () => renderImport(out, result))
+      if (result.failed.length > 0) ctx.exitCode = EXIT.partial
+    })
+
+  program
+    .command('export')
+    .description('write every item (with its stage, history and content) and the tombstones; round-trips through import')
+    .option('--out <path>', 'a file (jsonl) or a new folder (folders); default: stdout for jsonl')
+    .option('--format <format>', 'jsonl or folders', 'jsonl')
+    .addHelpText('after', '\nExamples:\n  docket export > backup.jsonl\n  docket export --format folders --out ./pipeline-copy')
+    .action(async (flags: { out?: string; format: string }, command: Command) => {
+      if (flags.format !== 'jsonl' && flags.format !== 'folders') throw new UsageError(`unknown --format ${JSON.stringify(flags.format)}: use jsonl or folders`)
+      if (flags.format === 'folders' && flags.out === undefined) throw new UsageError('--format folders needs --out FOLDER')
+      const out = ctx.output(command)
+      const { exportFolders, exportJsonl } = await import('../legacy/export.js')
+      await ctx.withStore(command, { readOnly: true }, async (store) => {
+        if (flags.format === 'folders') {
+          const summary = await exportFolders(store, resolve(ctx.io.cwd, flags.out!))
+          out.result(summary, () => `exported ${summary.items} items and ${summary.tombstones} tombstones to ${flags.out} (${summary.files} files)`)
+          return
+        }
+        if (flags.out === undefined) {
+          // JSONL on stdout is the document itself, with --json or without.
+          await exportJsonl(store, (line) => out.write(line))
+          return
+        }
+        const file = createWriteStream(resolve(ctx.io.cwd, flags.out), { flags: 'wx' })
+        await once(file, 'open').catch((err: NodeJS.ErrnoException) => {
+          throw new UsageError(`cannot write ${flags.out}: ${err.code === 'EEXIST' ? 'it exists (export never overwrites)' : err.message}`)
+        })
+        const summary = await exportJsonl(store, async (line) => {
+          if (!file.write(line)) await once(file, 'drain')
+        })
+        file.end()
+        await once(file, 'close')
+        out.result(summary, () => `exported ${summary.items} items and ${summary.tombstones} tombstones to ${flags.out}`)
+      })
+    })
+}
+
+function summary(e: AuditEvent): string {
+  const d = e.data
+  switch (e.kind) {
+    case 'transitioned':
+      return `${d.from} → ${d.to} (${d.event})`
+    case 'created':
+    case 'deleted':
+      return String(d.name ?? '')
+    case 'write_rejected':
+      return `${d.op ?? 'write'} refused: ${d.reason}`
+    case 'reanchored':
+    case 'orphan_adopted':
+      return `#${d.oldId} → #${d.newId}`
+    case 'stale_transition_superseded':
+      return `${d.event} by ${d.decidedBy} superseded (${d.reason}); stays ${d.currentStage}`
+    default:
+      return JSON.stringify(d).slice(0, 80)
+  }
+}
+
+function problems(r: ConsistencyReport): number {
+  return r.crdtOnly.length + r.staleShadow.length + r.missingContent.length + r.strayContent.length + r.corrupt.length + r.pendingIntents.length + r.pendingReanchors.length
+}
+
+function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: number; byKind: Record<string, number> }, fixed?: { repaired: string[]; settled: string[] }): string {
+  const c = out.color
+  const ids = (list: readonly { id: string }[] | readonly string[]) =>
+    list.length === 0 ? '' : `: ${list.slice(0, 10).map((x) => `#${typeof x === 'string' ? x : x.id}`).join(', ')}${list.length > 10 ? ', …' : ''}`
+  const stageMismatch = r.staleShadow.filter((s) => s.fields.includes('stage'))
+  const rows: Array<[string, number, string]> = [
+    ['live items in the CRDT', r.items, ''],
+    ['CRDT only (no shadow row)', r.crdtOnly.length, ids(r.crdtOnly)],
+    ['stale shadow rows', r.staleShadow.length, ids(r.staleShadow)],
+    ['  of which the stage differs', stageMismatch.length, ids(stageMismatch)],
+    ['missing or different content', r.missingContent.length, ids(r.missingContent)],
+    ['stray content rows', r.strayContent.length, ids(r.strayContent)],
+    ['damaged rows', r.corrupt.length, r.corrupt.slice(0, 5).map((x) => ` ${x.sublevel}/${x.key}`).join(',')],
+    ['interrupted operations', r.pendingIntents.length, r.pendingIntents.map((i) => ` ${i.kind} ${i.key}`).join(',')],
+    ['re-anchorings pending', r.pendingReanchors.length, ids(r.pendingReanchors)],
+    ['orphans (shadow only)', orphans.count, Object.entries(orphans.byKind).map(([k, n]) => ` ${k} ${n}`).join(',')],
+  ]
+  const lines = rows.map(([label, n, detail]) => `${label.padEnd(32)} ${n === 0 || label.startsWith('live') ? String(n) : c.yellow(String(n))}${detail}`)
+  if (fixed) lines.push('', `repaired ${fixed.repaired.length} item(s) from the CRDT${ids(fixed.repaired)}; settled ${fixed.settled.length} interrupted operation(s)`)
+  if (orphans.count > 0) lines.push('', `${orphans.count} orphan(s): inspect them with \`docket recover\` (a dry run), re-anchor chosen ones with \`docket recover --story-ids … --apply\`.`)
+  else if (problems(r) === 0) lines.push('', c.green('the shadow content store matches the CRDT'))
+  else if (!fixed) lines.push('', 'run `docket doctor --fix` to repair the shadow rows from the CRDT')
+  return lines.join('\n')
+}
+
+function renderImport(out: Output, r: ImportResult): string {
+  const c = out.color
+  const lines: string[] = []
+  for (const w of r.warnings) lines.push(`${c.yellow('warning')} ${w.file}: ${w.warnings.join('; ')}`)
+  for (const s of r.skipped) lines.push(`${c.dim('skipped')} ${s.file}: ${s.reason}`)
+  for (const i of r.ignored) lines.push(`${c.dim('ignored')} ${i.file}: ${i.reason}`)
+  for (const f of r.failed) lines.push(`${c.red('failed')} ${f.file}: ${f.error.code} ${f.error.message}`)
+  const verb = r.dryRun ? 'would import' : 'imported'
+  lines.push(`${verb} ${r.imported.length} item(s) from ${r.source}; ${r.skipped.length} skipped, ${r.failed.length} failed, ${r.warnings.length} with warnings, ${r.tombstones} tombstone(s)${r.dryRun ? '. Nothing was written.' : '.'}`)
+  return lines.join('\n')
+}

@@ -1,0 +1,103 @@
+import { isStage, ITEM_TYPES, type ItemId, type ItemType, type Stage } from '@docket/core'
+import { parseFrontMatter } from '@docket/recover'
+import { stringify } from 'yaml'
+import { nameFromSlug, parseFileName } from './layout.js'
+
+/** One file of a tree to import, turned into what createItem needs (and what was wrong with it). */
+export interface ImportEntry {
+  file: string
+  id?: ItemId
+  name: string
+  type: ItemType
+  stage: Stage
+  frozen: boolean
+  dependsOn: string[]
+  agent?: string
+  retries?: number
+  blocked?: { reason: string } | null
+  /** The body slot; undefined when an exported item had none. */
+  body: string | Uint8Array | undefined
+  slots: Map<string, string | Uint8Array>
+  warnings: string[]
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+export const EXPORT_MARKER = 'docket'
+
+export function asText(bytes: Uint8Array): string | Uint8Array {
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    return bytes
+  }
+}
+
+/**
+ * Reads one file. A file docket exported starts with a front matter block marked
+ * `docket: 1` that carries the item's fields exactly, followed by the body verbatim; any other
+ * file is a legacy file whose own front matter gives the fields and which is the body whole.
+ */
+export function readEntry(file: string, fileName: string, folderStage: Stage | null, bytes: Uint8Array): ImportEntry {
+  const named = parseFileName(fileName)
+  const fm = parseFrontMatter(bytes)
+  if (fm.present && fm.data[EXPORT_MARKER] === 1) return exportedEntry(file, named, folderStage, fm.data, fm.content)
+  const warnings = [...named.warnings]
+  if (bytes.byteLength === 0) warnings.push('empty file')
+  warnings.push(...fm.warnings.filter((w) => !/^(no front matter|empty body)/.test(w) || bytes.byteLength > 0))
+  const data = fm.data
+  const entry: ImportEntry = {
+    file,
+    name: fm.name ?? nameFromSlug(named.slug, `Imported ${fileName}`),
+    type: named.type ?? fm.type ?? 'story',
+    stage: folderStage ?? (isStage(data.stage) ? data.stage : 'backlog'),
+    frozen: folderStage === null || data.frozen === true,
+    dependsOn: fm.dependsOn,
+    body: asText(bytes),
+    slots: new Map(),
+    warnings,
+  }
+  if (named.id) entry.id = named.id
+  if (named.type && fm.type && named.type !== fm.type) warnings.push(`type ${fm.type} in the front matter differs from ${named.type} in the file name; the file name wins`)
+  readOptionalFields(entry, data)
+  return entry
+}
+
+function exportedEntry(file: string, named: ReturnType<typeof parseFileName>, folderStage: Stage | null, data: Record<string, unknown>, content: string): ImportEntry {
+  const warnings: string[] = []
+  const id = typeof data.id === 'string' || typeof data.id === 'number' ? String(data.id) : named.id
+  const entry: ImportEntry = {
+    file,
+    name: typeof data.name === 'string' ? data.name : nameFromSlug(named.slug, `Imported ${file}`),
+    type: ITEM_TYPES.includes(data.type as ItemType) ? (data.type as ItemType) : (named.type ?? 'story'),
+    stage: isStage(data.stage) ? data.stage : (folderStage ?? 'backlog'),
+    frozen: data.frozen === true,
+    dependsOn: Array.isArray(data.depends_on) ? data.depends_on.map(String) : [],
+    body: data.has_body === false ? undefined : content,
+    slots: new Map(),
+    warnings,
+  }
+  if (id !== undefined && /^[1-9][0-9]*$/.test(id)) entry.id = id as ItemId
+  readOptionalFields(entry, data)
+  return entry
+}
+
+function readOptionalFields(entry: ImportEntry, data: Record<string, unknown>): void {
+  if (typeof data.agent === 'string' && data.agent.trim().length > 0) entry.agent = data.agent.trim()
+  else if (data.agent !== undefined && data.agent !== null) entry.warnings.push('agent is not text; ignored')
+  if (data.retries !== undefined) {
+    if (typeof data.retries === 'number' && Number.isSafeInteger(data.retries) && data.retries >= 0) entry.retries = data.retries
+    else entry.warnings.push(`retries ${JSON.stringify(data.retries)} is not a whole number ≥ 0; using 0`)
+  }
+  const blocked = data.blocked
+  if (typeof blocked === 'string' && blocked.trim().length > 0) entry.blocked = { reason: blocked.trim() }
+  else if (blocked === true) entry.blocked = { reason: 'blocked (imported)' }
+  else if (typeof blocked === 'object' && blocked !== null && typeof (blocked as { reason?: unknown }).reason === 'string') {
+    entry.blocked = { reason: (blocked as { reason: string }).reason }
+  } else if (blocked !== undefined && blocked !== false && blocked !== null) entry.warnings.push('blocked is neither a reason nor true/false; ignored')
+  if (data.frozen === true) entry.frozen = true
+}
+
+/** The front matter block docket writes in front of an exported body. */
+export function exportHeader(fields: Record<string, unknown>): string {
+  return `---\n${stringify({ [EXPORT_MARKER]: 1, ...fields }, { lineWidth: 0 })}---\n`
+}

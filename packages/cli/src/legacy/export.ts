@@ -1,0 +1,106 @@
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { DocketError, type Item, type Store } from '@docket/core'
+import { exportHeader } from './entry.js'
+import { fileNameFor, folderFor } from './layout.js'
+
+export const EXPORT_VERSION = 1
+
+export interface ExportSummary {
+  items: number
+  tombstones: number
+  files: number
+}
+
+interface Exported {
+  item: Item
+  history: ReturnType<Store['stageHistory']>
+  content: Record<string, string | Uint8Array>
+}
+
+async function* exportedItems(store: Store): AsyncGenerator<Exported> {
+  for (const item of store.listItems()) {
+    const content: Record<string, string | Uint8Array> = {}
+    for (const slot of store.contentSlots(item.id)) {
+      const bytes = (await store.readContentBytes(item.id, slot))!
+      content[slot] = toText(bytes) ?? bytes
+    }
+    yield { item, history: store.stageHistory(item.id), content }
+  }
+}
+
+function toText(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+  } catch {
+    return undefined
+  }
+}
+
+function header(store: Store): Record<string, unknown> {
+  return {
+    docket: 'export',
+    version: EXPORT_VERSION,
+    exportedAt: new Date().toISOString(),
+    replicaId: store.replicaId,
+    highestId: store.stats().highestId,
+    tombstones: store.tombstonedIds().map((id) => ({ id, ...store.tombstone(id)! })),
+  }
+}
+
+/** JSONL: a header line (tombstones, highest id), then one line per item with its history and content. */
+export async function exportJsonl(store: Store, write: (line: string) => void | Promise<void>): Promise<ExportSummary> {
+  const head = header(store)
+  await write(`${JSON.stringify(head)}\n`)
+  let items = 0
+  for await (const exported of exportedItems(store)) {
+    await write(`${JSON.stringify(exported, (_k, v: unknown) => (v instanceof Uint8Array ? { base64: Buffer.from(v).toString('base64') } : v))}\n`)
+    items++
+  }
+  return { items, tombstones: (head.tombstones as unknown[]).length, files: 1 }
+}
+
+/**
+ * The legacy folder layout, importable again: each item is a markdown file in its stage's
+ * folder (frozen ones in 7_frozen) whose first front matter block, marked `docket: 1`,
+ * carries the item's exact fields, followed by the body verbatim; other slots (and a body
+ * that is not text) are files beside it named `<file>.<slot>`. `docket-export.json` keeps the
+ * tombstones, so deleted ids stay deleted in the store that imports the tree.
+ */
+export async function exportFolders(store: Store, out: string): Promise<ExportSummary> {
+  await mkdir(out, { recursive: true })
+  if ((await readdir(out)).length > 0) {
+    throw new DocketError('INVALID_INPUT', `${out} is not empty: export into a new or empty folder (nothing was written).`, { details: { out } })
+  }
+  const head = header(store)
+  await writeFile(join(out, 'docket-export.json'), `${JSON.stringify(head, null, 2)}\n`)
+  let items = 0
+  let files = 1
+  const made = new Set<string>()
+  for await (const { item, content } of exportedItems(store)) {
+    const folder = item.frozen ? '7_frozen' : folderFor(item.stage)
+    if (!made.has(folder)) {
+      await mkdir(join(out, folder), { recursive: true })
+      made.add(folder)
+    }
+    const name = fileNameFor(item.id, item.type, item.name)
+    const base = name.replace(/\.md$/, '')
+    // A body that is not plain text (bytes, or text with NUL) travels as a slot file.
+    const body = typeof content.body === 'string' && !content.body.includes('\u0000') ? content.body : undefined
+    const fields: Record<string, unknown> = { id: item.id, name: item.name, type: item.type, stage: item.stage, depends_on: item.dependsOn }
+    if (item.agent !== undefined) fields.agent = item.agent
+    if (item.retries !== 0) fields.retries = item.retries
+    if (item.blocked) fields.blocked = item.blocked.reason
+    if (item.frozen) fields.frozen = true
+    if (typeof body !== 'string') fields.has_body = false
+    await writeFile(join(out, folder, name), typeof body === 'string' ? exportHeader(fields) + body : exportHeader(fields))
+    files++
+    for (const [slot, value] of Object.entries(content)) {
+      if (slot === 'body' && body !== undefined) continue
+      await writeFile(join(out, folder, `${base}.${slot}`), value)
+      files++
+    }
+    items++
+  }
+  return { items, tombstones: (head.tombstones as unknown[]).length, files }
+}

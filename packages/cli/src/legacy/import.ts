@@ -1,0 +1,227 @@
+import { readFile, stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, type ItemId, type ItemType, type Store } from '@docket/core'
+import { asText, type ImportEntry } from './entry.js'
+import { scanTree } from './tree.js'
+
+export interface ImportOptions {
+  /** Report what would happen and write nothing. */
+  dryRun?: boolean
+  onProgress?: (progress: { phase: 'read' | 'import'; done: number; total?: number }) => void
+}
+
+export interface ImportResult {
+  source: string
+  dryRun: boolean
+  /** Created items (in a dry run: those that would be). */
+  imported: Array<{ file: string; id: ItemId; stage: string; name: string }>
+  skipped: Array<{ file: string; id?: ItemId; reason: string }>
+  failed: Array<{ file: string; id?: ItemId; error: { code: string; message: string } }>
+  /** Files imported with defaults, and what was wrong with them. */
+  warnings: Array<{ file: string; warnings: string[] }>
+  /** Paths of the tree that are not items (never silently skipped). */
+  ignored: Array<{ file: string; reason: string }>
+  tombstones: number
+}
+
+interface Source {
+  entries: ImportEntry[]
+  ignored: ImportResult['ignored']
+  tombstones: Array<{ id: string; uid: string; at?: string; by?: string; reason?: string | null }>
+}
+
+/** Items are created this many at a time: they share fsyncs (group commit) without unbounded memory. */
+const CHUNK = 128
+
+/**
+ * Imports a legacy tree or a docket export (a folder tree or a .jsonl file), keeping ids.
+ * Idempotent: an id already in the store is skipped, and files without an id get the same
+ * id on every run (the assignment is journaled with the run's intent and kept in its audit
+ * event), so an import killed half-way and run again creates no duplicates.
+ */
+export async function importSource(store: Store, path: string, options: ImportOptions = {}): Promise<ImportResult> {
+  const source = resolve(path)
+  const info = await stat(source).catch(() => undefined)
+  if (!info) throw new DocketError('INVALID_INPUT', `${source} does not exist: give a legacy pipeline folder or a .jsonl export.`, { details: { source } })
+  const read = info.isDirectory()
+    ? await readTree(source, options)
+    : await readJsonl(source)
+  const result: ImportResult = { source, dryRun: options.dryRun === true, imported: [], skipped: [], failed: [], warnings: [], ignored: read.ignored, tombstones: 0 }
+  for (const entry of read.entries) if (entry.warnings.length > 0) result.warnings.push({ file: entry.file, warnings: entry.warnings })
+
+  const planned = plan(store, read.entries, result)
+  const assigned = await previousAssignments(store, source)
+  let next = Math.max(Number(store.peekNextId()), 1 + Math.max(0, ...read.entries.map((e) => (e.id ? Number(e.id) : 0))))
+  const fresh: Record<string, ItemId> = {}
+  for (const entry of planned.filter((e) => e.id === undefined)) {
+    const id = assigned[entry.file] ?? (String(next++) as ItemId)
+    fresh[entry.file] = id
+    if (store.getItem(id) || store.isTombstoned(id)) {
+      result.skipped.push({ file: entry.file, id, reason: `already imported as #${id} by an earlier run` })
+      continue
+    }
+    entry.id = id
+  }
+  const todo = planned.filter((e) => e.id !== undefined)
+  if (result.dryRun) {
+    result.imported = todo.map((e) => ({ file: e.file, id: e.id!, stage: e.stage, name: e.name }))
+    result.tombstones = read.tombstones.filter((t) => isItemId(t.id) && !store.isTombstoned(t.id) && !store.getItem(t.id)).length
+    return result
+  }
+
+  const intent = await store.beginIntent('import', { source, assigned: { ...assigned, ...fresh } })
+  let done = 0
+  for (let i = 0; i < todo.length; i += CHUNK) {
+    const chunk = todo.slice(i, i + CHUNK)
+    const settled = await Promise.allSettled(chunk.map((entry) => create(store, entry)))
+    settled.forEach((outcome, k) => {
+      const entry = chunk[k]!
+      if (outcome.status === 'fulfilled') result.imported.push({ file: entry.file, id: outcome.value, stage: entry.stage, name: entry.name })
+      else if (isDocketError(outcome.reason)) result.failed.push({ file: entry.file, id: entry.id!, error: { code: outcome.reason.code, message: outcome.reason.message } })
+      else throw outcome.reason
+    })
+    done += chunk.length
+    options.onProgress?.({ phase: 'import', done, total: todo.length })
+  }
+  for (const tomb of read.tombstones) {
+    if (!isItemId(tomb.id)) continue
+    try {
+      if (await store.importTombstone(tomb.id, tomb)) result.tombstones++
+    } catch (err) {
+      if (!isDocketError(err)) throw err
+      result.failed.push({ file: 'tombstones', id: tomb.id, error: { code: err.code, message: err.message } })
+    }
+  }
+  const counts = { imported: result.imported.length, skipped: result.skipped.length, failed: result.failed.length, warnings: result.warnings.length, tombstones: result.tombstones }
+  // Earlier runs of the same source that were cut off are complete now.
+  for (const stale of store.pendingIntents().filter((p) => p.kind === 'import' && p.data.source === source && p.key !== intent)) await store.endIntent(stale.key)
+  await store.endIntent(intent, { kind: 'import_run', data: { source, counts, assigned: { ...assigned, ...fresh }, investigate: false } })
+  return result
+}
+
+async function readTree(root: string, options: ImportOptions): Promise<Source> {
+  const scan = await scanTree(root, (done) => options.onProgress?.({ phase: 'read', done }))
+  let tombstones: Source['tombstones'] = []
+  const manifest = await readFile(resolve(root, 'docket-export.json'), 'utf8').catch(() => undefined)
+  if (manifest !== undefined) {
+    try {
+      const parsed = JSON.parse(manifest) as { tombstones?: Source['tombstones'] }
+      tombstones = Array.isArray(parsed.tombstones) ? parsed.tombstones : []
+    } catch {
+      scan.ignored.push({ file: 'docket-export.json', reason: 'not JSON; its tombstones were not imported' })
+    }
+  }
+  return { entries: scan.entries, ignored: scan.ignored, tombstones }
+}
+
+/** A .jsonl export: a header line, then one line per item. */
+async function readJsonl(file: string): Promise<Source> {
+  const text = await readFile(file, 'utf8')
+  const source: Source = { entries: [], ignored: [], tombstones: [] }
+  for (const [index, line] of text.split('\n').entries()) {
+    if (line.trim().length === 0) continue
+    const where = `line ${index + 1}`
+    let value: Record<string, any>
+    try {
+      value = JSON.parse(line) as Record<string, any>
+    } catch {
+      source.ignored.push({ file: where, reason: 'not JSON' })
+      continue
+    }
+    if (value.docket === 'export') {
+      source.tombstones = Array.isArray(value.tombstones) ? value.tombstones : []
+      continue
+    }
+    const item = value.item as Record<string, any> | undefined
+    if (!item || typeof item !== 'object') {
+      source.ignored.push({ file: where, reason: 'neither the header nor an item line' })
+      continue
+    }
+    const slots = new Map<string, string | Uint8Array>()
+    for (const [slot, v] of Object.entries((value.content ?? {}) as Record<string, unknown>)) {
+      slots.set(slot, typeof v === 'string' ? v : asText(new Uint8Array(Buffer.from(String((v as { base64?: string })?.base64 ?? ''), 'base64'))))
+    }
+    const body = slots.get('body')
+    slots.delete('body')
+    const entry: ImportEntry = {
+      file: where,
+      name: typeof item.name === 'string' ? item.name : `Imported ${where}`,
+      type: ITEM_TYPES.includes(item.type as ItemType) ? (item.type as ItemType) : 'story',
+      stage: isStage(item.stage) ? item.stage : 'backlog',
+      frozen: item.frozen === true,
+      dependsOn: Array.isArray(item.dependsOn) ? item.dependsOn.map(String) : [],
+      body,
+      slots,
+      warnings: [],
+    }
+    if (isItemId(item.id)) entry.id = item.id
+    if (typeof item.agent === 'string') entry.agent = item.agent
+    if (typeof item.retries === 'number') entry.retries = item.retries
+    if (item.blocked && typeof item.blocked.reason === 'string') entry.blocked = { reason: item.blocked.reason }
+    source.entries.push(entry)
+  }
+  return source
+}
+
+/** Drops what must not be created (ids already here, duplicates within the source). */
+function plan(store: Store, entries: ImportEntry[], result: ImportResult): ImportEntry[] {
+  const firstFile = new Map<ItemId, string>()
+  const out: ImportEntry[] = []
+  for (const entry of entries) {
+    if (entry.id !== undefined) {
+      const first = firstFile.get(entry.id)
+      if (first !== undefined) {
+        result.skipped.push({ file: entry.file, id: entry.id, reason: `duplicate id ${entry.id} in the source (first in ${first}); fix the file name` })
+        continue
+      }
+      firstFile.set(entry.id, entry.file)
+      if (store.getItem(entry.id)) {
+        result.skipped.push({ file: entry.file, id: entry.id, reason: `id ${entry.id} is already in the store` })
+        continue
+      }
+      if (store.isTombstoned(entry.id)) {
+        result.skipped.push({ file: entry.file, id: entry.id, reason: `id ${entry.id} was deleted in this store; deleted ids are never reused` })
+        continue
+      }
+    }
+    const deleted = entry.dependsOn.filter((dep) => isItemId(dep) && store.isTombstoned(dep))
+    if (deleted.length > 0) {
+      entry.dependsOn = entry.dependsOn.filter((dep) => !deleted.includes(dep))
+      entry.warnings.push(`depends_on ${deleted.join(', ')} deleted in this store; dropped`)
+      if (!result.warnings.some((w) => w.file === entry.file)) result.warnings.push({ file: entry.file, warnings: entry.warnings })
+    }
+    out.push(entry)
+  }
+  return out
+}
+
+/** What earlier runs of this source assigned to files without an id (pending intents and finished runs). */
+async function previousAssignments(store: Store, source: string): Promise<Record<string, ItemId>> {
+  const out: Record<string, ItemId> = {}
+  const take = (assigned: unknown) => {
+    if (typeof assigned !== 'object' || assigned === null) return
+    for (const [file, id] of Object.entries(assigned)) if (isItemId(id)) out[file] = id
+  }
+  for await (const event of store.audit({ kinds: ['import_run'] })) if (event.data.source === source) take(event.data.assigned)
+  for (const intent of store.pendingIntents()) if (intent.kind === 'import' && intent.data.source === source) take(intent.data.assigned)
+  return out
+}
+
+async function create(store: Store, entry: ImportEntry): Promise<ItemId> {
+  const content: Record<string, string | Uint8Array> = Object.fromEntries(entry.slots)
+  const input: Parameters<Store['createItem']>[0] = {
+    id: entry.id!,
+    name: entry.name,
+    type: entry.type,
+    stage: entry.stage,
+    dependsOn: entry.dependsOn.filter((d) => d !== entry.id),
+    frozen: entry.frozen,
+    content,
+  }
+  if (entry.body !== undefined) input.body = entry.body
+  if (entry.agent !== undefined) input.agent = entry.agent
+  if (entry.retries !== undefined) input.retries = entry.retries
+  if (entry.blocked) input.blocked = entry.blocked
+  const item = await store.createItem(input, { allowUnknownDependencies: true })
+  return item.id
+}

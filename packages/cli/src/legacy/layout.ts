@@ -1,0 +1,80 @@
+import { isItemId, ITEM_TYPES, type ItemId, type ItemType, type Stage } from '@docket/core'
+
+/**
+ * The legacy file pipeline: one folder per stage, one markdown file per item named
+ * `<id>_<type>_<slug>.md`. `7_frozen` holds frozen items of any stage.
+ */
+export const STAGE_FOLDERS: ReadonlyArray<readonly [string, Stage | null]> = [
+  ['1_backlog', 'backlog'],
+  ['2_current', 'coding'],
+  ['3_qa', 'qa'],
+  ['4_merge', 'merge'],
+  ['5_done', 'done'],
+  ['6_archived', 'archived'],
+  ['7_frozen', null],
+]
+
+/** The folder an item is exported to; stages without a folder of their own go to the nearest one. */
+export function folderFor(stage: Stage): string {
+  switch (stage) {
+    case 'backlog':
+      return '1_backlog'
+    case 'coding':
+      return '2_current'
+    case 'qa':
+      return '3_qa'
+    case 'merge':
+    case 'merge_failure':
+    case 'merge_failure_final':
+      return '4_merge'
+    case 'done':
+      return '5_done'
+    default:
+      return '6_archived'
+  }
+}
+
+export interface ParsedFileName {
+  id?: ItemId
+  type?: ItemType
+  slug: string
+  warnings: string[]
+}
+
+/** Reads `<id>_<type>_<slug>.md`; whatever does not fit is a warning, not a failure. */
+export function parseFileName(name: string): ParsedFileName {
+  const warnings: string[] = []
+  const base = name.replace(/\.md$/i, '')
+  const [idPart, typePart, ...rest] = base.split('_')
+  const out: ParsedFileName = { slug: rest.join('_'), warnings }
+  if (idPart !== undefined && isItemId(idPart)) out.id = idPart
+  else warnings.push(`file name ${JSON.stringify(name)} does not start with an item id`)
+  if (typePart !== undefined && ITEM_TYPES.includes(typePart as ItemType)) out.type = typePart as ItemType
+  else {
+    warnings.push(`file name ${JSON.stringify(name)} has no known item type after the id`)
+    if (typePart !== undefined) out.slug = [typePart, ...rest].join('_')
+  }
+  return out
+}
+
+export function slugify(name: string): string {
+  const slug = name
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 60)
+    .replace(/-+$/, '')
+  return slug.length > 0 ? slug : 'item'
+}
+
+export function fileNameFor(id: ItemId, type: ItemType, name: string): string {
+  return `${id}_${type}_${slugify(name)}.md`
+}
+
+/** A readable name from a slug, for files whose front matter has none. */
+export function nameFromSlug(slug: string, fallback: string): string {
+  const words = slug.replace(/[-_]+/g, ' ').trim()
+  return words.length > 0 ? words[0]!.toUpperCase() + words.slice(1) : fallback
+}

@@ -1,0 +1,226 @@
+import { execFileSync, spawn } from 'node:child_process'
+import { readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { openStore, type Item } from '@docket/core'
+import { snapshotRows } from '@docket/harness'
+import { BIN, docket, legacyFile, legacyTree, tempDir, writeTree } from './support.js'
+
+async function newStore(): Promise<string> {
+  const dir = join(await tempDir(), 'store')
+  expect((await docket(['--dir', dir, 'init'])).code).toBe(0)
+  return dir
+}
+
+/** Items, stages and bodies of a store, keyed by id: what import ∘ export must preserve. */
+async function contents(dir: string): Promise<Record<string, { item: Partial<Item>; content: Record<string, string> }>> {
+  const store = await openStore({ dir, readOnly: true, logger: { warn: () => {} } })
+  try {
+    const out: Record<string, { item: Partial<Item>; content: Record<string, string> }> = {}
+    for (const item of store.listItems()) {
+      const { uid: _uid, createdAt: _c, updatedAt: _u, createdBy: _b, ...rest } = item
+      const content: Record<string, string> = {}
+      for (const slot of store.contentSlots(item.id)) content[slot] = Buffer.from((await store.readContentBytes(item.id, slot))!).toString('base64')
+      out[item.id] = { item: rest, content }
+    }
+    return out
+  } finally {
+    await store.close()
+  }
+}
+
+/** A legacy tree of a few hundred files across all stages, with the bad files a real one has. */
+async function realisticTree(): Promise<{ root: string; files: number }> {
+  const root = join(await tempDir('docket-legacy-'), 'pipeline')
+  const good = legacyTree(300)
+  const outside = join(await tempDir('docket-outside-'), 'secret.md')
+  await writeFile(outside, legacyFile({ name: 'outside the tree' }))
+  await writeTree(root, {
+    ...good,
+    '1_backlog/301_bug_no-front-matter.md': '# Just a heading\n\nNo front matter here.\n',
+    '1_backlog/302_story_bad-yaml.md': '---\nname: [unclosed\n---\nbody\n',
+    '2_current/303_chore_unknown-type.md': legacyFile({ name: 'Unknown type' }),
+    '3_qa/304_spike_not-utf8.md': new Uint8Array([0x2d, 0x2d, 0x2d, 0x0a, 0xff, 0xfe, 0x0a, 0x2d, 0x2d, 0x2d, 0x0a]),
+    '4_merge/305_story_empty.md': '',
+    '5_done/10_story_duplicate-of-ten.md': legacyFile({ name: 'A second item 10' }),
+    '6_archived/306_epic_unclosed.md': '---\nname: Unclosed\n',
+    '7_frozen/307_refactor_frozen-in-qa.md': legacyFile({ name: 'Frozen', stage: 'qa' }),
+    '1_backlog/308_story_huge.md': legacyFile({ name: 'Huge body' }, 'x'.repeat(10 * 1024 * 1024)),
+    '1_backlog/notes.txt': 'not an item',
+    '1_backlog/no-id-here.md': legacyFile({ name: 'No id in the file name' }),
+    '2_current/309_bug_with-gates.md': legacyFile({ name: 'Has gate output' }),
+    '2_current/309_bug_with-gates.gate_output': 'lint ok\n',
+  })
+  await symlink(outside, join(root, '1_backlog', '999_story_escape.md'))
+  return { root, files: Object.keys(good).length + 11 }
+}
+
+describe('docket import', () => {
+  it('imports a realistic legacy tree: ids kept, stages from folders, bad files imported with defaults and reported', async () => {
+    const { root } = await realisticTree()
+    const dir = await newStore()
+    const dry = await docket(['--dir', dir, '--json', 'import', root, '--dry-run'])
+    expect(dry.code, dry.stderr).toBe(0)
+    const before = await snapshotRows(dir)
+    const plan = dry.json()
+    expect(plan.dryRun).toBe(true)
+    expect(await snapshotRows(dir)).toEqual(before)
+
+    const run = await docket(['--dir', dir, '--json', 'import', root])
+    expect(run.code, run.stderr).toBe(0)
+    const result = run.json()
+    expect(result.imported.map((i: { id: string }) => i.id)).toEqual(plan.imported.map((i: { id: string }) => i.id))
+    expect(result.imported).toHaveLength(310) // 300 good + 9 odd ones + the id-less one; the duplicate 10 is skipped
+    expect(result.skipped).toEqual([{ file: '5_done/10_story_duplicate-of-ten.md', id: '10', reason: expect.stringContaining('duplicate id 10') }])
+    expect(result.ignored).toEqual(
+      expect.arrayContaining([
+        { file: '1_backlog/999_story_escape.md', reason: expect.stringContaining('leaves the tree') },
+        { file: '1_backlog/notes.txt', reason: expect.stringContaining('not a .md file') },
+      ]),
+    )
+    const warned = new Map<string, string>(result.warnings.map((w: { file: string; warnings: string[] }) => [w.file, w.warnings.join(' | ')]))
+    expect(warned.get('1_backlog/301_bug_no-front-matter.md')).toMatch(/no front matter/)
+    expect(warned.get('1_backlog/302_story_bad-yaml.md')).toMatch(/not valid YAML/)
+    expect(warned.get('2_current/303_chore_unknown-type.md')).toMatch(/no known item type/)
+    expect(warned.get('3_qa/304_spike_not-utf8.md')).toMatch(/not UTF-8/)
+    expect(warned.get('4_merge/305_story_empty.md')).toMatch(/empty file/)
+    expect(warned.get('6_archived/306_epic_unclosed.md')).toMatch(/never closes/)
+    expect(warned.get('1_backlog/no-id-here.md')).toMatch(/does not start with an item id/)
+
+    const store = await openStore({ dir, readOnly: true, logger: { warn: () => {} } })
+    try {
+      expect(store.getItem('1')).toMatchObject({ stage: 'backlog', type: 'story', name: 'Item 1: story work', agent: 'agent-0', retries: 0, blocked: { reason: 'waiting on review' } })
+      expect(store.getItem('2')).toMatchObject({ stage: 'coding', type: 'bug' })
+      expect(store.getItem('3')).toMatchObject({ stage: 'qa', type: 'spike' })
+      expect(store.getItem('4')).toMatchObject({ stage: 'merge', dependsOn: ['3'] })
+      expect(store.getItem('7')).toMatchObject({ frozen: true, stage: 'backlog' })
+      expect(store.getItem('301')).toMatchObject({ name: 'No front matter', type: 'bug' })
+      expect(store.getItem('303')).toMatchObject({ name: 'Unknown type', type: 'story', stage: 'coding' })
+      expect(await store.readContentBytes('304')).toEqual(new Uint8Array([0x2d, 0x2d, 0x2d, 0x0a, 0xff, 0xfe, 0x0a, 0x2d, 0x2d, 0x2d, 0x0a]))
+      expect(store.getItem('305')).toMatchObject({ name: 'Empty', stage: 'merge' })
+      expect(store.getItem('307')).toMatchObject({ frozen: true, stage: 'qa' })
+      expect((await store.readContent('308'))!.length).toBeGreaterThan(10 * 1024 * 1024)
+      expect(await store.readContent('309', 'gate_output')).toBe('lint ok\n')
+      expect(store.getItem('310')).toMatchObject({ name: 'No id in the file name' }) // a fresh id past every id of the tree
+      expect(store.getItem('999')).toBeUndefined()
+      expect(store.peekNextId()).toBe('311')
+    } finally {
+      await store.close()
+    }
+
+    const again = (await docket(['--dir', dir, '--json', 'import', root])).json()
+    expect(again.imported).toEqual([])
+    expect(again.skipped.length).toBe(311)
+  })
+
+  it('export --format folders and jsonl round-trip through import: items, stages and bodies', async () => {
+    const { root } = await realisticTree()
+    const dir = await newStore()
+    expect((await docket(['--dir', dir, 'import', root])).code).toBe(0)
+    // stages without a folder of their own, a deleted item and a binary slot must survive too
+    for (const args of [['apply', '11', 'merge_failed'], ['apply', '9', 'abandon'], ['delete', '12', '--reason', 'gone'], ['update', '4', '--freeze']]) {
+      const r = await docket(['--dir', dir, ...args])
+      expect(r.code, `${args.join(' ')} ${r.stderr}`).toBe(0)
+    }
+    const original = await contents(dir)
+
+    const tree = join(await tempDir(), 'tree')
+    const exported = await docket(['--dir', dir, '--json', 'export', '--format', 'folders', '--out', tree])
+    expect(exported.code, exported.stderr).toBe(0)
+    expect((await readdir(tree)).sort()).toEqual(['1_backlog', '2_current', '3_qa', '4_merge', '5_done', '6_archived', '7_frozen', 'docket-export.json'])
+    const copy = await newStore()
+    const imported = await docket(['--dir', copy, '--json', 'import', tree])
+    expect(imported.code, imported.stderr).toBe(0)
+    expect(imported.json().warnings).toEqual([])
+    expect(await contents(copy)).toEqual(original)
+
+    const jsonl = join(await tempDir(), 'export.jsonl')
+    expect((await docket(['--dir', dir, 'export', '--out', jsonl])).code).toBe(0)
+    const fromJsonl = await newStore()
+    expect((await docket(['--dir', fromJsonl, 'import', jsonl])).code).toBe(0)
+    expect(await contents(fromJsonl)).toEqual(original)
+
+    for (const target of [copy, fromJsonl]) {
+      const show = await docket(['--dir', target, '--json', 'show', '12'])
+      expect(show.json().error.code).toBe('TOMBSTONED')
+      expect((await docket(['--dir', target, '--json', 'create', '--name', 'new'])).json().id).toBe('311')
+    }
+    // stdout export is JSONL: a header, then one line per item
+    const lines = (await docket(['--dir', dir, 'export'])).stdout.trim().split('\n')
+    expect(JSON.parse(lines[0]!)).toMatchObject({ docket: 'export', version: 1, tombstones: [{ id: '12' }] })
+    expect(lines).toHaveLength(1 + Object.keys(original).length)
+    expect((await docket(['--dir', dir, 'export', '--out', jsonl])).code).toBe(2) // never overwrites
+  })
+
+  it('kill -9 during import, then doctor reports it, then a second import completes without duplicates', async () => {
+    const root = join(await tempDir('docket-legacy-'), 'big')
+    await writeTree(root, { ...legacyTree(3000), '1_backlog/no-id.md': legacyFile({ name: 'id-less' }) })
+    const dir = await newStore()
+    const child = spawn(process.execPath, [BIN, '--dir', dir, 'import', root], { stdio: 'ignore' })
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('close', (_code, signal) => resolve(signal)))
+    // kill once the first batches have reached the LevelDB log
+    const deadline = Date.now() + 60_000
+    let killed = false
+    while (Date.now() < deadline && !killed) {
+      const logs = (await readdir(join(dir, 'db')).catch(() => [] as string[])).filter((f) => f.endsWith('.log'))
+      const size = (await Promise.all(logs.map((f) => stat(join(dir, 'db', f)).then((s) => s.size, () => 0)))).reduce((a, b) => a + b, 0)
+      if (size > 300_000) {
+        child.kill('SIGKILL')
+        killed = true
+      } else await new Promise((r) => setTimeout(r, 5))
+    }
+    expect(await exited).toBe('SIGKILL')
+
+    const doctor = await docket(['--dir', dir, '--json', 'doctor'])
+    expect(doctor.code).toBe(1)
+    expect(doctor.json().report.pendingIntents).toMatchObject([{ kind: 'import', data: { source: root } }])
+    const partial = (await docket(['--dir', dir, '--json', 'list'])).json().length
+    expect(partial).toBeGreaterThan(0)
+    expect(partial).toBeLessThan(3001)
+
+    const second = await docket(['--dir', dir, '--json', 'import', root])
+    expect(second.code, second.stderr).toBe(0)
+    expect(second.json().imported.length + partial).toBe(3001)
+    const items = (await docket(['--dir', dir, '--json', 'list'])).json() as Item[]
+    expect(items).toHaveLength(3001)
+    expect(new Set(items.map((i) => i.id)).size).toBe(3001)
+    expect(items.filter((i) => i.name === 'id-less')).toHaveLength(1)
+    const after = await docket(['--dir', dir, '--json', 'doctor'])
+    expect(after.json().report.pendingIntents).toEqual([])
+    expect(after.code).toBe(0)
+    const third = (await docket(['--dir', dir, '--json', 'import', root])).json()
+    expect(third.imported).toEqual([])
+  })
+
+  it('two CLI processes at once: the second gets STORE_LOCKED (exit 4)', async () => {
+    const dir = await newStore()
+    const fifo = join(await tempDir(), 'slow.jsonl')
+    execFileSync('mkfifo', [fifo])
+    // `import` opens the store, then blocks reading the FIFO: the store stays held
+    const first = spawn(process.execPath, [BIN, '--dir', dir, 'import', fifo], { stdio: 'ignore' })
+    const firstDone = new Promise<number | null>((resolve) => first.on('close', (code) => resolve(code)))
+    let second = await docket(['--dir', dir, 'list'])
+    for (let i = 0; i < 40 && second.code !== 4; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      second = await docket(['--dir', dir, 'list'])
+    }
+    expect(second.code).toBe(4)
+    expect(second.stderr).toContain('STORE_LOCKED')
+    expect(second.stderr).toContain(dir)
+    await writeFile(fifo, `${JSON.stringify({ item: { id: '5', name: 'through the pipe', type: 'bug', stage: 'qa' }, content: { body: 'hi' } })}\n`)
+    expect(await firstDone).toBe(0)
+    expect((await docket(['--dir', dir, '--json', 'list'])).json()).toMatchObject([{ id: '5', stage: 'qa' }])
+  })
+
+  it('refuses a source that is missing or a file that is not JSONL', async () => {
+    const dir = await newStore()
+    const missing = await docket(['--dir', dir, 'import', '/nonexistent/tree'])
+    expect(missing.code).toBe(2)
+    const junk = join(await tempDir(), 'junk.jsonl')
+    await writeFile(junk, 'not json\n')
+    const run = await docket(['--dir', dir, '--json', 'import', junk])
+    expect(run.code).toBe(0)
+    expect(run.json().ignored).toEqual([{ file: 'line 1', reason: 'not JSON' }])
+    expect(await readFile(junk, 'utf8')).toBe('not json\n')
+  })
+})
