@@ -1,16 +1,24 @@
 import { defineConfig } from 'vitest/config'
 
-// One config, one project per package. `source` resolves workspace packages to their
+// One config, one project per package. `docket-source` resolves workspace packages to their
 // TypeScript sources, so tests never run against a stale build.
 export default defineConfig({
-  resolve: { conditions: ['source'] },
-  ssr: { resolve: { conditions: ['source'] } },
+  resolve: { conditions: ['docket-source'] },
+  ssr: { resolve: { conditions: ['docket-source'] } },
   test: {
     projects: [
       {
         extends: true,
         test: { name: 'core', root: 'packages/core', include: ['test/**/*.test.ts'] },
       },
+      {
+        extends: true,
+        test: { name: 'server', root: 'packages/server', include: ['test/**/*.test.ts'] },
+      },
+      // Needs Debian's redis-server: run by `pnpm test:redis` only (DOCKET_REDIS_TEST=1).
+      ...(process.env.DOCKET_REDIS_TEST === '1'
+        ? [{ extends: true as const, test: { name: 'redis', root: 'packages/server', include: ['redis/**/*.test.ts'] } }]
+        : []),
       {
         extends: true,
         test: { name: 'recover', root: 'packages/recover', include: ['test/**/*.test.ts'] },

@@ -1,12 +1,21 @@
 import { resolve } from 'node:path'
-import { openStore, type Store } from '@docket/core'
+import { isDocketError, openStore, type Store, type SyncOptions } from '@docket/core'
 import type { Command } from 'commander'
 import { Output, type Io } from './output.js'
 
 export interface GlobalOptions {
   dir?: string
   json?: boolean
+  sync?: string
+  token?: string
 }
+
+/**
+ * How a command relates to the sync server: `read` reports local state and says how stale it
+ * may be; `write` tries to catch up first and works offline if it cannot; `repair` refuses
+ * (BEHIND_REMOTE, exit 4) unless the replica is synced or the command runs --offline.
+ */
+export type SyncMode = 'read' | 'write' | 'repair'
 
 /** What every command gets: the I/O, the global options, and how to open the store. */
 export class Context {
@@ -33,19 +42,61 @@ export class Context {
     return resolve(this.io.cwd, chosen)
   }
 
+  /** The sync server: --sync, else DOCKET_SYNC_URL; its token: --token, else DOCKET_TOKEN. */
+  sync(command: Command): SyncOptions | undefined {
+    const globals = this.globals(command)
+    const url = globals.sync ?? this.io.env.DOCKET_SYNC_URL
+    if (url === undefined || url === '') return undefined
+    const token = globals.token ?? this.io.env.DOCKET_TOKEN
+    return { url, ...(token ? { token } : {}) }
+  }
+
+  syncTimeoutMs(): number {
+    const value = Number(this.io.env.DOCKET_SYNC_TIMEOUT_MS)
+    return Number.isFinite(value) && value > 0 ? value : 5000
+  }
+
   /** Opens the store for one command and closes it afterwards, whatever happens. */
-  async withStore<T>(command: Command, options: { readOnly?: boolean; create?: boolean }, fn: (store: Store) => Promise<T>): Promise<T> {
+  async withStore<T>(
+    command: Command,
+    options: { readOnly?: boolean; create?: boolean; sync?: SyncMode; offline?: boolean },
+    fn: (store: Store) => Promise<T>,
+  ): Promise<T> {
     const out = this.output(command)
+    const sync = this.sync(command)
+    const readOnly = options.readOnly === true
     const store = await openStore({
       dir: this.dir(command),
       create: options.create === true,
-      readOnly: options.readOnly === true,
+      readOnly,
+      ...(sync ? { sync } : {}),
       logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} },
     })
     try {
+      if (sync) await this.#catchUp(store, out, readOnly ? 'read' : (options.sync ?? 'write'), options.offline === true)
       return await fn(store)
     } finally {
       await store.close()
+    }
+  }
+
+  async #catchUp(store: Store, out: Output, mode: SyncMode, offline: boolean): Promise<void> {
+    const url = store.syncState().url
+    if (mode === 'read') {
+      const last = store.syncState().lastSyncedAt
+      out.note(`note: this report is from the local replica; it last synced with ${url} ${last ? `at ${last}` : 'never'}, so it may be stale (run \`docket sync\` to catch up)`)
+      return
+    }
+    if (mode === 'repair') {
+      if (offline) out.warn(`--offline: repairing without confirming this replica is caught up with ${url}`)
+      await store.assertSynced({ offline, timeoutMs: this.syncTimeoutMs() })
+      return
+    }
+    try {
+      await store.whenSynced(this.syncTimeoutMs())
+    } catch (err) {
+      if (isDocketError(err, 'SYNC_UNAUTHORIZED')) throw err
+      out.warn(`working offline: ${(err as Error).message.split(':')[0]}; the change reaches ${url} when it is reachable`)
     }
   }
 }

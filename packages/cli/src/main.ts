@@ -6,6 +6,7 @@ import { Output, processIo, type Io } from './output.js'
 import { registerItemCommands } from './commands/items.js'
 import { registerRecover } from './commands/recover.js'
 import { registerInit, registerStoreCommands } from './commands/store.js'
+import { registerSync } from './commands/sync.js'
 
 export const VERSION = '0.1.0'
 
@@ -16,6 +17,8 @@ export function buildProgram(ctx: Context): Command {
     .version(VERSION, '-V, --version')
     .option('--dir <dir>', 'the store directory (default: $DOCKET_DIR, else ./.docket)')
     .option('--json', 'print one JSON document on stdout (for agents); diagnostics stay on stderr')
+    .option('--sync <url>', 'sync with this docket server (default: $DOCKET_SYNC_URL), e.g. ws://127.0.0.1:1234')
+    .option('--token <token>', 'the sync server\'s token (default: $DOCKET_TOKEN)')
     .showSuggestionAfterError(true)
     .showHelpAfterError('(run docket --help for the commands)')
     .exitOverride()
@@ -27,6 +30,7 @@ export function buildProgram(ctx: Context): Command {
   registerItemCommands(program, ctx)
   registerStoreCommands(program, ctx)
   registerRecover(program, ctx)
+  registerSync(program, ctx)
   for (const command of program.commands) {
     command.exitOverride().showSuggestionAfterError(true).configureOutput({
       writeOut: (text) => ctx.io.stdout.write(text),

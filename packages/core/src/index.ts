@@ -49,3 +49,4 @@ export type {
   UpdateItemInput,
 } from './types.js'
 export { nextEntry } from './stage/advance.js'
+export type { SyncOptions, SyncState } from './sync/client.js'

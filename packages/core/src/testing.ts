@@ -82,7 +82,7 @@ export function workspaceRoot(from: string): string {
 
 function spawnFixture(file: string, args: readonly string[], stdin: 'ignore' | 'pipe'): ChildProcess {
   // TypeScript sources through tsx, workspace packages through their `source` export.
-  return spawn(process.execPath, ['--conditions=source', '--import', 'tsx', file, ...args], {
+  return spawn(process.execPath, ['--conditions=docket-source', '--import', 'tsx', file, ...args], {
     cwd: workspaceRoot(dirname(file)),
     stdio: [stdin, 'pipe', 'pipe'],
   })

@@ -10,6 +10,14 @@ export interface RecoverOptions {
   includeTombstoned?: boolean
   /** Called as orphans are handled: for progress bars. */
   onProgress?: (progress: { phase: 'discover' | 'recover'; done: number; total?: number }) => void
+  /**
+   * Repair although the store cannot confirm it is synced with its server (you know the
+   * server is gone). Default: false — a repair on a replica that is behind is refused with
+   * BEHIND_REMOTE. Dry runs never wait.
+   */
+  offline?: boolean
+  /** How long a repair waits for the store to sync first. Default: 10,000 ms. */
+  syncTimeoutMs?: number
 }
 
 export interface RecoveredEntry {
@@ -52,6 +60,8 @@ export async function recoverOrphans(store: Store, options: RecoverOptions = {})
   const dryRun = options.dryRun !== false
   const includeTombstoned = options.includeTombstoned === true
   const named = new Set(filter ?? [])
+  // The pull gate: a stale replica must not repair (it could resurrect what others purged).
+  if (!dryRun) await store.assertSynced({ offline: options.offline === true, timeoutMs: options.syncTimeoutMs ?? 10_000 })
   const discovery = await discoverOrphans(store, {
     ...(filter ? { ids: filter } : {}),
     onProgress: ({ scanned }) => options.onProgress?.({ phase: 'discover', done: scanned }),

@@ -9,6 +9,7 @@ interface RecoverFlags {
   storyIds?: string
   apply?: boolean
   includeTombstoned?: boolean
+  offline?: boolean
 }
 
 export function registerRecover(program: Command, ctx: Context): void {
@@ -18,6 +19,7 @@ export function registerRecover(program: Command, ctx: Context): void {
     .option('--story-ids <ids>', 'only these ids, comma-separated (e.g. 989,1000,1001): restricts discovery and repair alike')
     .option('--apply', 'really re-anchor (default: dry run, nothing is written)')
     .option('--include-tombstoned', 'also recover orphans of deleted ids that --story-ids does not name')
+    .option('--offline', 'repair even though this replica cannot confirm it is synced with its server (you know the server is gone)')
     .addHelpText(
       'after',
       `
@@ -33,7 +35,7 @@ Exit codes: 0 done, 1 error, 2 usage, 3 some orphans failed, 4 refused (store lo
       const ids = flags.storyIds === undefined ? undefined : parseIdList(flags.storyIds, '--story-ids')
       const out = ctx.output(command)
       const { recoverOrphans } = await import('@docket/recover')
-      const result = await ctx.withStore(command, { readOnly: flags.apply !== true }, async (store) => {
+      const result = await ctx.withStore(command, { readOnly: flags.apply !== true, sync: 'repair', offline: flags.offline === true }, async (store) => {
         const estimate = ids ? ids.length : store.stats().items
         const bar = estimate > 1000 ? out.progress(flags.apply ? 'recovering' : 'scanning', estimate) : undefined
         try {
@@ -41,6 +43,7 @@ Exit codes: 0 done, 1 error, 2 usage, 3 some orphans failed, 4 refused (store lo
             ...(ids ? { ids } : {}),
             dryRun: flags.apply !== true,
             includeTombstoned: flags.includeTombstoned === true,
+            offline: flags.offline === true,
             onProgress: ({ phase, done, total }) => {
               if (total !== undefined) bar?.setTotal(total)
               else if (phase === 'discover' && done > estimate) bar?.setTotal(done)

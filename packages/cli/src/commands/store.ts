@@ -72,13 +72,14 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
     .command('doctor')
     .description('check that the shadow content store matches the CRDT; --fix repairs the shadow (never a stage, never an orphan)')
     .option('--fix', 'rewrite missing, stale or damaged shadow rows from the CRDT and settle interrupted operations')
+    .option('--offline', 'fix even though this replica cannot confirm it is synced with its server')
     .addHelpText(
       'after',
       '\nExamples:\n  docket doctor\n  docket doctor --fix\n\nExit codes: 0 consistent, 1 problems found (not fixed), 3 problems remain after --fix (e.g. orphans: see docket recover), 4 refused.',
     )
-    .action(async (flags: { fix?: boolean }, command: Command) => {
+    .action(async (flags: { fix?: boolean; offline?: boolean }, command: Command) => {
       const out = ctx.output(command)
-      const result = await ctx.withStore(command, { readOnly: flags.fix !== true }, async (store) => {
+      const result = await ctx.withStore(command, { readOnly: flags.fix !== true, sync: 'repair', offline: flags.offline === true }, async (store) => {
         // Loaded on demand: a command pays only for the modules it uses (startup time is an agent's latency).
         const { discoverOrphans } = await import('@docket/recover')
         const before = await store.verify()

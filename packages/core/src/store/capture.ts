@@ -31,6 +31,7 @@ export function captureTransaction(env: CaptureEnv, tr: Y.Transaction, update: U
   const ctx = origin instanceof OpContext ? origin : undefined
   const job = buildJob(env, collectTouched(env, tr), ctx, origin instanceof RemoteOrigin)
   job.update = update
+  if (origin instanceof RemoteOrigin) job.source = origin.source
   return job
 }
 

@@ -13,6 +13,8 @@ export interface Job {
   generation: number
   /** Whether the update came from another replica (sync) rather than from this store's API. */
   remote: boolean
+  /** Where the update came from: 'local', or the source given to applyUpdate. */
+  source: string
   /** The Yjs update of the transaction, if it changed the document. */
   update?: Uint8Array
   /** Ids whose content rows are all deleted before this job's puts. */
@@ -41,7 +43,7 @@ export function newJob(generation: number): Job {
   })
   // A job whose caller went away must not surface as an unhandled rejection.
   promise.catch(() => {})
-  return { generation, remote: false, clearContent: [], puts: [], dels: [], audit: [], events: [], afterCommit: [], promise, resolve, reject }
+  return { generation, remote: false, source: 'local', clearContent: [], puts: [], dels: [], audit: [], events: [], afterCommit: [], promise, resolve, reject }
 }
 
 /**

@@ -5,6 +5,7 @@ import { DocketError } from '../errors.js'
 import { parseReplicaId, type ReplicaId } from '../ids.js'
 import { openDatabases, type Databases } from '../storage/db.js'
 import type { StoreHooks } from './hooks.js'
+import type { SyncOptions } from '../sync/client.js'
 import { stderrLogger, type Logger } from './logger.js'
 import { loadState } from './state.js'
 import { Store } from './store.js'
@@ -40,6 +41,11 @@ export interface OpenStoreOptions {
   readOnly?: boolean
   /** Fault-injection seams for tests. Default: none. */
   hooks?: StoreHooks
+  /**
+   * Join a sync server (`docket serve`): the store keeps working offline on its own LevelDB
+   * and catches up when it can reach the server. Ignored (but reported) when readOnly.
+   */
+  sync?: SyncOptions
 }
 
 export function defaultDir(): string {
@@ -74,9 +80,11 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       state,
       logger,
       hooks: opts.hooks,
-      sync: opts.durability !== 'relaxed',
+      fsync: opts.durability !== 'relaxed',
       compactAfterRows,
       readOnly,
+      sync: checkSync(opts.sync),
+      lastSyncedAt: (await dbs.meta.get('lastSyncedAt')) ?? null,
     })
     await store.start()
     return store
@@ -137,6 +145,15 @@ async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId 
     })
   }
   return replicaId
+}
+
+function checkSync(sync: SyncOptions | undefined): SyncOptions | undefined {
+  if (sync === undefined) return undefined
+  const s = requireObject(sync, 'sync options') as unknown as SyncOptions
+  if (typeof s.url !== 'string' || !/^wss?:\/\/[^\s]+$/.test(s.url)) throw invalid(`sync.url must be a ws:// or wss:// URL, got ${JSON.stringify(s.url)}.`)
+  if (s.token !== undefined && typeof s.token !== 'string') throw invalid('sync.token must be a string.')
+  if (s.document !== undefined && (typeof s.document !== 'string' || s.document.length === 0)) throw invalid('sync.document must be a non-empty string.')
+  return { ...s }
 }
 
 async function hasAnyKey(dbs: Databases): Promise<boolean> {

@@ -38,6 +38,7 @@ import { DocState, LOAD_ORIGIN, loadState, type CorruptRow, type Intent } from '
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Writer } from './writer.js'
+import { SyncClient, type SyncOptions, type SyncState } from '../sync/client.js'
 
 export interface AdoptResult {
   oldId: ItemId
@@ -60,8 +61,11 @@ export interface DeleteResult {
   alreadyDeleted: boolean
 }
 
-/** A committed update, for replication: `remote` is true for updates that came from a peer. */
-export type UpdateListener = (update: Uint8Array, info: { remote: boolean }) => void
+/**
+ * A committed update, for replication: `remote` is true for updates that came from a peer,
+ * `source` names where it came from ('local', or the source passed to applyUpdate).
+ */
+export type UpdateListener = (update: Uint8Array, info: { remote: boolean; source: string }) => void
 
 export interface StoreStats {
   items: number
@@ -85,9 +89,11 @@ export interface StoreInit {
   state: DocState
   logger: Logger
   hooks: StoreHooks | undefined
-  sync: boolean
+  fsync: boolean
   compactAfterRows: number
   readOnly: boolean
+  sync: SyncOptions | undefined
+  lastSyncedAt: string | null
 }
 
 /**
@@ -107,6 +113,10 @@ export class Store implements AsyncDisposable {
   readonly #reanchors = new Map<ItemId, Promise<ItemId | undefined>>()
   readonly #compactAfterRows: number
   readonly #readOnly: boolean
+  readonly #syncOptions: SyncOptions | undefined
+  #sync: SyncClient | undefined
+  #lastSyncedAt: string | null
+  #syncedNotedAt = 0
   #state: DocState
   #closing: Promise<void> | null = null
   #reloading: Promise<void> | null = null
@@ -122,10 +132,12 @@ export class Store implements AsyncDisposable {
     this.#state = init.state
     this.#compactAfterRows = init.compactAfterRows
     this.#readOnly = init.readOnly
+    this.#syncOptions = init.sync
+    this.#lastSyncedAt = init.lastSyncedAt
     this.#writer = new Writer({
       dir: init.dir,
       dbs: init.dbs,
-      sync: init.sync,
+      sync: init.fsync,
       logger: init.logger,
       hooks: init.hooks,
       compactAfterRows: init.compactAfterRows,
@@ -146,6 +158,20 @@ export class Store implements AsyncDisposable {
     this.#runPendingReanchors()
     await Promise.all(this.#reanchors.values())
     if (this.#state.liveSeqs.length > this.#compactAfterRows) await this.#writer.compact(this.#state)
+    if (this.#syncOptions && !this.#readOnly) {
+      this.#sync = new SyncClient(
+        this.#syncOptions,
+        {
+          encodeStateAsUpdate: (sv) => this.encodeStateAsUpdate(sv),
+          encodeStateVector: () => this.encodeStateVector(),
+          applyUpdate: (update, source) => this.applyUpdate(update, source),
+          onUpdate: (listener) => this.onUpdate(listener),
+          noteSynced: (at) => this.#noteSynced(at),
+        },
+        this.#logger,
+        this.#lastSyncedAt,
+      )
+    }
   }
 
   // ───────────────────────────── items ─────────────────────────────
@@ -742,6 +768,50 @@ export class Store implements AsyncDisposable {
     return true
   }
 
+  // ───────────────────────────── sync ─────────────────────────────
+
+  /** Whether and how this replica syncs; `lastSyncedAt` survives across processes. */
+  syncState(): SyncState {
+    this.#assertOpen()
+    if (this.#sync) return this.#sync.state()
+    return { configured: this.#syncOptions !== undefined, url: this.#syncOptions?.url ?? null, connected: false, synced: false, lastSyncedAt: this.#lastSyncedAt, error: null }
+  }
+
+  /**
+   * Resolves once this replica is synced with its server (immediately if it has none).
+   * Rejects with BEHIND_REMOTE after `timeoutMs`, SYNC_UNAUTHORIZED if the token was refused.
+   */
+  async whenSynced(timeoutMs = 10_000): Promise<SyncState> {
+    this.#assertOpen()
+    if (!this.#syncOptions) return this.syncState()
+    if (!this.#sync) {
+      throw new DocketError('BEHIND_REMOTE', `The store at ${this.dir} was opened read-only, so it does not sync with ${this.#syncOptions.url}: open it writable to sync.`, {
+        details: { url: this.#syncOptions.url },
+      })
+    }
+    return this.#sync.whenSynced(timeoutMs)
+  }
+
+  /**
+   * The pull gate of repairs: passes when the store has no server, when `offline` is set, or
+   * once it is synced; otherwise BEHIND_REMOTE — a stale replica must not repair.
+   */
+  async assertSynced(options: { timeoutMs?: number; offline?: boolean } = {}): Promise<void> {
+    if (options.offline === true || !this.#syncOptions) return
+    await this.whenSynced(options.timeoutMs ?? 10_000)
+  }
+
+  #noteSynced(at: string): void {
+    this.#lastSyncedAt = at
+    const now = Date.now()
+    // Persisted at most once a second: it is a hint for reports, not a log.
+    if (now - this.#syncedNotedAt < 1000 || this.#closing !== null) return
+    this.#syncedNotedAt = now
+    const ctx = new OpContext('synced')
+    ctx.puts.push({ sublevel: 'meta', key: 'lastSyncedAt', value: at })
+    this.#commit(this.#state, ctx).catch((err: unknown) => this.#logger.warn(`could not record the sync time: ${(err as Error).message}`))
+  }
+
   // ───────────────────────────── health ─────────────────────────────
 
   /** Folds every update row into one snapshot row now (the writer also does it on its own). */
@@ -816,6 +886,8 @@ export class Store implements AsyncDisposable {
 
   async #close(): Promise<void> {
     try {
+      await this.#writer.idle()
+      await this.#sync?.close()
       await Promise.allSettled([...this.#reanchors.values()])
       await this.#writer.idle()
       await Promise.allSettled([...this.#reanchors.values()])
@@ -914,7 +986,7 @@ export class Store implements AsyncDisposable {
 
   #committed(job: Job): void {
     if (job.update) {
-      for (const listener of this.#updateListeners) this.#safely(() => listener(job.update!, { remote: job.remote }))
+      for (const listener of this.#updateListeners) this.#safely(() => listener(job.update!, { remote: job.remote, source: job.source }))
     }
     for (const event of job.events) this.#emit(event)
   }

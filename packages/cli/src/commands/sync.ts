@@ -1,0 +1,85 @@
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import { DocketError } from '@docket/core'
+import { DEFAULT_PORT, startServer } from '@docket/server'
+import { parseNonNegative } from '../args.js'
+import type { Context } from '../context.js'
+import { EXIT, UsageError } from '../exit.js'
+
+/** serve (a sync server) and sync (catch up with one, or show the state). */
+export function registerSync(program: Command, ctx: Context): void {
+  program
+    .command('serve')
+    .description('run a sync server (Hocuspocus) that replicas join with --sync; stores documents in <dir>/server')
+    .option('--host <host>', 'the address to bind (default 127.0.0.1: this machine only)', '127.0.0.1')
+    .option('--port <port>', `the port (default ${DEFAULT_PORT}; 0 picks a free one)`, String(DEFAULT_PORT))
+    .option('--redis <host:port>', 'share documents with other docket servers through this Redis')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  DOCKET_TOKEN=s3cret docket serve                       # ws://127.0.0.1:${DEFAULT_PORT}
+  docket --dir /srv/docket serve --port 4000 --token s3cret
+  docket --sync ws://127.0.0.1:${DEFAULT_PORT} --token s3cret list   # a replica that syncs
+
+The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every document, then exit.`,
+    )
+    .action(async (flags: { host: string; port: string; redis?: string }, command: Command) => {
+      const token = ctx.globals(command).token ?? ctx.io.env.DOCKET_TOKEN
+      if (!token) throw new UsageError('docket serve needs a token: --token T or DOCKET_TOKEN=T (clients must present it)')
+      const port = parseNonNegative(flags.port, '--port')
+      if (port > 65535) throw new UsageError(`--port ${port} is not a port (0–65535)`)
+      const redis = flags.redis === undefined ? undefined : parseRedis(flags.redis)
+      const out = ctx.output(command)
+      const dir = resolve(ctx.dir(command), 'server')
+      let server
+      try {
+        server = await startServer({
+          dir,
+          host: flags.host,
+          port,
+          token,
+          ...(redis ? { redis } : {}),
+          logger: { info: (m) => out.note(`docket serve: ${m}`), warn: (m) => out.warn(m) },
+        })
+      } catch (err) {
+        throw new DocketError('SYNC_FAILED', `docket serve could not start: ${(err as Error).message}`, { cause: err })
+      }
+      out.result({ url: server.url, host: server.host, port: server.port, dir }, () => `serving ${server.url} (documents in ${dir}); Ctrl-C to stop`)
+      await new Promise<void>((done) => {
+        const stop = (signal: string) => {
+          out.note(`docket serve: ${signal}, storing documents…`)
+          void server.close().then(done)
+        }
+        process.once('SIGINT', () => stop('SIGINT'))
+        process.once('SIGTERM', () => stop('SIGTERM'))
+      })
+    })
+
+  program
+    .command('sync')
+    .argument('[action]', '"now" (default): catch up with the server and report; "status": report without connecting')
+    .description('catch up with the sync server (--sync / DOCKET_SYNC_URL) and print the sync state')
+    .addHelpText('after', '\nExamples:\n  docket --sync ws://127.0.0.1:1234 --token s3cret sync\n  docket --json sync status\n\nExit codes: 0 synced (or no server configured), 4 not synced within the timeout or the token was refused.')
+    .action(async (action: string | undefined, _flags: unknown, command: Command) => {
+      if (action !== undefined && action !== 'now' && action !== 'status') throw new UsageError(`unknown sync action ${JSON.stringify(action)}: use "now" or "status"`)
+      const out = ctx.output(command)
+      const status = action === 'status'
+      const result = await ctx.withStore(command, { readOnly: status, sync: 'repair' }, async (store) => {
+        const state = store.syncState()
+        return { ...state, replicaId: store.replicaId, items: store.stats().items, pendingReanchors: store.stats().pendingReanchors }
+      })
+      out.result(result, () =>
+        result.configured
+          ? `${result.synced ? 'synced' : status ? 'not connected (status only)' : 'not synced'} with ${result.url}; last synced ${result.lastSyncedAt ?? 'never'}; ${result.items} items`
+          : 'no sync server configured (give --sync URL or set DOCKET_SYNC_URL); this replica works offline',
+      )
+      if (!status && result.configured && !result.synced) ctx.exitCode = EXIT.refused
+    })
+}
+
+function parseRedis(text: string): { host: string; port: number } {
+  const match = /^([^:]+):(\d{1,5})$/.exec(text)
+  if (!match) throw new UsageError(`--redis ${JSON.stringify(text)} must be host:port, e.g. 127.0.0.1:6379`)
+  return { host: match[1]!, port: Number(match[2]) }
+}

@@ -1,0 +1,220 @@
+import { HocuspocusProvider, HocuspocusProviderWebsocket } from '@hocuspocus/provider'
+import WebSocket from 'ws'
+import * as Y from 'yjs'
+import { DocketError } from '../errors.js'
+import type { Logger } from '../store/logger.js'
+
+/** How a store joins a sync server. */
+export interface SyncOptions {
+  /** The server's WebSocket URL, e.g. ws://127.0.0.1:1234 (`docket serve`). */
+  url: string
+  /** The server's token. */
+  token?: string
+  /** The pipeline's document name on the server. Default: "docket". */
+  document?: string
+  /** Reconnect backoff bounds in ms. Default: 250 / 10,000. */
+  minReconnectDelayMs?: number
+  maxReconnectDelayMs?: number
+  /** How long close() waits for the server to acknowledge local changes. Default: 3,000 ms. */
+  closeTimeoutMs?: number
+}
+
+export interface SyncState {
+  /** Whether this store syncs with a server at all. */
+  configured: boolean
+  url: string | null
+  /** A WebSocket is open and the server accepted the token. */
+  connected: boolean
+  /** Connected, the server's state has been received, and every local change was acknowledged. */
+  synced: boolean
+  /** When this replica was last known to be synced (persisted across processes), or null. */
+  lastSyncedAt: string | null
+  /** Why syncing stopped for good (a refused token), if it did. */
+  error: { code: string; message: string } | null
+}
+
+/** What the sync client needs from the store: replication primitives only. */
+export interface SyncBridge {
+  encodeStateAsUpdate(stateVector?: Uint8Array): Uint8Array
+  encodeStateVector(): Uint8Array
+  applyUpdate(update: Uint8Array, source: string): Promise<void>
+  onUpdate(listener: (update: Uint8Array, info: { remote: boolean; source: string }) => void): () => void
+  noteSynced(at: string): void
+}
+
+const FROM_STORE = Symbol('docket:from-store')
+
+/**
+ * Joins a Hocuspocus server through a network Y.Doc of its own. Local changes reach that doc
+ * — and so the server — only once they are on disk; what the server sends is applied to the
+ * store (and persisted) like any remote update. The store never waits for the network.
+ */
+export class SyncClient {
+  readonly #options: Required<Pick<SyncOptions, 'url' | 'document' | 'closeTimeoutMs'>> & SyncOptions
+  readonly #bridge: SyncBridge
+  readonly #logger: Logger
+  readonly #net = new Y.Doc()
+  readonly #socket: HocuspocusProviderWebsocket
+  readonly #provider: HocuspocusProvider
+  readonly #source: string
+  readonly #offUpdate: () => void
+  #connected = false
+  #handshake = false
+  #lastSyncedAt: string | null
+  #error: SyncState['error'] = null
+  #waiters = new Set<() => void>()
+  #closed = false
+  #resync: NodeJS.Timeout | undefined
+
+  constructor(options: SyncOptions, bridge: SyncBridge, logger: Logger, lastSyncedAt: string | null) {
+    this.#options = { document: 'docket', closeTimeoutMs: 3000, ...options }
+    this.#bridge = bridge
+    this.#logger = logger
+    this.#lastSyncedAt = lastSyncedAt
+    this.#source = `sync:${options.url}`
+    Y.applyUpdate(this.#net, bridge.encodeStateAsUpdate(), FROM_STORE)
+    this.#offUpdate = bridge.onUpdate((update, info) => {
+      if (info.source !== this.#source) Y.applyUpdate(this.#net, update, FROM_STORE)
+    })
+    this.#net.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === this.#provider) this.#toStore(update)
+    })
+    this.#socket = new HocuspocusProviderWebsocket({
+      url: options.url,
+      WebSocketPolyfill: WebSocket,
+      delay: options.minReconnectDelayMs ?? 250,
+      minDelay: options.minReconnectDelayMs ?? 250,
+      maxDelay: options.maxReconnectDelayMs ?? 10_000,
+      factor: 2,
+      jitter: true,
+    })
+    this.#provider = new HocuspocusProvider({
+      websocketProvider: this.#socket,
+      name: this.#options.document,
+      document: this.#net,
+      token: options.token ?? null,
+    })
+    this.#provider.on('status', ({ status }: { status: string }) => {
+      const connected = status === 'connected'
+      if (connected !== this.#connected) this.#logger.info?.(`sync ${connected ? 'connected to' : 'disconnected from'} ${options.url}`)
+      this.#connected = connected
+      if (!connected) this.#handshake = false
+      this.#changed()
+    })
+    this.#provider.on('synced', ({ state }: { state: boolean }) => {
+      this.#handshake = state
+      this.#changed()
+    })
+    this.#provider.on('unsyncedChanges', () => this.#changed())
+    this.#provider.on('authenticationFailed', ({ reason }: { reason: string }) => {
+      this.#error = { code: 'SYNC_UNAUTHORIZED', message: `the server at ${options.url} refused this replica's token (${reason}): pass the server's token (DOCKET_TOKEN).` }
+      this.#logger.warn(`sync stopped: ${this.#error.message} The store keeps working offline.`)
+      this.#provider.destroy()
+      this.#socket.destroy()
+      this.#changed()
+    })
+    this.#provider.attach()
+  }
+
+  get source(): string {
+    return this.#source
+  }
+
+  state(): SyncState {
+    return {
+      configured: true,
+      url: this.#options.url,
+      connected: this.#connected && this.#error === null,
+      synced: this.#isSynced(),
+      lastSyncedAt: this.#lastSyncedAt,
+      error: this.#error ? { ...this.#error } : null,
+    }
+  }
+
+  #isSynced(): boolean {
+    return this.#error === null && this.#connected && this.#handshake && this.#provider.isAuthenticated && !this.#provider.hasUnsyncedChanges
+  }
+
+  #changed(): void {
+    if (this.#isSynced()) {
+      this.#lastSyncedAt = new Date().toISOString()
+      this.#bridge.noteSynced(this.#lastSyncedAt)
+    }
+    for (const wake of [...this.#waiters]) wake()
+  }
+
+  /** Resolves once synced; rejects with BEHIND_REMOTE after `timeoutMs`, SYNC_UNAUTHORIZED if refused. */
+  whenSynced(timeoutMs: number): Promise<SyncState> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      const check = () => {
+        if (this.#error) {
+          done()
+          reject(new DocketError('SYNC_UNAUTHORIZED', this.#error.message, { details: { url: this.#options.url } }))
+        } else if (this.#isSynced()) {
+          done()
+          resolve(this.state())
+        }
+      }
+      const done = () => {
+        this.#waiters.delete(check)
+        if (timer) clearTimeout(timer)
+      }
+      this.#waiters.add(check)
+      timer = setTimeout(() => {
+        done()
+        const s = this.state()
+        reject(
+          new DocketError(
+            'BEHIND_REMOTE',
+            `This replica could not confirm it is caught up with ${this.#options.url} within ${timeoutMs} ms (${s.connected ? 'connected, still syncing' : 'not connected'}; last synced ${s.lastSyncedAt ?? 'never'}): wait for the server, or pass --offline if you know it is gone.`,
+            { details: { ...s } },
+          ),
+        )
+      }, timeoutMs)
+      check()
+    })
+  }
+
+  #toStore(update: Uint8Array): void {
+    this.#bridge.applyUpdate(update, this.#source).catch((err: unknown) => {
+      // The store rebuilt itself from disk; send it what the network doc has that it lacks.
+      this.#logger.warn(`applying an update from ${this.#options.url} failed (${(err as Error).message}); retrying`)
+      this.#scheduleResync()
+    })
+  }
+
+  #scheduleResync(): void {
+    if (this.#closed || this.#resync) return
+    this.#resync = setTimeout(() => {
+      this.#resync = undefined
+      if (this.#closed) return
+      this.#toStore(Y.encodeStateAsUpdate(this.#net, this.#bridge.encodeStateVector()))
+    }, 200)
+  }
+
+  /** Waits (bounded) for the server to acknowledge local changes, then disconnects. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    if (this.#connected && this.#error === null && this.#provider.hasUnsyncedChanges) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(finish, this.#options.closeTimeoutMs)
+        const check = () => {
+          if (!this.#provider.hasUnsyncedChanges || !this.#connected) finish()
+        }
+        function finish() {
+          clearTimeout(timer)
+          resolve()
+        }
+        this.#waiters.add(check)
+      })
+    }
+    this.#closed = true
+    if (this.#resync) clearTimeout(this.#resync)
+    this.#waiters.clear()
+    this.#offUpdate()
+    this.#provider.destroy()
+    this.#socket.destroy()
+    this.#net.destroy()
+  }
+}

@@ -1,0 +1,73 @@
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import type { ChildProcess } from 'node:child_process'
+import { afterEach } from 'vitest'
+import { startServer, type RunningServer } from '@docket/server'
+import { openStore, type OpenStoreOptions, type Store } from '../src/index.js'
+import { startFixture } from '../src/testing.js'
+import { capturingLogger, tempDir } from './support.js'
+
+export const TOKEN = 'test-token-of-the-pipeline'
+const servers: RunningServer[] = []
+const children: ChildProcess[] = []
+const stores: Store[] = []
+
+afterEach(async () => {
+  await Promise.allSettled(stores.splice(0).map((s) => s.close()))
+  await Promise.allSettled(servers.splice(0).map((s) => s.close()))
+  for (const child of children.splice(0)) child.kill('SIGKILL')
+})
+
+export async function freePort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const port = (probe.address() as { port: number }).port
+  await new Promise((resolve) => probe.close(resolve))
+  return port
+}
+
+/** A real Hocuspocus server on 127.0.0.1, in this process. */
+export async function server(options: { dir?: string; port?: number } = {}): Promise<RunningServer & { dir: string }> {
+  const dir = options.dir ?? join(await tempDir('docket-server-'), 'server')
+  const running = await startServer({ dir, port: options.port ?? 0, token: TOKEN, debounceMs: 50, maxDebounceMs: 200, logger: { info: () => {}, warn: () => {} } })
+  servers.push(running)
+  return Object.assign(running, { dir })
+}
+
+/** A server in a child process (to kill -9). */
+export async function serverProcess(dir: string, port: number): Promise<ChildProcess> {
+  const { child } = await startFixture(join(import.meta.dirname, 'fixtures', 'serve.ts'), [dir, String(port), TOKEN], 'listening')
+  children.push(child)
+  return child
+}
+
+/** A store that syncs with `url` (closed after the test). */
+export async function synced(url: string | undefined, options: Partial<OpenStoreOptions> = {}): Promise<Store & { log: ReturnType<typeof capturingLogger> }> {
+  const logger = capturingLogger()
+  const store = await openStore({
+    dir: options.dir ?? (await tempDir()),
+    durability: 'relaxed',
+    logger,
+    ...options,
+    ...(url ? { sync: { url, token: TOKEN, minReconnectDelayMs: 50, maxReconnectDelayMs: 300, ...options.sync } } : {}),
+  })
+  stores.push(store)
+  return Object.assign(store, { log: logger })
+}
+
+/** Waits until `predicate` holds (polling), or fails after `timeoutMs` saying what it waited for. */
+export async function eventually(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await predicate()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+/** Every replica holds the same document and has nothing left to re-anchor. */
+export async function converged(stores: readonly Store[]): Promise<boolean> {
+  await Promise.all(stores.map((s) => s.flush()))
+  const vectors = stores.map((s) => Buffer.from(s.encodeStateVector()).toString('hex'))
+  return vectors.every((v) => v === vectors[0]) && stores.every((s) => s.stats().pendingReanchors === 0 && s.syncState().synced)
+}

@@ -1,0 +1,63 @@
+import { Level } from 'level'
+import { LeveldbPersistence } from 'y-leveldb'
+import * as Y from 'yjs'
+
+export class PersistenceError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'PersistenceError'
+  }
+}
+
+/**
+ * y-leveldb behind a door that does not swallow errors: y-leveldb catches every failure,
+ * logs it and resolves `null`; here a `null` is a failure that says what to do.
+ */
+export class DocumentStore {
+  readonly #ldb: LeveldbPersistence
+  readonly #dir: string
+
+  private constructor(dir: string) {
+    this.#dir = dir
+    // y-leveldb takes the Level *class* as `Level`; a lowercase `level` would be ignored.
+    this.#ldb = new LeveldbPersistence(dir, { Level })
+  }
+
+  /** Opens the directory, refusing one that another process holds (y-leveldb would answer null forever). */
+  static async open(dir: string): Promise<DocumentStore> {
+    const store = new DocumentStore(dir)
+    const names = await store.#ldb.getAllDocNames()
+    if (names === null) {
+      await store.#ldb.destroy().catch(() => {})
+      throw new PersistenceError(`The server's store at ${dir} cannot be opened (another docket serve holds it, or it is unreadable): stop the other server or use another --dir.`)
+    }
+    return store
+  }
+
+  async load(name: string): Promise<Uint8Array> {
+    const doc = (await this.#ldb.getYDoc(name)) as Y.Doc | null
+    if (!doc) throw new PersistenceError(`Reading document ${name} from ${this.#dir} failed.`)
+    const update = Y.encodeStateAsUpdate(doc)
+    doc.destroy()
+    return update
+  }
+
+  async store(name: string, state: Uint8Array): Promise<void> {
+    const clock = (await this.#ldb.storeUpdate(name, state)) as number | null
+    if (clock === null) throw new PersistenceError(`Writing document ${name} to ${this.#dir} failed.`)
+  }
+
+  async close(): Promise<void> {
+    await this.#ldb.destroy()
+  }
+}
+
+/** The state a (stopped) server holds for `name`, for tests and inspection. */
+export async function readStoredDocument(dir: string, name = 'docket'): Promise<Uint8Array> {
+  const store = await DocumentStore.open(dir)
+  try {
+    return await store.load(name)
+  } finally {
+    await store.close()
+  }
+}

@@ -1,0 +1,131 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { Database } from '@hocuspocus/extension-database'
+import { Redis } from '@hocuspocus/extension-redis'
+import { Server, type Extension } from '@hocuspocus/server'
+import { DocumentStore } from './persistence.js'
+
+export interface ServerLogger {
+  info(message: string): void
+  warn(message: string): void
+}
+
+export interface ServeOptions {
+  /** Where the server keeps its documents (a y-leveldb directory of its own). */
+  dir: string
+  /** Default: 127.0.0.1 — reachable from this machine only. */
+  host?: string
+  /** Default: 1234; 0 picks a free port. */
+  port?: number
+  /** Clients must present this token. Required: an open sync server accepts anyone's writes. */
+  token: string
+  /** Default: lines on stderr. */
+  logger?: ServerLogger
+  /** Share documents with other docket servers through Redis (Hocuspocus's Redis extension). */
+  redis?: { host: string; port: number; prefix?: string }
+  /** Quiet time before a changed document is stored, and the most it may wait. Default: 200 / 1000 ms. */
+  debounceMs?: number
+  maxDebounceMs?: number
+}
+
+export interface RunningServer {
+  url: string
+  host: string
+  port: number
+  /** Stores every pending document, closes every connection and the store. Idempotent. */
+  close(): Promise<void>
+}
+
+export const DEFAULT_PORT = 1234
+
+const stderr: ServerLogger = {
+  info: (m) => process.stderr.write(`docket serve: ${m}\n`),
+  warn: (m) => process.stderr.write(`docket serve WARN: ${m}\n`),
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest()
+}
+
+/** Starts a Hocuspocus server persisting to y-leveldb, refusing clients without the token. */
+export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  if (typeof options.token !== 'string' || options.token.length === 0) {
+    throw new Error('docket serve needs a token (--token or DOCKET_TOKEN): clients must present it to read or write.')
+  }
+  const host = options.host ?? '127.0.0.1'
+  const port = options.port ?? DEFAULT_PORT
+  const logger = options.logger ?? stderr
+  const expected = digest(options.token)
+  const documents = await DocumentStore.open(options.dir)
+
+  const extensions: Extension[] = [
+    new Database({
+      fetch: async ({ documentName, document }) => {
+        try {
+          return await documents.load(documentName)
+        } catch (err) {
+          // A document that fails to load must be destroyed, or Hocuspocus leaks its timers.
+          document.destroy()
+          logger.warn((err as Error).message)
+          throw Object.assign(new Error((err as Error).message), { reason: 'storage-unavailable' })
+        }
+      },
+      store: async ({ documentName, state }) => {
+        await documents.store(documentName, state)
+      },
+    }),
+  ]
+  if (options.redis) {
+    extensions.push(new Redis({ host: options.redis.host, port: options.redis.port, ...(options.redis.prefix ? { prefix: options.redis.prefix } : {}) }))
+  }
+
+  const server = new Server({
+    quiet: true,
+    stopOnSignals: false,
+    debounce: options.debounceMs ?? 200,
+    maxDebounce: options.maxDebounceMs ?? 1000,
+    extensions,
+    async onAuthenticate({ token, documentName, requestHeaders }) {
+      const given = digest(typeof token === 'string' ? token : '')
+      if (!timingSafeEqual(given, expected)) {
+        logger.warn(`refused a client for ${documentName} from ${requestHeaders['x-forwarded-for'] ?? 'a socket'}: ${token ? 'wrong token' : 'no token'}`)
+        throw Object.assign(new Error('invalid token'), { reason: 'invalid-token' })
+      }
+    },
+    async connected({ documentName, instance }) {
+      logger.info(`client connected to ${documentName} (${instance.getConnectionsCount()} connected)`)
+    },
+    async onDisconnect({ documentName, clientsCount }) {
+      logger.info(`client left ${documentName} (${clientsCount} still connected)`)
+    },
+  })
+
+  // Hocuspocus's own listen() ignores the host; bind the HTTP server ourselves.
+  server.httpServer.listen({ host, port })
+  try {
+    await Promise.race([once(server.httpServer, 'listening'), once(server.httpServer, 'error').then(([err]) => Promise.reject(err))])
+  } catch (err) {
+    await documents.close()
+    const code = (err as NodeJS.ErrnoException).code
+    throw new Error(code === 'EADDRINUSE' ? `port ${port} on ${host} is in use: choose another --port.` : `cannot listen on ${host}:${port}: ${(err as Error).message}`)
+  }
+  const address = server.httpServer.address() as AddressInfo
+  const url = `ws://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+  logger.info(`listening on ${url}, storing documents in ${options.dir}`)
+
+  let closing: Promise<void> | undefined
+  return {
+    url,
+    host,
+    port: address.port,
+    close: () =>
+      (closing ??= (async () => {
+        await server.destroy()
+        // destroy() only asks clients to leave; end the sockets so that they reconnect elsewhere.
+        for (const socket of server.webSocketServer.clients) socket.terminate()
+        await documents.close()
+        logger.info('stopped; every document was stored')
+      })()),
+  }
+}
