@@ -4,9 +4,15 @@ import { join } from 'node:path'
 import { openStore, type OpenStoreOptions, type Store } from '@docket/core'
 
 /** Opens `count` stores in fresh temp dirs; `close` closes them and removes the dirs. */
+/**
+ * Opens `count` stores in fresh temp dirs; `close` closes them and removes the dirs. With a
+ * `seed`, their Yjs client ids come from it, so that which concurrent write wins — and so the
+ * whole run — replays exactly.
+ */
 export async function openReplicas(
   count: number,
   options: Partial<OpenStoreOptions> = {},
+  seed?: number,
 ): Promise<{ stores: Store[]; dirs: string[]; close: () => Promise<void> }> {
   const dirs: string[] = []
   const stores: Store[] = []
@@ -14,7 +20,8 @@ export async function openReplicas(
   for (let i = 0; i < count; i++) {
     const dir = await mkdtemp(join(tmpdir(), 'docket-prop-'))
     dirs.push(dir)
-    stores.push(await openStore({ dir, durability: 'relaxed', replicaId: `replica-${String.fromCharCode(97 + i)}`, logger: quiet, ...options }))
+    const hooks = seed === undefined ? options.hooks : { ...options.hooks, clientId: clientIds(seed, i) }
+    stores.push(await openStore({ dir, durability: 'relaxed', replicaId: `replica-${String.fromCharCode(97 + i)}`, logger: quiet, ...options, ...(hooks ? { hooks } : {}) }))
   }
   return {
     stores,
@@ -23,5 +30,16 @@ export async function openReplicas(
       await Promise.allSettled(stores.map((s) => s.close()))
       await Promise.allSettled(dirs.map((d) => rm(d, { recursive: true, force: true })))
     },
+  }
+}
+
+/** A never-repeating sequence of 32-bit client ids for replica `index`, derived from `seed`. */
+export function clientIds(seed: number, index: number): () => number {
+  let state = (seed ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0
+  let n = 0
+  return () => {
+    state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0
+    // high bits random, low bits a counter: distinct across replicas and calls
+    return ((state & 0xfff00000) | ((index & 0xff) << 12) | (n++ & 0xfff)) >>> 0
   }
 }

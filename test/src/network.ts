@@ -102,10 +102,14 @@ export class FakeNetwork {
     }
   }
 
-  /** Heals every link and exchanges state vectors until every peer holds the same state. */
-  async syncAll(settle: (peer: NetworkPeer) => Promise<void> = async () => {}): Promise<void> {
+  /**
+   * Heals every link and exchanges state vectors until every peer holds the same state and
+   * nothing is left in flight. `settle` lets a peer finish what an update started (docket
+   * re-anchors displaced items after a merge); pass `store.flush()`.
+   */
+  async syncAll(settle: (peer: NetworkPeer) => Promise<void> = async () => {}, maxRounds = 20): Promise<void> {
     this.heal()
-    for (let round = 0; round < 10; round++) {
+    for (let round = 0; round < maxRounds; round++) {
       await this.deliverAll()
       for (const a of this.#peers.values()) {
         for (const b of this.#peers.values()) {
@@ -113,10 +117,9 @@ export class FakeNetwork {
         }
       }
       for (const peer of this.#peers.values()) await settle(peer)
-      await this.deliverAll()
-      if (this.converged()) return
+      if (this.inFlight.length === 0 && this.converged()) return
     }
-    throw new Error('the replicas did not converge after 10 rounds of full sync')
+    throw new Error(`the replicas did not converge after ${maxRounds} rounds of full sync`)
   }
 
   converged(): boolean {

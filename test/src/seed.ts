@@ -31,7 +31,8 @@ export function propertyParameters<T>(name: string, options: PropertyOptions): f
   const explain = (details: fc.RunDetails<T>): void => {
     if (!details.failed) return
     const replay = `FC_SEED=${details.seed} FC_PATH=${details.counterexamplePath ?? ''} npx pnpm@10 vitest run -t ${JSON.stringify(name)}`
-    throw new Error(`${fc.defaultReportMessage(details) ?? 'property failed'}\n\nReplay with: ${replay}`)
+    const cause = details.errorInstance instanceof Error ? `\n\nFailure: ${details.errorInstance.message}` : ''
+    throw new Error(`${fc.defaultReportMessage(details) ?? 'property failed'}${cause}\n\nReplay with: ${replay}`)
   }
   const params: fc.Parameters<T> = { seed, numRuns, reporter: explain, endOnFailure: false }
   if (path) params.path = path

@@ -1,4 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
+import { closeSync, constants, openSync, writeSync } from 'node:fs'
 import { readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -199,15 +200,23 @@ describe('docket import', () => {
     // `import` opens the store, then blocks reading the FIFO: the store stays held
     const first = spawn(process.execPath, [BIN, '--dir', dir, 'import', fifo], { stdio: 'ignore' })
     const firstDone = new Promise<number | null>((resolve) => first.on('close', (code) => resolve(code)))
-    let second = await docket(['--dir', dir, 'list'])
-    for (let i = 0; i < 40 && second.code !== 4; i++) {
-      await new Promise((r) => setTimeout(r, 100))
-      second = await docket(['--dir', dir, 'list'])
+    // A non-blocking open for writing succeeds only once a reader waits on the FIFO, i.e. once
+    // the first process has the store open and is reading its input.
+    let writer: number | undefined
+    for (let i = 0; i < 3000 && writer === undefined; i++) {
+      try {
+        writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)
+      } catch {
+        await new Promise((r) => setTimeout(r, 20))
+      }
     }
+    expect(writer, 'the first process never started reading').toBeDefined()
+    const second = await docket(['--dir', dir, 'list'])
     expect(second.code).toBe(4)
     expect(second.stderr).toContain('STORE_LOCKED')
     expect(second.stderr).toContain(dir)
-    await writeFile(fifo, `${JSON.stringify({ item: { id: '5', name: 'through the pipe', type: 'bug', stage: 'qa' }, content: { body: 'hi' } })}\n`)
+    writeSync(writer!, `${JSON.stringify({ item: { id: '5', name: 'through the pipe', type: 'bug', stage: 'qa' }, content: { body: 'hi' } })}\n`)
+    closeSync(writer!)
     expect(await firstDone).toBe(0)
     expect((await docket(['--dir', dir, '--json', 'list'])).json()).toMatchObject([{ id: '5', stage: 'qa' }])
   })

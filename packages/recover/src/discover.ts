@@ -85,7 +85,8 @@ export async function discoverOrphans(store: Store, options: DiscoverOptions = {
     if (liveUid !== undefined && (shadowUid === undefined || shadowUid === liveUid)) {
       if (filter) discovery.live.push(rows.id)
     } else {
-      const kind: OrphanKind = liveUid !== undefined ? 'displaced' : store.isTombstoned(rows.id) ? 'tombstoned' : 'missing'
+      const deletedUid = shadowUid !== undefined && store.isDeletedUid(shadowUid)
+      const kind: OrphanKind = liveUid !== undefined && !deletedUid ? 'displaced' : store.isTombstoned(rows.id) || deletedUid ? 'tombstoned' : 'missing'
       discovery.orphans.push(await describe(store, rows, kind, liveUid))
     }
     if (discovery.scanned % 256 === 0) options.onProgress?.({ scanned: discovery.scanned, orphans: discovery.orphans.length })

@@ -102,7 +102,14 @@ export async function recoverOrphans(store: Store, options: RecoverOptions = {})
       result.recovered.push({ ...entry(orphan, adopted.newId, [...orphan.warnings, ...adopted.warnings]), uid: adopted.uid })
     } catch (err) {
       if (!isDocketError(err)) throw err
-      result.failed.push({ id: orphan.id, error: { code: err.code, message: err.message } })
+      // A concurrent run (or writer) may have dealt with it since discovery: then it is no
+      // longer an orphan, and that is not a failure.
+      const still = await discoverOrphans(store, { ids: [orphan.id] }).catch(() => undefined)
+      if (still && !still.orphans.some((o) => o.uid === orphan.uid)) {
+        result.skipped.push({ id: orphan.id, reason: `no longer an orphan: handled concurrently (${err.code})` })
+      } else {
+        result.failed.push({ id: orphan.id, error: { code: err.code, message: err.message } })
+      }
     }
     options.onProgress?.({ phase: 'recover', done: ++done, total: selected.length })
   }

@@ -11,6 +11,7 @@ import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType,
 export const ROOTS = {
   items: 'items',
   tombstones: 'tombstones',
+  deleted: 'deleted',
   aliases: 'aliases',
   alloc: 'alloc',
   meta: 'meta',
@@ -35,10 +36,19 @@ export const F = {
 
 export type ItemMap = Y.Map<unknown>
 
+/** A deleted item, by uid: its deletion follows it to whatever id it moved to. */
+export interface DeletedUid {
+  id: string
+  at: string
+  by: string
+}
+
 export interface DocParts {
   doc: Y.Doc
   items: Y.Map<ItemMap>
   tombstones: Y.Map<Tombstone>
+  /** Grow-only, keyed by uid: concurrent deletions of two items that shared an id both stick. */
+  deleted: Y.Map<DeletedUid>
   aliases: Y.Map<Alias>
   /** Per-replica high-water marks: each replica only ever raises its own key. */
   alloc: Y.Map<number>
@@ -50,6 +60,7 @@ export function docParts(doc: Y.Doc): DocParts {
     doc,
     items: doc.getMap<ItemMap>(ROOTS.items),
     tombstones: doc.getMap<Tombstone>(ROOTS.tombstones),
+    deleted: doc.getMap<DeletedUid>(ROOTS.deleted),
     aliases: doc.getMap<Alias>(ROOTS.aliases),
     alloc: doc.getMap<number>(ROOTS.alloc),
     meta: doc.getMap<unknown>(ROOTS.meta),
@@ -196,4 +207,12 @@ export function locateInItems(
     child = parent
   }
   return undefined
+}
+
+/**
+ * An item whose uid was deleted is gone wherever it lives: a deletion that crossed a
+ * concurrent re-anchoring still deletes the item (at its new id).
+ */
+export function isDeletedUid(parts: DocParts, uid: string): boolean {
+  return parts.deleted.has(uid)
 }

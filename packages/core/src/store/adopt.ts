@@ -1,5 +1,5 @@
 import { nextUlid } from '../audit/audit.js'
-import type { ItemRecord } from '../crdt/layout.js'
+import { isDeletedUid, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { isReplicaId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { StoredRows } from '../storage/scan.js'
@@ -96,7 +96,7 @@ export function planAdoption(
       })
     }
   }
-  const tombstoned = state.parts.tombstones.has(id)
+  const tombstoned = state.parts.tombstones.has(id) || (shadowUid !== null && isDeletedUid(state.parts, shadowUid))
   if (tombstoned && opts.allowTombstoned !== true) {
     throw new DocketError('TOMBSTONED', `Id ${id} was deleted; its leftover rows are recovered only when asked explicitly (name the id, or include tombstoned orphans).`, {
       details: { id },

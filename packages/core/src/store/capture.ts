@@ -1,6 +1,6 @@
 import type * as Y from 'yjs'
 import { auditEvent, nextUlid } from '../audit/audit.js'
-import { contentOf, contentSlots, locateInItems, readRecord, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { contentOf, contentSlots, isDeletedUid, locateInItems, readRecord, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey } from '../storage/keys.js'
 import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.js'
@@ -47,6 +47,7 @@ function buildJob(env: CaptureEnv, touched: Map<ItemId, Touch>, ctx: OpContext |
   const job = newJob(env.state.generation)
   job.remote = remote
   for (const id of ctx?.refresh ?? []) touch(touched, id).whole = true
+  for (const id of env.state.deferred) touch(touched, id).whole = true
   const changedIds: ItemId[] = []
   for (const [id, t] of touched) {
     env.state.items.delete(id)
@@ -83,6 +84,11 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction): Map<ItemId, Touch> 
         allocator.observe(type === parts.items ? 'items' : 'tombstones', idToNumber(key))
         touch(touched, key).whole = true
       }
+    } else if (type === parts.deleted) {
+      for (const uid of keys) {
+        const id = uid === null ? undefined : env.state.byUid.get(uid as never)
+        if (id !== undefined) touch(touched, id).whole = true
+      }
     } else if (type === parts.alloc) {
       for (const key of keys) {
         const value = key === null ? undefined : parts.alloc.get(key)
@@ -111,18 +117,28 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
 
   const hiddenByTombstone = map !== undefined && record !== undefined && tomb !== undefined && tomb.uid !== record.uid
   if (hiddenByTombstone) rejectTombstonedWrite(env, job, id, record, tomb.uid)
-  const live = map !== undefined && record !== undefined && tomb === undefined
+  const live = map !== undefined && record !== undefined && tomb === undefined && !isDeletedUid(state.parts, record.uid)
+  /** Deleted on purpose (by id or by uid), as opposed to displaced. */
+  const deletedOnPurpose = (uid: Uid) => tomb?.uid === uid || isDeletedUid(state.parts, uid)
   const reanchoring = ctx?.reanchorOf === id
   if (reanchoring) state.pendingReanchor.delete(id)
   else if (state.pendingReanchor.has(id)) return true // rows here are the evidence of our displaced item
 
-  if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && tomb?.uid !== prev.uid && !(live && record.uid === prev.uid)) {
+  state.deferred.delete(id)
+  if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && !deletedOnPurpose(prev.uid) && tomb === undefined && map === undefined && hasPendingUpdates(state)) {
+    // Our item is gone but no tombstone says why, and some updates wait for missing ones:
+    // its tombstone is probably among them (messages arrive out of order). Keep the rows and
+    // look again at the next change rather than resurrecting an item someone deleted.
+    state.deferred.add(id)
+    return false
+  }
+  if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && !deletedOnPurpose(prev.uid) && !(live && record.uid === prev.uid)) {
     // Our item lost its place (a concurrent create won the id, or a tombstone of another
     // item covers it): move it to a fresh id from the rows that still hold it.
     startReanchor(env, job, id, prev.uid, live ? 'collision' : 'tombstoned-id', 'shadow')
     return true
   }
-  if (!reanchoring && hiddenByTombstone && record.createdBy === replicaId) {
+  if (!reanchoring && hiddenByTombstone && record.createdBy === replicaId && !isDeletedUid(state.parts, record.uid)) {
     // Ours, but the shadow never held it under this id: the document is the evidence.
     startReanchor(env, job, id, record.uid, 'tombstoned-id', 'document')
     return true
@@ -158,6 +174,11 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
     }
   }
   return true
+}
+
+function hasPendingUpdates(state: DocState): boolean {
+  const store = state.doc.store as unknown as { pendingStructs: unknown; pendingDs: unknown }
+  return store.pendingStructs !== null || store.pendingDs !== null
 }
 
 function putContent(job: Job, id: ItemId, slot: string, value: ContentValue): void {

@@ -13,6 +13,12 @@ export interface StoreHooks {
    * `commit:before-write`, `commit:after-write`, `reanchor:read`, `adopt:before-commit`.
    */
   step?(name: string, data?: Record<string, unknown>): void
+  /**
+   * The Yjs client id of each document the store builds (at open and after a failed write).
+   * Default: random, as Yjs does. Tests that must replay exactly (concurrent map writes are
+   * won by the higher client id) supply a sequence; it must never repeat a value.
+   */
+  clientId?(): number
   /** Replaces the id the allocator proposes (to test the defences behind it). */
   allocate?(proposed: ItemId): ItemId
   /**

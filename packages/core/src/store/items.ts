@@ -1,4 +1,4 @@
-import { readRecord, readStageEntries } from '../crdt/layout.js'
+import { isDeletedUid, readRecord, readStageEntries } from '../crdt/layout.js'
 import { idToNumber, isItemId, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
@@ -22,7 +22,7 @@ function buildItem(state: DocState, id: ItemId): Item | undefined {
   if (state.parts.tombstones.has(id)) return undefined
   const map = state.parts.items.get(id)
   const record = map ? readRecord(map) : undefined
-  if (!map || !record) return undefined
+  if (!map || !record || isDeletedUid(state.parts, record.uid)) return undefined
   const resolution = resolveStage(readStageEntries(map))
   const item: Item = {
     id,

@@ -72,7 +72,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   const dbs = await openDatabases(dir, create)
   try {
     const replicaId = await readOrInitMeta(dbs, dir, requestedReplica, create)
-    const state = await loadState(dbs, 1)
+    const state = await loadState(dbs, 1, opts.hooks?.clientId?.())
     const store = new Store({
       dir,
       replicaId,

@@ -53,6 +53,11 @@ export class DocState {
   readonly pendingReanchor = new Map<ItemId, PendingReanchor>()
   /** Journal rows other than re-anchoring (long operations such as an import in progress). */
   readonly intents: Intent[] = []
+  /**
+   * Ids where an item of ours vanished without a tombstone while updates were still pending
+   * (out-of-order delivery: its tombstone may be among them). Re-examined at every change.
+   */
+  readonly deferred = new Set<ItemId>()
   /** Stage entries whose supersession has already been reported. */
   readonly reported = new Set<string>()
   /** Cache of resolved items; dropped per id whenever a transaction touches it. */
@@ -65,8 +70,9 @@ export class DocState {
   readRows = 0
   readBytes = 0
 
-  constructor(readonly generation: number) {
+  constructor(readonly generation: number, clientId?: number) {
     this.doc = new Y.Doc({ gc: true })
+    if (clientId !== undefined) this.doc.clientID = clientId
     this.parts = docParts(this.doc)
   }
 
@@ -89,8 +95,8 @@ export class DocState {
 }
 
 /** Builds a DocState from the update rows on disk and the highest ids of the content store. */
-export async function loadState(dbs: Databases, generation: number): Promise<DocState> {
-  const state = new DocState(generation)
+export async function loadState(dbs: Databases, generation: number, clientId?: number): Promise<DocState> {
+  const state = new DocState(generation, clientId)
   const corruptSeqs = new Set<number>()
   const rows: Array<[number, Uint8Array, string]> = []
   for await (const [key, value] of dbs.doc.iterator()) {

@@ -1,6 +1,6 @@
 import * as Y from 'yjs'
 import { auditEvent, decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
-import { buildItemMap, contentOf, F, readRecord, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
+import { buildItemMap, contentOf, F, isDeletedUid, readRecord, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
@@ -328,7 +328,9 @@ export class Store implements AsyncDisposable {
       transition(current?.stage ?? 'backlog', ev.type) // throws INVALID_TRANSITION naming the valid events
     }
     const reason = ev.reason === undefined ? undefined : checkReason(ev.reason)
-    const { state, map } = await this.#live(itemId, 'apply')
+    const found = this.#liveNow(itemId)
+    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')
+    const { state, map } = found
     const resolution = resolveStage(readStageEntries(map))
     if (!resolution) {
       throw new DocketError('STORE_CORRUPT', `Item ${itemId} has no valid stage entry: run \`docket doctor\` to inspect it.`, { details: { id: itemId } })
@@ -358,7 +360,9 @@ export class Store implements AsyncDisposable {
     await this.#ready()
     const itemId = parseItemId(id)
     const checked = checkUpdateInput(patch)
-    const { state, map } = await this.#live(itemId, 'update')
+    const found = this.#liveNow(itemId)
+    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'update', 'tombstoned')
+    const { state, map } = found
     if (checked.dependsOn) checkDependencies(state, checked.dependsOn, itemId, false, true)
     const before = itemAt(state, itemId)!
     const changes: Record<string, { from: unknown; to: unknown }> = {}
@@ -398,6 +402,7 @@ export class Store implements AsyncDisposable {
     ctx.audit.push(auditEvent('deleted', this.replicaId, { uid: item.uid, name: item.name, stage: item.stage, reason }, itemId))
     state.doc.transact(() => {
       state.parts.tombstones.set(itemId, tombstone)
+      state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })
       state.parts.items.delete(itemId)
     }, ctx)
     await this.#commit(state, ctx)
@@ -441,7 +446,9 @@ export class Store implements AsyncDisposable {
     const itemId = parseItemId(id)
     const name = parseSlot(slot)
     const checked = value === null ? null : checkContentValue(value, name)
-    const { state, map } = await this.#live(itemId, 'writeContent')
+    const found = this.#liveNow(itemId)
+    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'writeContent', 'tombstoned')
+    const { state, map } = found
     const ctx = new OpContext('writeContent')
     const bytes = checked === null ? 0 : typeof checked === 'string' ? Buffer.byteLength(checked, 'utf8') : checked.byteLength
     ctx.audit.push(auditEvent('content_written', this.replicaId, { slot: name, bytes, removed: checked === null }, itemId))
@@ -607,7 +614,14 @@ export class Store implements AsyncDisposable {
     const itemId = parseItemId(id)
     const state = this.#state
     if (state.parts.tombstones.has(itemId) || !state.parts.items.has(itemId)) return undefined
-    return state.index.get(itemId)?.uid
+    const uid = state.index.get(itemId)?.uid
+    return uid === undefined || isDeletedUid(state.parts, uid) ? undefined : uid
+  }
+
+  /** Whether the item with this uid was deleted (wherever it lives now). */
+  isDeletedUid(uid: Uid | string): boolean {
+    this.#assertOpen()
+    return isDeletedUid(this.#state.parts, uid)
   }
 
   /** Ids whose rows hold an item of this replica that is waiting to be re-anchored. */
@@ -763,7 +777,10 @@ export class Store implements AsyncDisposable {
     }
     const ctx = new OpContext('importTombstone')
     ctx.audit.push(auditEvent('deleted', this.replicaId, { uid: tomb.uid, imported: true, reason: tomb.reason }, itemId))
-    state.doc.transact(() => state.parts.tombstones.set(itemId, tomb), ctx)
+    state.doc.transact(() => {
+      state.parts.tombstones.set(itemId, tomb)
+      state.parts.deleted.set(tomb.uid, { id: itemId, at: tomb.at, by: tomb.by })
+    }, ctx)
     await this.#commit(state, ctx)
     return true
   }
@@ -832,7 +849,7 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const state = this.#state
     return {
-      items: [...state.parts.items.keys()].filter((id) => !state.parts.tombstones.has(id)).length,
+      items: [...state.index.entries()].filter(([id, e]) => !state.parts.tombstones.has(id) && !isDeletedUid(state.parts, e.uid)).length,
       tombstones: state.parts.tombstones.size,
       highestId: state.allocator.highest,
       updateRows: state.liveSeqs.length,
@@ -931,10 +948,14 @@ export class Store implements AsyncDisposable {
     return notFound(id)
   }
 
-  /** The live item's map, or a loud refusal: a write to a tombstoned id is logged and audited. */
-  async #live(id: ItemId, op: string): Promise<{ state: DocState; map: Y.Map<unknown> }> {
+  /**
+   * The live item's map, checked synchronously — callers use it in the same tick, so nothing
+   * can delete the item between this check and their transaction. 'tombstoned' means the
+   * caller must refuse loudly (#rejectWrite); an unknown id is NOT_FOUND.
+   */
+  #liveNow(id: ItemId): { state: DocState; map: Y.Map<unknown> } | 'tombstoned' {
     const state = this.#state
-    if (state.parts.tombstones.has(id)) await this.#rejectWrite(id, op, 'tombstoned')
+    if (state.parts.tombstones.has(id)) return 'tombstoned'
     const map = state.parts.items.get(id)
     if (!map || !itemAt(state, id)) throw notFound(id)
     return { state, map }
@@ -1008,11 +1029,13 @@ export class Store implements AsyncDisposable {
     const old = this.#state
     this.#reloading = (async () => {
       try {
-        const fresh = await loadState(this.#dbs, old.generation + 1)
+        const fresh = await loadState(this.#dbs, old.generation + 1, this.#hooks?.clientId?.())
         this.#state = fresh
         this.#attach(fresh)
         old.destroy()
         this.#logger.warn(`the store at ${this.dir} reloaded its state from disk after a failed write`)
+        // A re-anchoring whose batch failed is still in the journal: try it again.
+        queueMicrotask(() => this.#runPendingReanchors())
       } catch (err) {
         this.#broken = new DocketError('PERSIST_FAILED', `The store at ${this.dir} cannot read its own disk after a failed write (${(err as Error).message}): close it and open it again.`, {
           cause: error,
@@ -1054,7 +1077,9 @@ export class Store implements AsyncDisposable {
     const pending = state.pendingReanchor.get(oldId)
     if (!pending) return undefined
     const done = [...state.parts.aliases.values()].find((a) => a.uid === pending.uid && a.oldId === oldId)
-    let evidence: Evidence | string = done ? 'already re-anchored' : pending.source === 'shadow'
+    // Deleted (by uid) while it waited to move: the deletion wins, nothing is re-created.
+    const deleted = isDeletedUid(state.parts, pending.uid)
+    let evidence: Evidence | string = done ? 'already re-anchored' : deleted ? 'deleted meanwhile' : pending.source === 'shadow'
       ? await evidenceFromShadow(this.#dbs, oldId, pending.uid)
       : evidenceFromDocument(state, oldId, pending.uid)
     this.#hooks?.step?.('reanchor:read', { id: oldId, uid: pending.uid })
@@ -1064,7 +1089,7 @@ export class Store implements AsyncDisposable {
     ctx.refresh.add(oldId)
     ctx.dels.push({ sublevel: 'journal', key: pending.journalKey })
     if (typeof evidence === 'string') {
-      if (!done) {
+      if (!done && !deleted) {
         this.#logger.error?.(`cannot re-anchor item ${pending.uid} from id ${oldId}: ${evidence}`)
         ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: pending.uid, oldId, newId: null, failed: evidence }, oldId))
       }

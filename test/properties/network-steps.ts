@@ -1,0 +1,78 @@
+import fc from 'fast-check'
+import { expect } from 'vitest'
+import { isDocketError, validEvents, type Store, type Uid } from '@docket/core'
+import { itemName, pick } from '../src/index.js'
+
+/** Random work on N replicas, mixed with network events: the steps of the replica properties. */
+export type Step =
+  | { kind: 'create'; replica: number; name: string }
+  | { kind: 'apply'; replica: number; item: number; event: number }
+  | { kind: 'rename'; replica: number; item: number; name: string }
+  | { kind: 'write'; replica: number; item: number; text: string }
+  | { kind: 'delete'; replica: number; item: number }
+  | { kind: 'deliver'; index: number }
+  | { kind: 'drop'; index: number }
+  | { kind: 'duplicate'; index: number }
+  | { kind: 'cut'; a: number; b: number }
+  | { kind: 'heal' }
+
+const stepArb = (n: number): fc.Arbitrary<Step> => {
+  const replica = fc.nat(n - 1)
+  return fc.oneof(
+    { weight: 4, arbitrary: fc.record({ kind: fc.constant('create' as const), replica, name: itemName }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('apply' as const), replica, item: pick, event: pick }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('rename' as const), replica, item: pick, name: itemName }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('write' as const), replica, item: pick, text: fc.lorem({ maxCount: 3 }) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), replica, item: pick }) },
+    { weight: 5, arbitrary: fc.record({ kind: fc.constant('deliver' as const), index: pick }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), index: pick }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('duplicate' as const), index: pick }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('cut' as const), a: replica, b: replica }) },
+    { weight: 1, arbitrary: fc.constant({ kind: 'heal' as const }) },
+  )
+}
+
+export const scenario = fc.integer({ min: 2, max: 4 }).chain((n) => fc.record({ replicas: fc.constant(n), seed: fc.integer(), steps: fc.array(stepArb(n), { minLength: 10, maxLength: 60 }) }))
+
+/** Runs one local step; tolerates the refusals a replica may legitimately meet (a concurrent delete). */
+export async function localStep(store: Store, step: Step, created: Map<Uid, string>, deleted: Set<Uid>): Promise<void> {
+  const items = store.listItems()
+  const target = 'item' in step && items.length > 0 ? items[step.item % items.length]! : undefined
+  try {
+    switch (step.kind) {
+      case 'create': {
+        const highest = store.stats().highestId
+        const expected = store.peekNextId()
+        const item = await store.createItem({ name: step.name, body: `body of ${step.name}` })
+        // 1. no reissue: past every id this replica has ever seen (items, tombstones, content, marks)
+        expect(Number(expected)).toBeGreaterThan(highest)
+        // …and it got that id — unless a concurrent create won it while this one was being
+        // written, in which case it moved on, with an alias saying so.
+        if (item.id !== expected) {
+          const moves = store.aliases().filter((a) => a.uid === item.uid)
+          expect(moves.some((a) => a.oldId === expected) && moves.some((a) => a.newId === item.id), `create got #${item.id}, expected #${expected}`).toBe(true)
+        }
+        created.set(item.uid, step.name)
+        return
+      }
+      case 'apply': {
+        if (!target) return
+        const events = validEvents(target.stage)
+        if (events.length > 0) await store.apply(target.id, events[step.event % events.length]!)
+        return
+      }
+      case 'rename':
+        if (target) await store.updateItem(target.id, { name: step.name })
+        return
+      case 'write':
+        if (target) await store.writeContent(target.id, 'notes', step.text)
+        return
+      case 'delete':
+        if (target && !(await store.deleteItem(target.id)).alreadyDeleted) deleted.add(target.uid)
+        return
+    }
+  } catch (err) {
+    if (!isDocketError(err, 'TOMBSTONED') && !isDocketError(err, 'NOT_FOUND')) throw err
+  }
+}
+
