@@ -104,6 +104,8 @@ export async function recoverOrphans(store: Store, options: RecoverOptions = {})
       if (!isDocketError(err)) throw err
       // A concurrent run (or writer) may have dealt with it since discovery: then it is no
       // longer an orphan, and that is not a failure.
+      // (Writes in flight first: a concurrent adoption may not have reached the disk yet.)
+      await store.flush().catch(() => {})
       const still = await discoverOrphans(store, { ids: [orphan.id] }).catch(() => undefined)
       if (still && !still.orphans.some((o) => o.uid === orphan.uid)) {
         result.skipped.push({ id: orphan.id, reason: `no longer an orphan: handled concurrently (${err.code})` })

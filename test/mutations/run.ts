@@ -1,0 +1,116 @@
+// Mutation check: put known bugs back into docket, one at a time, and show which tests catch
+// them and how fast. Each mutation edits one source file in place and is always undone.
+// `npx pnpm@10.34.8 test:mutations` (not part of `pnpm test`: it runs suites many times).
+import { spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+interface Mutation {
+  name: string
+  file: string
+  find: string
+  replace: string
+  /** Test files that should catch it. */
+  tests: string[]
+}
+
+const ROOT = join(import.meta.dirname, '..', '..')
+
+const MUTATIONS: Mutation[] = [
+  {
+    name: 'the original bug: the allocator forgets tombstones and synced high-water marks',
+    file: 'packages/core/src/alloc/allocator.ts',
+    find: "  observe(source: IdSource, n: number): void {\n",
+    replace: "  observe(source: IdSource, n: number): void {\n    if (source === 'tombstones' || source === 'high-water') return\n",
+    tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts'],
+  },
+  {
+    name: 'a stale backward decision wins (no staleness rule in resolveStage)',
+    file: 'packages/core/src/stage/resolve.ts',
+    find: "    if (backward && rankOf(basis.stage) < maxRank(basis.epoch, path)) return 'stale'",
+    replace: '',
+    tests: ['test/properties/stage.property.test.ts'],
+  },
+  {
+    name: 'recovery ignores its ids filter when repairing',
+    file: 'packages/recover/src/recover.ts',
+    find: "      selected.push(orphan)\n",
+    replace: "      selected.push(orphan)\n    }\n    for (const extra of (await discoverOrphans(store)).orphans) {\n      if (!selected.some((o) => o.id === extra.id) && extra.kind !== 'tombstoned') selected.push(extra)\n",
+    tests: ['test/properties/store.model.test.ts'],
+  },
+  {
+    name: 'tombstoned orphans are recovered without being named',
+    file: 'packages/recover/src/recover.ts',
+    find: "    if (orphan.kind === 'tombstoned' && !includeTombstoned && !named.has(orphan.id)) {",
+    replace: '    if (false) {',
+    tests: ['test/properties/store.model.test.ts'],
+  },
+  {
+    name: 'the writer acknowledges a write before the batch is on disk',
+    file: 'packages/core/src/store/writer.ts',
+    find: "      await this.#env.dbs.root.batch([...ops, ...injected].map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })",
+    replace: "      for (const job of jobs) job.resolve()\n      await this.#env.dbs.root.batch([...ops, ...injected].map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })",
+    tests: ['test/properties/faults.property.test.ts'],
+  },
+  {
+    name: 'a delete that arrives before its tombstone is taken for a displacement (no deferral)',
+    file: 'packages/core/src/store/capture.ts',
+    find: '  return store.pendingStructs !== null || store.pendingDs !== null',
+    replace: '  return false && store !== null',
+    tests: ['test/properties/network.property.test.ts'],
+  },
+  {
+    name: 'deletions are recorded by id only (a concurrent re-anchoring resurrects the item)',
+    file: 'packages/core/src/store/store.ts',
+    find: '      state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })\n',
+    replace: '',
+    tests: ['test/properties/network.property.test.ts'],
+  },
+  {
+    name: 'apply checks the item, then awaits, then writes (check-then-act race)',
+    file: 'packages/core/src/store/store.ts',
+    find: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    const { state, map } = found",
+    replace: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    await Promise.resolve()\n    const { state, map } = found",
+    tests: ['test/properties/races.property.test.ts'],
+  },
+  {
+    name: 'createItem skips reading the entry back after the CRDT write',
+    file: 'packages/core/src/store/store.ts',
+    find: '    if (refused || !back || readRecord(back)?.uid !== uid) {',
+    replace: '    if (false && (refused || !back || readRecord(back)?.uid !== uid)) {',
+    tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts', 'packages/core/test/create.test.ts'],
+  },
+]
+
+function runTests(tests: string[]): { failed: boolean; seconds: number; detail: string } {
+  const start = Date.now()
+  const result = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...tests], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+  })
+  const output = `${result.stdout}\n${result.stderr}`
+  const caught = [...output.matchAll(/(FAIL .*?\.test\.ts.*?)$|Property failed after (\d+) tests?/gm)].map((m) => m[0].trim())
+  return { failed: result.status !== 0, seconds: (Date.now() - start) / 1000, detail: [...new Set(caught)].slice(0, 4).join(' | ') }
+}
+
+const only = process.argv[2]
+const results: string[] = []
+for (const m of MUTATIONS) {
+  if (only && !m.name.includes(only)) continue
+  const path = join(ROOT, m.file)
+  const original = readFileSync(path, 'utf8')
+  const count = original.split(m.find).length - 1
+  if (count !== 1) throw new Error(`mutation "${m.name}": expected its text once in ${m.file}, found ${count}: the source changed, update the mutation`)
+  writeFileSync(path, original.replace(m.find, m.replace))
+  try {
+    const r = runTests(m.tests)
+    const line = `${r.failed ? 'CAUGHT ' : 'MISSED '} ${m.name} — ${r.seconds.toFixed(1)} s${r.detail ? ` — ${r.detail}` : ''}`
+    console.log(line)
+    results.push(line)
+  } finally {
+    writeFileSync(path, original)
+  }
+}
+const missed = results.filter((r) => r.startsWith('MISSED')).length
+console.log(`\n${results.length - missed} of ${results.length} mutations caught`)
