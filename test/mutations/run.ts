@@ -48,8 +48,8 @@ const MUTATIONS: Mutation[] = [
   {
     name: 'the writer acknowledges a write before the batch is on disk',
     file: 'packages/core/src/store/writer.ts',
-    find: "      await this.#env.dbs.root.batch([...ops, ...injected].map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })",
-    replace: "      for (const job of jobs) job.resolve()\n      await this.#env.dbs.root.batch([...ops, ...injected].map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })",
+    find: '      const ops = await this.#buildOps(state, jobs, seqs, snapshot)',
+    replace: '      for (const job of jobs) job.resolve()\n      const ops = await this.#buildOps(state, jobs, seqs, snapshot)',
     tests: ['test/properties/faults.property.test.ts'],
   },
   {
@@ -57,14 +57,14 @@ const MUTATIONS: Mutation[] = [
     file: 'packages/core/src/store/capture.ts',
     find: '  return store.pendingStructs !== null || store.pendingDs !== null',
     replace: '  return false && store !== null',
-    tests: ['test/properties/network.property.test.ts'],
+    tests: ['test/properties/network.property.test.ts', 'test/properties/deletes.property.test.ts'],
   },
   {
     name: 'deletions are recorded by id only (a concurrent re-anchoring resurrects the item)',
     file: 'packages/core/src/store/store.ts',
     find: '      state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })\n',
     replace: '',
-    tests: ['test/properties/network.property.test.ts'],
+    tests: ['test/properties/network.property.test.ts', 'test/properties/deletes.property.test.ts'],
   },
   {
     name: 'apply checks the item, then awaits, then writes (check-then-act race)',

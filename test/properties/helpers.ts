@@ -12,7 +12,7 @@ import { openStore, type OpenStoreOptions, type Store } from '@docket/core'
 export async function openReplicas(
   count: number,
   options: Partial<OpenStoreOptions> = {},
-  seed?: number,
+  seed?: number | ((index: number) => () => number),
 ): Promise<{ stores: Store[]; dirs: string[]; close: () => Promise<void> }> {
   const dirs: string[] = []
   const stores: Store[] = []
@@ -20,7 +20,8 @@ export async function openReplicas(
   for (let i = 0; i < count; i++) {
     const dir = await mkdtemp(join(tmpdir(), 'docket-prop-'))
     dirs.push(dir)
-    const hooks = seed === undefined ? options.hooks : { ...options.hooks, clientId: clientIds(seed, i) }
+    const clientId = seed === undefined ? undefined : typeof seed === 'number' ? clientIds(seed, i) : seed(i)
+    const hooks = clientId === undefined ? options.hooks : { ...options.hooks, clientId }
     stores.push(await openStore({ dir, durability: 'relaxed', replicaId: `replica-${String.fromCharCode(97 + i)}`, logger: quiet, ...options, ...(hooks ? { hooks } : {}) }))
   }
   return {

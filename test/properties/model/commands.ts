@@ -179,6 +179,29 @@ class Recover implements Command {
   toString = () => `recover(${this.picks.join(',')}${this.includeTombstoned ? ', includeTombstoned' : ''})`
 }
 
+/** Recovers without a filter: every missing orphan comes back; deleted ids only when included. */
+class RecoverAll implements Command {
+  constructor(readonly includeTombstoned: boolean) {}
+  check = (model: Readonly<Model>) => model.orphans.size > 0
+  async run(model: Model, real: Real): Promise<void> {
+    const result = await recoverOrphans(real.store, { dryRun: false, includeTombstoned: this.includeTombstoned })
+    expect(result.failed).toEqual([])
+    const expected = [...model.orphans.values()].filter((o) => this.includeTombstoned || !o.onDeletedId)
+    expect(result.recovered.map((r) => r.oldId).sort()).toEqual(expected.map((o) => o.id).sort())
+    expect(result.skipped.filter((s) => s.reason.startsWith('tombstoned')).map((s) => s.id).sort()).toEqual(
+      [...model.orphans.values()].filter((o) => !this.includeTombstoned && o.onDeletedId).map((o) => o.id).sort(),
+    )
+    for (const r of result.recovered) {
+      const orphan = model.orphans.get(r.oldId)!
+      model.issued.set(r.newId!, orphan.uid)
+      model.live.set(orphan.uid, { uid: orphan.uid, id: r.newId!, name: orphan.name, stage: 'backlog', content: {} })
+      model.orphans.delete(r.oldId)
+    }
+    await checkInvariants(model, real)
+  }
+  toString = () => `recoverAll(${this.includeTombstoned ? 'includeTombstoned' : ''})`
+}
+
 export const commands: Array<fc.Arbitrary<Command>> = [
   fc.tuple(itemName, bodyArb).map(([n, b]) => new Create(n, b)),
   fc.tuple(pick, pick).map(([i, e]) => new Apply(i, e)),
@@ -190,4 +213,5 @@ export const commands: Array<fc.Arbitrary<Command>> = [
   fc.tuple(fc.boolean(), pick).map(([d, p]) => new PlantOrphan(d, p)),
   fc.constant(new Discover()),
   fc.tuple(fc.array(pick, { minLength: 1, maxLength: 3 }), fc.boolean()).map(([p, t]) => new Recover(p, t)),
+  fc.boolean().map((t) => new RecoverAll(t)),
 ]
