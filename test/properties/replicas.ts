@@ -18,7 +18,9 @@ export async function expectConverged(stores: readonly Store[]): Promise<void> {
   const views = await Promise.all(stores.map(view))
   for (const v of views.slice(1)) expect(v).toEqual(views[0])
   const store = stores[0]!
-  for (const item of store.listItems()) {
+  const live = store.listItems()
+  expect(new Set(live.map((i) => i.uid)).size, 'two live items share a uid').toBe(live.length)
+  for (const item of live) {
     const history = store.stageHistory(item.id)
     const byId = new Map(history.map((h) => [h.id, h]))
     const valid = history.filter((h) => h.valid)

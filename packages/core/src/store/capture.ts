@@ -1,6 +1,6 @@
 import type * as Y from 'yjs'
 import { auditEvent, nextUlid } from '../audit/audit.js'
-import { contentOf, contentSlots, isDeletedUid, locateInItems, readRecord, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { contentOf, contentSlots, isDeletedUid, locateInItems, readRecord, readStageEntries, readUid, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey } from '../storage/keys.js'
 import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.js'
@@ -125,6 +125,13 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
   else if (state.pendingReanchor.has(id)) return true // rows here are the evidence of our displaced item
 
   state.deferred.delete(id)
+  if (!reanchoring && prev !== undefined && map !== undefined && record === undefined && readUid(map) === prev.uid) {
+    // The same item, with a field half-delivered (a change whose new value waits for updates
+    // that have not arrived, while its deletion of the old value has): not displaced, not
+    // deleted. Keep its rows as they are and look again at the next change.
+    state.deferred.add(id)
+    return false
+  }
   if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && !deletedOnPurpose(prev.uid) && tomb === undefined && map === undefined && hasPendingUpdates(state)) {
     // Our item is gone but no tombstone says why, and some updates wait for missing ones:
     // its tombstone is probably among them (messages arrive out of order). Keep the rows and
