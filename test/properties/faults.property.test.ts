@@ -80,7 +80,7 @@ const CASES: Case[] = [
       await plantOrphans(dir, [{ id: '900', uid: uids[0]!, name: 'orphan one' }, { id: '901', uid: uids[1]!, name: 'orphan two' }])
       return { uids, reopen: true }
     },
-    run: (store) => recoverOrphans(store, { dryRun: false }),
+    run: (store) => recoverOrphans(store, { dryRun: false, all: true }),
     check: async (store, ctx, completed) => {
       const uids = ctx.uids as Uid[]
       let recovered = 0

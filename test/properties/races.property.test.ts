@@ -51,7 +51,7 @@ describe('races: concurrent calls in one process, in every order the scheduler p
                 return
               }
               case 'recover': {
-                const result = await recoverOrphans(store, { dryRun: false })
+                const result = await recoverOrphans(store, { dryRun: false, all: true })
                 expect(result.failed.map((f) => f.error.message).join(' ')).toBe('')
                 recoveredTo.push(...result.recovered.map((r) => r.newId!))
               }

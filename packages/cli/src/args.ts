@@ -12,7 +12,10 @@ export function parseIdList(text: string, flag: string): ItemId[] {
   const seen = new Set<string>()
   for (const [index, entry] of text.split(',').entries()) {
     if (entry.length === 0) throw new UsageError(`${flag} ${JSON.stringify(text)} has an empty entry at position ${index + 1} (two commas in a row, or one at an end)`)
-    if (/^0[0-9]+$/.test(entry)) throw new UsageError(`${flag}: ${JSON.stringify(entry)} has a leading zero; write ${entry.replace(/^0+/, '') || '0'}`)
+    if (/^0[0-9]+$/.test(entry)) {
+      const plain = entry.replace(/^0+/, '')
+      throw new UsageError(`${flag}: ${JSON.stringify(entry)} has a leading zero${plain ? `; write ${plain}` : ' (ids start at 1)'}`)
+    }
     if (!/^[1-9][0-9]*$/.test(entry) || entry.length > 16 || Number(entry) > MAX_ITEM_NUMBER) {
       throw new UsageError(`${flag}: ${JSON.stringify(entry)} is not an item id (a positive whole number such as 989)`)
     }
@@ -23,8 +26,11 @@ export function parseIdList(text: string, flag: string): ItemId[] {
   return ids
 }
 
+/** Exactly one id (for ID arguments): `1,2` is a mistake, not the first of two. */
 export function parseId(text: string, what = 'ID'): ItemId {
-  return parseIdList(text, what)[0]!
+  const ids = parseIdList(text, what)
+  if (ids.length !== 1) throw new UsageError(`${what} takes one item id, got ${ids.length} (${text})`)
+  return ids[0]!
 }
 
 export function parseNonNegative(text: string, flag: string): number {

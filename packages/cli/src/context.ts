@@ -38,7 +38,8 @@ export class Context {
 
   /** The store directory: --dir, then DOCKET_DIR, then .docket in the working directory. */
   dir(command: Command): string {
-    const chosen = this.globals(command).dir ?? this.io.env.DOCKET_DIR ?? '.docket'
+    const env = this.io.env.DOCKET_DIR
+    const chosen = this.globals(command).dir ?? (env !== undefined && env !== '' ? env : '.docket')
     return resolve(this.io.cwd, chosen)
   }
 
@@ -96,7 +97,7 @@ export class Context {
       await store.whenSynced(this.syncTimeoutMs())
     } catch (err) {
       if (isDocketError(err, 'SYNC_UNAUTHORIZED')) throw err
-      out.warn(`working offline: ${(err as Error).message.split(':')[0]}; the change reaches ${url} when it is reachable`)
+      out.warn(`working offline (${(err as Error).message}); the change reaches ${url} when it is reachable`)
     }
   }
 }

@@ -48,11 +48,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     await program.parseAsync([...argv], { from: 'user' })
     return ctx.exitCode
   } catch (err) {
+    const json = argv.includes('--json')
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.ok
+      // `docket --help` and `docket --version` are fine; `docket` alone is a usage error.
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.ok
+      if (json) new Output(io, true).result({ error: { name: 'UsageError', code: 'INVALID_INPUT', message: err.message.replace(/^error: /, '') } }, () => '')
       return EXIT.usage // commander has already printed the message and a suggestion
     }
-    const json = argv.includes('--json')
     const out = new Output(io, json)
     report(out, err)
     return exitCodeFor(err)
@@ -67,7 +69,7 @@ function report(out: Output, err: unknown): void {
   }
   if (err instanceof UsageError) {
     out.error(`${err.message}\n(run docket <command> --help for its options and an example)`)
-    if (out.json) out.result({ error: { name: 'UsageError', code: 'USAGE', message: err.message } }, () => '')
+    if (out.json) out.result({ error: { name: 'UsageError', code: 'INVALID_INPUT', message: err.message } }, () => '')
     return
   }
   const message = err instanceof Error ? (err.stack ?? err.message) : String(err)

@@ -93,6 +93,12 @@ describe('docket: bad input', () => {
     const missing = await docket(['create'])
     expect(missing.code).toBe(2)
     expect(missing.stderr).toContain('--name')
+    const jsonMissing = await docket(['--json', 'create'])
+    expect(jsonMissing.code).toBe(2)
+    expect(jsonMissing.json().error).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('--name') })
+    const nothing = await docket(['--json'])
+    expect(nothing.code).toBe(2)
+    expect(nothing.json().error.code).toBe('INVALID_INPUT')
   })
 
   it('a missing store says to run docket init (exit 1), and --json keeps stdout one document', async () => {
@@ -110,6 +116,8 @@ describe('docket: bad input', () => {
       [['show', '42'], 1, /NOT_FOUND/],
       [['show', '01'], 2, /leading zero/],
       [['show', 'abc'], 2, /not an item id/],
+      [['show', '1,2'], 2, /takes one item id/],
+      [['log', '--id', ''], 2, /--id is empty/],
       [['apply', '42', 'start'], 1, /NOT_FOUND/],
       [['create', '--name', 'y', '--depends-on', '1,,2'], 2, /empty entry/],
       [['create', '--name', 'y', '--depends-on', 'one'], 2, /not an item id/],

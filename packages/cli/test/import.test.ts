@@ -50,9 +50,13 @@ async function realisticTree(): Promise<{ root: string; files: number }> {
     '1_backlog/notes.txt': 'not an item',
     '1_backlog/no-id-here.md': legacyFile({ name: 'No id in the file name' }),
     '2_current/309_bug_with-gates.md': legacyFile({ name: 'Has gate output' }),
-    '2_current/309_bug_with-gates.gate_output': 'lint ok\n',
+    '2_current/309_bug_with-gates.md.gate_output': 'lint ok\n',
+    '1_backlog/012_story_leading-zero.md': legacyFile({ name: 'Twelve, written 012' }),
+    '7_frozen/310_story_bad-stage.md': legacyFile({ name: 'Bad stage', stage: 'Limbo' }),
+    '1_backlog/311_story_odd-fields.md': legacyFile({ name: 'Odd fields', agent: '"two\\nlines"', blocked: JSON.stringify('x'.repeat(3000)) }),
   })
   await symlink(outside, join(root, '1_backlog', '999_story_escape.md'))
+  await symlink(join(root, '1_backlog', '1_story_item-1.md'), join(root, '2_current', '1_story_link-to-one.md'))
   return { root, files: Object.keys(good).length + 11 }
 }
 
@@ -71,12 +75,17 @@ describe('docket import', () => {
     expect(run.code, run.stderr).toBe(0)
     const result = run.json()
     expect(result.imported.map((i: { id: string }) => i.id)).toEqual(plan.imported.map((i: { id: string }) => i.id))
-    expect(result.imported).toHaveLength(310) // 300 good + 9 odd ones + the id-less one; the duplicate 10 is skipped
-    expect(result.skipped).toEqual([{ file: '5_done/10_story_duplicate-of-ten.md', id: '10', reason: expect.stringContaining('duplicate id 10') }])
+    expect(result.imported).toHaveLength(312) // 300 good + 11 odd ones + the id-less one; two duplicates skipped
+    // a duplicate id keeps the most advanced stage, so nothing moves back
+    expect(result.skipped).toEqual([
+      { file: '1_backlog/012_story_leading-zero.md', id: '12', reason: expect.stringContaining('5_done/12_bug_item-12.md (done) is imported') },
+      { file: '3_qa/10_epic_item-10.md', id: '10', reason: expect.stringContaining('5_done/10_story_duplicate-of-ten.md (done) is imported') },
+    ])
     expect(result.ignored).toEqual(
       expect.arrayContaining([
         { file: '1_backlog/999_story_escape.md', reason: expect.stringContaining('leaves the tree') },
         { file: '1_backlog/notes.txt', reason: expect.stringContaining('not a .md file') },
+        { file: '2_current/1_story_link-to-one.md', reason: expect.stringContaining('another path to 1_backlog/1_story_item-1.md') },
       ]),
     )
     const warned = new Map<string, string>(result.warnings.map((w: { file: string; warnings: string[] }) => [w.file, w.warnings.join(' | ')]))
@@ -87,6 +96,9 @@ describe('docket import', () => {
     expect(warned.get('4_merge/305_story_empty.md')).toMatch(/empty file/)
     expect(warned.get('6_archived/306_epic_unclosed.md')).toMatch(/never closes/)
     expect(warned.get('1_backlog/no-id-here.md')).toMatch(/does not start with an item id/)
+    expect(warned.get('1_backlog/012_story_leading-zero.md')).toMatch(/leading zeros; read as 12/)
+    expect(warned.get('7_frozen/310_story_bad-stage.md')).toMatch(/"Limbo" in the front matter is not a stage/)
+    expect(warned.get('1_backlog/311_story_odd-fields.md')).toMatch(/agent .* not a single line.*blocked reason longer than 2000/)
 
     const store = await openStore({ dir, readOnly: true, logger: { warn: () => {} } })
     try {
@@ -102,16 +114,20 @@ describe('docket import', () => {
       expect(store.getItem('307')).toMatchObject({ frozen: true, stage: 'qa' })
       expect((await store.readContent('308'))!.length).toBeGreaterThan(10 * 1024 * 1024)
       expect(await store.readContent('309', 'gate_output')).toBe('lint ok\n')
-      expect(store.getItem('310')).toMatchObject({ name: 'No id in the file name' }) // a fresh id past every id of the tree
+      expect(store.getItem('10')).toMatchObject({ name: 'A second item 10', stage: 'done' })
+      expect(store.getItem('310')).toMatchObject({ name: 'Bad stage', stage: 'backlog', frozen: true })
+      expect(store.getItem('311')).toMatchObject({ name: 'Odd fields', blocked: { reason: 'x'.repeat(2000) } })
+      expect(store.getItem('311')!.agent).toBeUndefined()
+      expect(store.getItem('312')).toMatchObject({ name: 'No id in the file name' }) // a fresh id past every id of the tree
       expect(store.getItem('999')).toBeUndefined()
-      expect(store.peekNextId()).toBe('311')
+      expect(store.peekNextId()).toBe('313')
     } finally {
       await store.close()
     }
 
     const again = (await docket(['--dir', dir, '--json', 'import', root])).json()
     expect(again.imported).toEqual([])
-    expect(again.skipped.length).toBe(311)
+    expect(again.skipped.length).toBe(314)
   })
 
   it('export --format folders and jsonl round-trip through import: items, stages and bodies', async () => {
@@ -144,7 +160,7 @@ describe('docket import', () => {
     for (const target of [copy, fromJsonl]) {
       const show = await docket(['--dir', target, '--json', 'show', '12'])
       expect(show.json().error.code).toBe('TOMBSTONED')
-      expect((await docket(['--dir', target, '--json', 'create', '--name', 'new'])).json().id).toBe('311')
+      expect((await docket(['--dir', target, '--json', 'create', '--name', 'new'])).json().id).toBe('313')
     }
     // stdout export is JSONL: a header, then one line per item
     const lines = (await docket(['--dir', dir, 'export'])).stdout.trim().split('\n')
@@ -179,6 +195,8 @@ describe('docket import', () => {
     expect(partial).toBeGreaterThan(0)
     expect(partial).toBeLessThan(3001)
 
+    // doctor --fix settles the interrupted import; the next run still knows what it assigned
+    expect((await docket(['--dir', dir, 'doctor', '--fix'])).code).toBe(0)
     const second = await docket(['--dir', dir, '--json', 'import', root])
     expect(second.code, second.stderr).toBe(0)
     expect(second.json().imported.length + partial).toBe(3001)
@@ -221,15 +239,15 @@ describe('docket import', () => {
     expect((await docket(['--dir', dir, '--json', 'list'])).json()).toMatchObject([{ id: '5', stage: 'qa' }])
   })
 
-  it('refuses a source that is missing or a file that is not JSONL', async () => {
+  it('refuses a source that is missing or a file that is not a docket export', async () => {
     const dir = await newStore()
     const missing = await docket(['--dir', dir, 'import', '/nonexistent/tree'])
     expect(missing.code).toBe(2)
-    const junk = join(await tempDir(), 'junk.jsonl')
-    await writeFile(junk, 'not json\n')
+    const junk = join(await tempDir(), 'notes.md')
+    await writeFile(junk, '# just notes\n')
     const run = await docket(['--dir', dir, '--json', 'import', junk])
-    expect(run.code).toBe(0)
-    expect(run.json().ignored).toEqual([{ file: 'line 1', reason: 'not JSON' }])
-    expect(await readFile(junk, 'utf8')).toBe('not json\n')
+    expect(run.code).toBe(2)
+    expect(run.json().error).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('not a docket export') })
+    expect(await readFile(junk, 'utf8')).toBe('# just notes\n')
   })
 })

@@ -96,6 +96,17 @@ describe('docket recover: bad input and refusals', () => {
     })
   }
 
+  it('refuses --apply without --story-ids or --all (exit 2): bulk recovery must be asked for', async () => {
+    const dir = await incidentStore()
+    const before = await snapshotRows(dir)
+    const run = await docket(['--dir', dir, 'recover', '--apply'])
+    expect(run.code).toBe(2)
+    expect(run.stderr).toContain('--story-ids')
+    expect(await snapshotRows(dir)).toEqual(before)
+    const dry = await docket(['--dir', dir, 'recover'])
+    expect(dry.stdout).toMatch(/To re-anchor, run again with --story-ids \d+,\d+,\d+,… \(the ones you want\) --apply/)
+  })
+
   it('reports named ids that are live or unknown as skipped with the reason', async () => {
     const dir = await incidentStore()
     const run = await docket(['--dir', dir, '--json', 'recover', '--story-ids', '1,5000,989'])
@@ -112,7 +123,7 @@ describe('docket recover: bad input and refusals', () => {
     const live = await store.createItem({ name: 'live' })
     await store.close()
     await plantOrphans(dir, [{ id: '10' }, { id: '11', uid: live.uid }])
-    const run = await docket(['--dir', dir, '--json', 'recover', '--apply'])
+    const run = await docket(['--dir', dir, '--json', 'recover', '--apply', '--all'])
     expect(run.code).toBe(3)
     const result = run.json()
     expect(result.recovered.map((r: { oldId: string }) => r.oldId)).toEqual(['10'])
@@ -125,7 +136,7 @@ describe('docket recover: bad input and refusals', () => {
     await store.close()
     const holder = await startFixture(join(import.meta.dirname, '..', '..', 'core', 'test', 'fixtures', 'hold-open.ts'), [dir], 'open')
     try {
-      const run = await docket(['--dir', dir, 'recover', '--apply'])
+      const run = await docket(['--dir', dir, 'recover', '--apply', '--all'])
       expect(run.code).toBe(4)
       expect(run.stderr).toContain('STORE_LOCKED')
       expect(run.stderr).toContain(dir)

@@ -90,7 +90,7 @@ describe('docket serve and docket sync', () => {
     await docket(['--dir', dir, 'init'])
     await plantOrphans(dir, [{ id: '50', name: 'orphan' }])
     const env = { DOCKET_SYNC_URL: `ws://127.0.0.1:${await freePort()}`, DOCKET_TOKEN: TOKEN, DOCKET_SYNC_TIMEOUT_MS: '800' }
-    const refused = await docket(['--dir', dir, '--json', 'recover', '--apply'], { env })
+    const refused = await docket(['--dir', dir, '--json', 'recover', '--story-ids', '50', '--apply'], { env })
     expect(refused.code).toBe(4)
     expect(refused.json().error).toMatchObject({ code: 'BEHIND_REMOTE', message: expect.stringContaining('--offline') })
     const dry = await docket(['--dir', dir, '--json', 'recover'], { env })
@@ -99,7 +99,7 @@ describe('docket serve and docket sync', () => {
     expect(dry.json().discovered).toHaveLength(1)
     const doctor = await docket(['--dir', dir, '--json', 'doctor', '--fix'], { env })
     expect(doctor.code).toBe(4)
-    const offline = await docket(['--dir', dir, '--json', 'recover', '--apply', '--offline'], { env })
+    const offline = await docket(['--dir', dir, '--json', 'recover', '--story-ids', '50', '--apply', '--offline'], { env })
     expect(offline.code, offline.stderr).toBe(0)
     expect(offline.json().recovered).toMatchObject([{ oldId: '50', newId: '51' }])
     expect(offline.stderr).toContain('--offline')

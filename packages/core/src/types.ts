@@ -106,6 +106,7 @@ export const AUDIT_KINDS = [
   'reanchored',
   'corrupt_row',
   'orphan_adopted',
+  'orphan_moved',
   'recovery_run',
   'import_run',
   'doctor_fix',

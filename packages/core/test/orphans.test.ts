@@ -1,3 +1,4 @@
+import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import { openStore, type Uid } from '../src/index.js'
 import { rawKeys, writeRawRows } from '../src/testing.js'
@@ -97,5 +98,53 @@ describe('readOnly', () => {
     await store.close()
     expect(await dumpLevel(dir)).toEqual(before)
     await expect(openStore({ dir: `${dir}-missing`, readOnly: true })).rejects.toMatchObject({ code: 'STORE_NOT_FOUND' })
+  })
+})
+
+describe('review findings: orphans meeting remote items, deleted uids and concurrent adoptions', () => {
+  it('an item from another replica that lands on orphan rows moves the orphan aside instead of overwriting it', async () => {
+    const dir = await storeWith(2)
+    await plant(dir, '5', UID, 'orphan on five')
+    const store = await testStore({ dir })
+    const peer = new Y.Doc()
+    Y.applyUpdate(peer, store.encodeStateAsUpdate())
+    const map = new Y.Map<unknown>()
+    for (const [k, v] of Object.entries({ uid: '01JQ00000000000000000000P2', name: 'remote five', type: 'story', createdBy: 'peer', createdAt: '', updatedAt: '' })) map.set(k, v)
+    peer.getMap('items').set('5', map)
+    await store.applyUpdate(Y.encodeStateAsUpdate(peer, store.encodeStateVector()), 'peer')
+    expect(store.getItem('5')?.name).toBe('remote five')
+    expect(await store.readShadowRow('5')).toMatchObject({ row: { name: 'remote five' } })
+    const moved = await collect(store.audit({ kinds: ['orphan_moved'] }))
+    expect(moved).toMatchObject([{ data: { from: '5', uid: UID } }])
+    const to = moved[0]!.data.to as string
+    expect(await store.readShadowRow(to)).toMatchObject({ row: { id: to, uid: UID, name: 'orphan on five' } })
+    expect(Buffer.from((await store.readStoredContent(to))!).toString()).toBe('body of orphan on five')
+    expect(store.log.lines.some((l) => l.includes('held orphan rows here'))).toBe(true)
+    expect(Number(store.peekNextId())).toBeGreaterThan(Number(to))
+  })
+
+  it('adopts the orphan of a deleted uid under a new uid, visibly', async () => {
+    const dir = await storeWith(2)
+    const seed = await testStore({ dir })
+    const gone = seed.getItem('2')!
+    await seed.deleteItem('2')
+    await seed.close()
+    await plant(dir, '40', gone.uid, 'leftover of a deleted item')
+    const store = await testStore({ dir })
+    const adopted = await store.adoptOrphan('40', { allowTombstoned: true })
+    expect(adopted.uid).not.toBe(gone.uid)
+    expect(adopted.warnings).toContain(`its uid ${gone.uid} was deleted; adopted under a new uid`)
+    expect(store.getItem(adopted.newId)).toMatchObject({ name: 'leftover of a deleted item' })
+    await expect(store.adoptOrphan('40')).rejects.toMatchObject({ code: 'NOT_FOUND' })
+  })
+
+  it('refuses a second adoption of the same id while the first runs', async () => {
+    const dir = await storeWith(1)
+    await writeRawRows(dir, [{ type: 'put', sublevel: 'content', key: rawKeys.content('30'), value: 'content only' }])
+    const store = await testStore({ dir })
+    const results = await Promise.allSettled([store.adoptOrphan('30'), store.adoptOrphan('30')])
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected'])
+    expect(results.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'CONFLICT' } })
+    expect(store.listItems().filter((i) => i.name === 'Recovered item 30')).toHaveLength(1)
   })
 })

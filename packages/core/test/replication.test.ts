@@ -145,3 +145,58 @@ describe('no regress across replicas', () => {
     expect(a.getItem(item.id)!.stage).toBe('coding')
   })
 })
+
+describe('review findings: displacement during a create, and parts of updates that must wait', () => {
+  /** A peer with a client id that wins every concurrent write, holding item `name` at `id`. */
+  function winningPeer(base: Uint8Array, id: string, name: string): Uint8Array {
+    const peer = new Y.Doc()
+    peer.clientID = 0xfffffff0
+    Y.applyUpdate(peer, base)
+    const map = new Y.Map<unknown>()
+    for (const [k, v] of Object.entries({ uid: '01JQ00000000000000000000P1', name, type: 'story', createdBy: 'peer', createdAt: '', updatedAt: '' })) map.set(k, v)
+    peer.getMap('items').set(id, map)
+    return Y.encodeStateAsUpdate(peer)
+  }
+
+  it('a create displaced while it is written returns the item under its new id, never the taken one', async () => {
+    let inject: (() => void) | undefined
+    const store = await testStore({ hooks: { step: (name) => (name === 'create:crdt-written' ? inject?.() : undefined) } })
+    const base = store.encodeStateAsUpdate()
+    const update = winningPeer(base, '1', 'theirs')
+    let applied: Promise<void> | undefined
+    inject = () => {
+      inject = undefined
+      applied = store.applyUpdate(update, 'peer')
+    }
+    const mine = await store.createItem({ name: 'mine', body: 'my body' })
+    await applied
+    expect(mine.id).not.toBe('1')
+    expect(store.getItem(mine.id)).toMatchObject({ uid: mine.uid, name: 'mine' })
+    expect(store.getItem('1')).toMatchObject({ name: 'theirs' })
+    expect(await store.readContent(mine.id)).toBe('my body')
+  })
+
+  it('keeps the parts of a remote update that wait for missing updates across a restart', async () => {
+    const dir = await tempDir()
+    let a = await testStore({ dir })
+    const b = await testStore()
+    const item = await a.createItem({ name: 'to be deleted elsewhere', body: 'x' })
+    await pull(b, a)
+    const before = b.encodeStateVector()
+    await b.createItem({ name: 'something first' }) // a will miss this one
+    const missing = b.encodeStateAsUpdate(before)
+    const afterFirst = b.encodeStateVector()
+    await b.deleteItem(item.id)
+    const deletion = b.encodeStateAsUpdate(afterFirst) // depends on `missing`
+    await a.applyUpdate(deletion, 'peer') // out of order: parked
+    await a.close()
+    a = await testStore({ dir }) // …and the parked part survives the restart
+    await a.applyUpdate(missing, 'peer')
+    await a.flush()
+    expect(a.getItem(item.id)).toBeUndefined()
+    expect(a.isTombstoned(item.id)).toBe(true)
+    expect(await a.readShadowRow(item.id)).toBeUndefined()
+    expect(a.aliases()).toEqual([])
+    expect((await a.verify()).ok).toBe(true)
+  })
+})

@@ -189,3 +189,19 @@ describe('sync through a Hocuspocus server on 127.0.0.1', () => {
 function k(items: Item[], item: Item): number {
   return items.indexOf(item)
 }
+
+describe('review findings: ids only the content store knows', () => {
+  it('a syncing replica publishes the highest id of its content store, so that others never allocate it', async () => {
+    const srv = await server()
+    const aDir = await tempDir()
+    const seedStore = await synced(undefined, { dir: aDir })
+    await seedStore.createItem({ name: 'one' })
+    await seedStore.close()
+    const { writeRawRows, rawKeys } = await import('../src/testing.js')
+    await writeRawRows(aDir, [{ type: 'put', sublevel: 'content', key: rawKeys.content('700'), value: 'stale row' }])
+    const a = await synced(srv.url, { dir: aDir })
+    const b = await synced(srv.url)
+    await a.whenSynced(10_000)
+    await eventually('b knows id 700 is taken', () => b.peekNextId() === '701')
+  })
+})

@@ -4,6 +4,11 @@ import { checkIds, discoverOrphans, type Discovery, type Orphan } from './discov
 export interface RecoverOptions {
   /** Restricts discovery and repair alike. Default: every orphan (but see includeTombstoned). */
   ids?: readonly (ItemId | string)[]
+  /**
+   * A repair (dryRun: false) without `ids` must say `all: true`: bulk recovery brings back
+   * every stale row an older scheme left, which is rarely what anyone wants.
+   */
+  all?: boolean
   /** Report what would happen and write nothing at all. Default: true. */
   dryRun?: boolean
   /** Also recover tombstoned orphans that `ids` does not name. Default: false. */
@@ -60,6 +65,12 @@ export async function recoverOrphans(store: Store, options: RecoverOptions = {})
   const dryRun = options.dryRun !== false
   const includeTombstoned = options.includeTombstoned === true
   const named = new Set(filter ?? [])
+  if (!dryRun && filter === null && options.all !== true) {
+    throw new DocketError(
+      'INVALID_INPUT',
+      'A repair needs the ids to recover (ids / --story-ids 989,1000) or an explicit all: true (--all): recovering every orphan at once brings back rows nobody wants. Run a dry run first to see them.',
+    )
+  }
   // The pull gate: a stale replica must not repair (it could resurrect what others purged).
   if (!dryRun) await store.assertSynced({ offline: options.offline === true, timeoutMs: options.syncTimeoutMs ?? 10_000 })
   const discovery = await discoverOrphans(store, {
@@ -102,6 +113,11 @@ export async function recoverOrphans(store: Store, options: RecoverOptions = {})
       result.recovered.push({ ...entry(orphan, adopted.newId, [...orphan.warnings, ...adopted.warnings]), uid: adopted.uid })
     } catch (err) {
       if (!isDocketError(err)) throw err
+      if (err.code === 'CONFLICT') {
+        // Another call is adopting it right now, or its rows changed since discovery.
+        result.skipped.push({ id: orphan.id, reason: `handled concurrently: ${err.message}` })
+        continue
+      }
       // A concurrent run (or writer) may have dealt with it since discovery: then it is no
       // longer an orphan, and that is not a failure.
       // (Writes in flight first: a concurrent adoption may not have reached the disk yet.)

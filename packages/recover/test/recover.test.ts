@@ -33,7 +33,7 @@ describe('recoverOrphans', () => {
       { id: '41', name: 'Also wanted' },
     ])
     const store = await open(dir)
-    const result = await recoverOrphans(store, { dryRun: false })
+    const result = await recoverOrphans(store, { dryRun: false, all: true })
     expect(result.failed).toEqual([])
     expect(result.recovered.map((r) => [r.oldId, r.newId])).toEqual([
       ['40', '42'],
@@ -49,7 +49,7 @@ describe('recoverOrphans', () => {
     expect(await store.readShadowRow('40')).toBeUndefined()
     expect(await store.readStoredContent('40')).toBeUndefined()
     expect(store.peekNextId()).toBe('44')
-    const again = await recoverOrphans(store, { dryRun: false })
+    const again = await recoverOrphans(store, { dryRun: false, all: true })
     expect(again.discovered).toEqual([])
     expect(again.recovered).toEqual([])
     const runs = await auditKinds(store, 'recovery_run')
@@ -67,14 +67,14 @@ describe('recoverOrphans', () => {
     await seedStore(dir, 3, ['2', '3'])
     await plantOrphans(dir, [{ id: '2', name: 'purged on purpose' }, { id: '3', name: 'wanted back' }])
     const store = await open(dir)
-    const unnamed = await recoverOrphans(store, { dryRun: false })
+    const unnamed = await recoverOrphans(store, { dryRun: false, all: true })
     expect(unnamed.recovered).toEqual([])
     expect(unnamed.skipped.map((s) => s.id)).toEqual(['2', '3'])
     const named = await recoverOrphans(store, { ids: ['3'], dryRun: false })
     expect(named.recovered).toMatchObject([{ oldId: '3', newId: '4', name: 'wanted back' }])
     expect(store.isTombstoned('3')).toBe(true) // the id stays deleted; the item lives on as #4
     expect((await discoverOrphans(store)).orphans.map((o) => o.id)).toEqual(['2'])
-    const included = await recoverOrphans(store, { includeTombstoned: true, dryRun: false })
+    const included = await recoverOrphans(store, { includeTombstoned: true, dryRun: false, all: true })
     expect(included.recovered.map((r) => r.oldId)).toEqual(['2'])
   })
 
@@ -86,7 +86,7 @@ describe('recoverOrphans', () => {
     await store0.close()
     await plantOrphans(dir, [{ id: '10' }, { id: '11', uid: liveUid, name: 'stale copy of #1' }, { id: '12' }])
     const store = await open(dir)
-    const result = await recoverOrphans(store, { dryRun: false })
+    const result = await recoverOrphans(store, { dryRun: false, all: true })
     expect(result.recovered.map((r) => r.oldId)).toEqual(['10', '12'])
     expect(result.failed).toEqual([{ id: '11', error: { code: 'ALREADY_EXISTS', message: expect.stringContaining('already live as #1') } }])
     expect((await auditKinds(store, 'recovery_run'))[0]!.data).toMatchObject({ counts: { failed: 1, recovered: 2 } })
@@ -107,7 +107,7 @@ describe('recoverOrphans', () => {
         },
       },
     })
-    const result = await recoverOrphans(store, { dryRun: false })
+    const result = await recoverOrphans(store, { dryRun: false, all: true })
     expect(result.recovered.map((r) => r.oldId)).toEqual(['10'])
     expect(result.rescan.map((o) => [o.id, o.name])).toEqual([['500', 'appeared meanwhile']])
   })
@@ -118,5 +118,7 @@ describe('recoverOrphans', () => {
     const store = await open(dir)
     await expect(recoverOrphans(store, { ids: ['1', 'x'] })).rejects.toMatchObject({ code: 'INVALID_ID' })
     await expect(recoverOrphans(store, null as never)).rejects.toMatchObject({ code: 'INVALID_INPUT' })
+    // a repair names its ids, or says all
+    await expect(recoverOrphans(store, { dryRun: false })).rejects.toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('--story-ids') })
   })
 })

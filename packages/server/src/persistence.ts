@@ -2,6 +2,9 @@ import { Level } from 'level'
 import { LeveldbPersistence } from 'y-leveldb'
 import * as Y from 'yjs'
 
+/** Stored states of one document kept before they are folded into one. */
+export const COMPACT_EVERY = 100
+
 export class PersistenceError extends Error {
   constructor(message: string) {
     super(message)
@@ -16,6 +19,7 @@ export class PersistenceError extends Error {
 export class DocumentStore {
   readonly #ldb: LeveldbPersistence
   readonly #dir: string
+  readonly #stores = new Map<string, number>()
 
   private constructor(dir: string) {
     this.#dir = dir
@@ -45,6 +49,14 @@ export class DocumentStore {
   async store(name: string, state: Uint8Array): Promise<void> {
     const clock = (await this.#ldb.storeUpdate(name, state)) as number | null
     if (clock === null) throw new PersistenceError(`Writing document ${name} to ${this.#dir} failed.`)
+    // y-leveldb keeps every stored state until a flush, which only its load does; a server
+    // that runs for weeks must fold them itself.
+    const stores = (this.#stores.get(name) ?? 0) + 1
+    this.#stores.set(name, stores % COMPACT_EVERY)
+    if (stores >= COMPACT_EVERY) {
+      const flushed = (await this.#ldb.flushDocument(name)) as unknown
+      if (flushed === null) throw new PersistenceError(`Compacting document ${name} in ${this.#dir} failed.`)
+    }
   }
 
   async close(): Promise<void> {

@@ -58,3 +58,25 @@ describe('startServer', () => {
     await Promise.all([server.close(), server.close()])
   })
 })
+
+describe('DocumentStore compaction', () => {
+  it('folds stored states every so often, so a long-running server does not grow without bound', async () => {
+    const dir = await tempDir()
+    const store = await DocumentStore.open(dir)
+    const doc = new Y.Doc()
+    for (let i = 0; i < 250; i++) {
+      doc.getMap('items').set(String(i % 5), `value ${i}`)
+      await store.store('docket', Y.encodeStateAsUpdate(doc))
+    }
+    await store.close()
+    const { Level } = await import('level')
+    const db = new Level<Uint8Array, Uint8Array>(dir, { keyEncoding: 'view', valueEncoding: 'view' })
+    let rows = 0
+    for await (const _ of db.keys()) rows++
+    await db.close()
+    expect(rows).toBeLessThan(100) // 250 stores, folded every 100
+    const loaded = new Y.Doc()
+    Y.applyUpdate(loaded, await readStoredDocument(dir))
+    expect(loaded.getMap('items').get('4')).toBe('value 249')
+  })
+})

@@ -184,7 +184,7 @@ class RecoverAll implements Command {
   constructor(readonly includeTombstoned: boolean) {}
   check = (model: Readonly<Model>) => model.orphans.size > 0
   async run(model: Model, real: Real): Promise<void> {
-    const result = await recoverOrphans(real.store, { dryRun: false, includeTombstoned: this.includeTombstoned })
+    const result = await recoverOrphans(real.store, { dryRun: false, all: true, includeTombstoned: this.includeTombstoned })
     expect(result.failed).toEqual([])
     const expected = [...model.orphans.values()].filter((o) => this.includeTombstoned || !o.onDeletedId)
     expect(result.recovered.map((r) => r.oldId).sort()).toEqual(expected.map((o) => o.id).sort())

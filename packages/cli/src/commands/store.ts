@@ -50,10 +50,10 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         return k as AuditKind
       })
       const query = {
-        ...(flags.since ? { since: flags.since } : {}),
+        ...(flags.since !== undefined ? { since: flags.since } : {}),
         ...(kinds ? { kinds } : {}),
-        ...(flags.id ? { itemId: parseId(flags.id) } : {}),
-        ...(flags.limit ? { limit: parseNonNegative(flags.limit, '--limit') } : {}),
+        ...(flags.id !== undefined ? { itemId: parseId(flags.id, '--id') } : {}),
+        ...(flags.limit !== undefined ? { limit: parseNonNegative(flags.limit, '--limit') } : {}),
       }
       const out = ctx.output(command)
       const events = await ctx.withStore(command, { readOnly: true }, async (store) => {
@@ -129,7 +129,7 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         }
       })
       out.result(result, () => renderImport(out, result))
-      if (result.failed.length > 0) ctx.exitCode = EXIT.partial
+      if (result.failed.length > 0) ctx.exitCode = result.imported.length === 0 ? EXIT.failure : EXIT.partial
     })
 
   program
@@ -145,7 +145,10 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
       const { exportFolders, exportJsonl } = await import('../legacy/export.js')
       await ctx.withStore(command, { readOnly: true }, async (store) => {
         if (flags.format === 'folders') {
-          const summary = await exportFolders(store, resolve(ctx.io.cwd, flags.out!))
+          const summary = await exportFolders(store, resolve(ctx.io.cwd, flags.out!)).catch((err: NodeJS.ErrnoException) => {
+            if (typeof err.code === 'string' && !(err instanceof DocketError)) throw new UsageError(`cannot write the export to ${flags.out}: ${err.code} (${err.message})`)
+            throw err
+          })
           out.result(summary, () => `exported ${summary.items} items and ${summary.tombstones} tombstones to ${flags.out} (${summary.files} files)`)
           return
         }

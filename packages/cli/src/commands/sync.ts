@@ -31,6 +31,9 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
       if (port > 65535) throw new UsageError(`--port ${port} is not a port (0–65535)`)
       const redis = flags.redis === undefined ? undefined : parseRedis(flags.redis)
       const out = ctx.output(command)
+      if (flags.host !== '127.0.0.1' && flags.host !== 'localhost' && flags.host !== '::1') {
+        out.warn(`serving on ${flags.host}: reachable from other machines; only the token keeps them out (use TLS in front of it on untrusted networks)`)
+      }
       const dir = resolve(ctx.dir(command), 'server')
       let server
       try {

@@ -1,7 +1,7 @@
 import { isStage, ITEM_TYPES, type ItemId, type ItemType, type Stage } from '@docket/core'
 import { parseFrontMatter } from '@docket/recover'
 import { stringify } from 'yaml'
-import { nameFromSlug, parseFileName } from './layout.js'
+import { nameFromSlug, parseFileName, stageFromText } from './layout.js'
 
 /** One file of a tree to import, turned into what createItem needs (and what was wrong with it). */
 export interface ImportEntry {
@@ -17,6 +17,8 @@ export interface ImportEntry {
   blocked?: { reason: string } | null
   /** The body slot; undefined when an exported item had none. */
   body: string | Uint8Array | undefined
+  /** Why this file cannot be imported at all (it is reported as failed, never dropped silently). */
+  error?: string
   slots: Map<string, string | Uint8Array>
   warnings: string[]
 }
@@ -38,6 +40,18 @@ export function asText(bytes: Uint8Array): string | Uint8Array {
  * file is a legacy file whose own front matter gives the fields and which is the body whole.
  */
 export function readEntry(file: string, fileName: string, folderStage: Stage | null, bytes: Uint8Array): ImportEntry {
+  const entry = readFields(file, fileName, folderStage, bytes)
+  if (byteLength(entry.body) > MAX_BODY) entry.error = `${file}: the body is larger than a content slot may hold (${MAX_BODY / 1024 / 1024} MiB)`
+  return entry
+}
+
+const MAX_BODY = 16 * 1024 * 1024
+
+function byteLength(value: string | Uint8Array | undefined): number {
+  return value === undefined ? 0 : typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.byteLength
+}
+
+function readFields(file: string, fileName: string, folderStage: Stage | null, bytes: Uint8Array): ImportEntry {
   const named = parseFileName(fileName)
   const fm = parseFrontMatter(bytes)
   if (fm.present && fm.data[EXPORT_MARKER] === 1) return exportedEntry(file, named, folderStage, fm.data, fm.content)
@@ -49,7 +63,7 @@ export function readEntry(file: string, fileName: string, folderStage: Stage | n
     file,
     name: fm.name ?? nameFromSlug(named.slug, `Imported ${fileName}`),
     type: named.type ?? fm.type ?? 'story',
-    stage: folderStage ?? (isStage(data.stage) ? data.stage : 'backlog'),
+    stage: folderStage ?? stageFromText(data.stage) ?? 'backlog',
     frozen: folderStage === null || data.frozen === true,
     dependsOn: fm.dependsOn,
     body: asText(bytes),
@@ -57,6 +71,9 @@ export function readEntry(file: string, fileName: string, folderStage: Stage | n
     warnings,
   }
   if (named.id) entry.id = named.id
+  if (folderStage === null && data.stage !== undefined && stageFromText(data.stage) === undefined) {
+    warnings.push(`stage ${JSON.stringify(data.stage)} in the front matter is not a stage; imported as backlog (frozen)`)
+  }
   if (named.type && fm.type && named.type !== fm.type) warnings.push(`type ${fm.type} in the front matter differs from ${named.type} in the file name; the file name wins`)
   readOptionalFields(entry, data)
   return entry
@@ -69,7 +86,7 @@ function exportedEntry(file: string, named: ReturnType<typeof parseFileName>, fo
     file,
     name: typeof data.name === 'string' ? data.name : nameFromSlug(named.slug, `Imported ${file}`),
     type: ITEM_TYPES.includes(data.type as ItemType) ? (data.type as ItemType) : (named.type ?? 'story'),
-    stage: isStage(data.stage) ? data.stage : (folderStage ?? 'backlog'),
+    stage: isStage(data.stage) ? data.stage : (stageFromText(data.stage) ?? folderStage ?? 'backlog'),
     frozen: data.frozen === true,
     dependsOn: Array.isArray(data.depends_on) ? data.depends_on.map(String) : [],
     body: data.has_body === false ? undefined : content,
@@ -82,19 +99,30 @@ function exportedEntry(file: string, named: ReturnType<typeof parseFileName>, fo
 }
 
 function readOptionalFields(entry: ImportEntry, data: Record<string, unknown>): void {
-  if (typeof data.agent === 'string' && data.agent.trim().length > 0) entry.agent = data.agent.trim()
-  else if (data.agent !== undefined && data.agent !== null) entry.warnings.push('agent is not text; ignored')
+  // The same limits as the store's: a field the store would refuse becomes a warning, so the
+  // item is still imported (and a dry run predicts what a real run does).
+  if (typeof data.agent === 'string' && data.agent.trim().length > 0 && data.agent.length <= MAX_AGENT && !/[\u0000-\u001f\u007f]/.test(data.agent)) entry.agent = data.agent.trim()
+  else if (data.agent !== undefined && data.agent !== null) entry.warnings.push(`agent ${JSON.stringify(String(data.agent).slice(0, 40))} is not a single line of at most ${MAX_AGENT} characters; ignored`)
   if (data.retries !== undefined) {
     if (typeof data.retries === 'number' && Number.isSafeInteger(data.retries) && data.retries >= 0) entry.retries = data.retries
     else entry.warnings.push(`retries ${JSON.stringify(data.retries)} is not a whole number ≥ 0; using 0`)
   }
   const blocked = data.blocked
-  if (typeof blocked === 'string' && blocked.trim().length > 0) entry.blocked = { reason: blocked.trim() }
+  if (typeof blocked === 'string' && blocked.trim().length > 0) entry.blocked = { reason: cut(entry, blocked.trim()) }
   else if (blocked === true) entry.blocked = { reason: 'blocked (imported)' }
   else if (typeof blocked === 'object' && blocked !== null && typeof (blocked as { reason?: unknown }).reason === 'string') {
-    entry.blocked = { reason: (blocked as { reason: string }).reason }
+    entry.blocked = { reason: cut(entry, (blocked as { reason: string }).reason) }
   } else if (blocked !== undefined && blocked !== false && blocked !== null) entry.warnings.push('blocked is neither a reason nor true/false; ignored')
   if (data.frozen === true) entry.frozen = true
+}
+
+const MAX_AGENT = 200
+const MAX_REASON = 2000
+
+function cut(entry: ImportEntry, reason: string): string {
+  if (reason.length <= MAX_REASON) return reason
+  entry.warnings.push(`blocked reason longer than ${MAX_REASON} characters; cut`)
+  return reason.slice(0, MAX_REASON)
 }
 
 /** The front matter block docket writes in front of an exported body. */

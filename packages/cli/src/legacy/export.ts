@@ -64,7 +64,7 @@ export async function exportJsonl(store: Store, write: (line: string) => void | 
  * The legacy folder layout, importable again: each item is a markdown file in its stage's
  * folder (frozen ones in 7_frozen) whose first front matter block, marked `docket: 1`,
  * carries the item's exact fields, followed by the body verbatim; other slots (and a body
- * that is not text) are files beside it named `<file>.<slot>`. `docket-export.json` keeps the
+ * that is not text) are files beside it named `<file>.md.<slot>`. `docket-export.json` keeps the
  * tombstones, so deleted ids stay deleted in the store that imports the tree.
  */
 export async function exportFolders(store: Store, out: string): Promise<ExportSummary> {
@@ -84,7 +84,6 @@ export async function exportFolders(store: Store, out: string): Promise<ExportSu
       made.add(folder)
     }
     const name = fileNameFor(item.id, item.type, item.name)
-    const base = name.replace(/\.md$/, '')
     // A body that is not plain text (bytes, or text with NUL) travels as a slot file.
     const body = typeof content.body === 'string' && !content.body.includes('\u0000') ? content.body : undefined
     const fields: Record<string, unknown> = { id: item.id, name: item.name, type: item.type, stage: item.stage, depends_on: item.dependsOn }
@@ -97,7 +96,7 @@ export async function exportFolders(store: Store, out: string): Promise<ExportSu
     files++
     for (const [slot, value] of Object.entries(content)) {
       if (slot === 'body' && body !== undefined) continue
-      await writeFile(join(out, folder, `${base}.${slot}`), value)
+      await writeFile(join(out, folder, `${name}.${slot}`), value)
       files++
     }
     items++

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, type ItemId, type ItemType, type Store } from '@docket/core'
+import { DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, rankOf, type ItemId, type ItemType, type Store } from '@docket/core'
 import { asText, type ImportEntry } from './entry.js'
 import { scanTree } from './tree.js'
 
@@ -26,6 +26,7 @@ export interface ImportResult {
 
 interface Source {
   entries: ImportEntry[]
+  unreadable: Array<{ file: string; error: string }>
   ignored: ImportResult['ignored']
   tombstones: Array<{ id: string; uid: string; at?: string; by?: string; reason?: string | null }>
 }
@@ -47,11 +48,14 @@ export async function importSource(store: Store, path: string, options: ImportOp
     ? await readTree(source, options)
     : await readJsonl(source)
   const result: ImportResult = { source, dryRun: options.dryRun === true, imported: [], skipped: [], failed: [], warnings: [], ignored: read.ignored, tombstones: 0 }
+  for (const u of read.unreadable) result.failed.push({ file: u.file, error: { code: 'INVALID_INPUT', message: `${u.file}: ${u.error}` } })
   for (const entry of read.entries) if (entry.warnings.length > 0) result.warnings.push({ file: entry.file, warnings: entry.warnings })
 
   const planned = plan(store, read.entries, result)
   const assigned = await previousAssignments(store, source)
-  let next = Math.max(Number(store.peekNextId()), 1 + Math.max(0, ...read.entries.map((e) => (e.id ? Number(e.id) : 0))))
+  let highest = 0
+  for (const entry of read.entries) if (entry.id) highest = Math.max(highest, Number(entry.id))
+  let next = Math.max(Number(store.peekNextId()), highest + 1)
   const fresh: Record<string, ItemId> = {}
   for (const entry of planned.filter((e) => e.id === undefined)) {
     const id = assigned[entry.file] ?? (String(next++) as ItemId)
@@ -111,13 +115,14 @@ async function readTree(root: string, options: ImportOptions): Promise<Source> {
       scan.ignored.push({ file: 'docket-export.json', reason: 'not JSON; its tombstones were not imported' })
     }
   }
-  return { entries: scan.entries, ignored: scan.ignored, tombstones }
+  return { entries: scan.entries, unreadable: scan.unreadable, ignored: scan.ignored, tombstones }
 }
 
 /** A .jsonl export: a header line, then one line per item. */
 async function readJsonl(file: string): Promise<Source> {
   const text = await readFile(file, 'utf8')
-  const source: Source = { entries: [], ignored: [], tombstones: [] }
+  const source: Source = { entries: [], unreadable: [], ignored: [], tombstones: [] }
+  let header = false
   for (const [index, line] of text.split('\n').entries()) {
     if (line.trim().length === 0) continue
     const where = `line ${index + 1}`
@@ -129,6 +134,7 @@ async function readJsonl(file: string): Promise<Source> {
       continue
     }
     if (value.docket === 'export') {
+      header = true
       source.tombstones = Array.isArray(value.tombstones) ? value.tombstones : []
       continue
     }
@@ -160,21 +166,37 @@ async function readJsonl(file: string): Promise<Source> {
     if (item.blocked && typeof item.blocked.reason === 'string') entry.blocked = { reason: item.blocked.reason }
     source.entries.push(entry)
   }
+  if (!header && source.entries.length === 0) {
+    throw new DocketError('INVALID_INPUT', `${file} is not a docket export (no header line, no item line): give a legacy pipeline folder or a file written by \`docket export\`.`, {
+      details: { file },
+    })
+  }
   return source
 }
 
-/** Drops what must not be created (ids already here, duplicates within the source). */
+/**
+ * Drops what must not be created: ids already here, and duplicates within the source — of
+ * which the most advanced stage is kept (taking the earlier folder would move an item back).
+ */
 function plan(store: Store, entries: ImportEntry[], result: ImportResult): ImportEntry[] {
-  const firstFile = new Map<ItemId, string>()
+  const chosen = new Map<ItemId, ImportEntry>()
+  for (const entry of entries) {
+    if (entry.id === undefined) continue
+    const other = chosen.get(entry.id)
+    if (!other || rankOf(entry.stage) > rankOf(other.stage)) chosen.set(entry.id, entry)
+  }
   const out: ImportEntry[] = []
   for (const entry of entries) {
+    if (entry.error !== undefined) {
+      result.failed.push({ file: entry.file, ...(entry.id ? { id: entry.id } : {}), error: { code: 'INVALID_INPUT', message: entry.error } })
+      continue
+    }
     if (entry.id !== undefined) {
-      const first = firstFile.get(entry.id)
-      if (first !== undefined) {
-        result.skipped.push({ file: entry.file, id: entry.id, reason: `duplicate id ${entry.id} in the source (first in ${first}); fix the file name` })
+      const kept = chosen.get(entry.id)!
+      if (kept !== entry) {
+        result.skipped.push({ file: entry.file, id: entry.id, reason: `duplicate id ${entry.id} in the source; ${kept.file} (${kept.stage}) is imported: fix the file name` })
         continue
       }
-      firstFile.set(entry.id, entry.file)
       if (store.getItem(entry.id)) {
         result.skipped.push({ file: entry.file, id: entry.id, reason: `id ${entry.id} is already in the store` })
         continue
@@ -202,7 +224,12 @@ async function previousAssignments(store: Store, source: string): Promise<Record
     if (typeof assigned !== 'object' || assigned === null) return
     for (const [file, id] of Object.entries(assigned)) if (isItemId(id)) out[file] = id
   }
-  for await (const event of store.audit({ kinds: ['import_run'] })) if (event.data.source === source) take(event.data.assigned)
+  for await (const event of store.audit({ kinds: ['import_run', 'doctor_fix'] })) {
+    if (event.kind === 'import_run' && event.data.source === source) take(event.data.assigned)
+    // an interrupted import that doctor --fix settled keeps what it had assigned
+    const settled = event.data.data as { source?: unknown; assigned?: unknown } | undefined
+    if (event.kind === 'doctor_fix' && event.data.settled === 'import' && settled?.source === source) take(settled.assigned)
+  }
   for (const intent of store.pendingIntents()) if (intent.kind === 'import' && intent.data.source === source) take(intent.data.assigned)
   return out
 }

@@ -1,4 +1,4 @@
-import { isItemId, ITEM_TYPES, type ItemId, type ItemType, type Stage } from '@docket/core'
+import { isItemId, ITEM_TYPES, STAGES, type ItemId, type ItemType, type Stage } from '@docket/core'
 
 /**
  * The legacy file pipeline: one folder per stage, one markdown file per item named
@@ -48,7 +48,10 @@ export function parseFileName(name: string): ParsedFileName {
   const [idPart, typePart, ...rest] = base.split('_')
   const out: ParsedFileName = { slug: rest.join('_'), warnings }
   if (idPart !== undefined && isItemId(idPart)) out.id = idPart
-  else warnings.push(`file name ${JSON.stringify(name)} does not start with an item id`)
+  else if (idPart !== undefined && /^0+[1-9][0-9]*$/.test(idPart) && isItemId(idPart.replace(/^0+/, ''))) {
+    out.id = idPart.replace(/^0+/, '') as ItemId
+    warnings.push(`file name ${JSON.stringify(name)} writes its id with leading zeros; read as ${out.id}`)
+  } else warnings.push(`file name ${JSON.stringify(name)} does not start with an item id`)
   if (typePart !== undefined && ITEM_TYPES.includes(typePart as ItemType)) out.type = typePart as ItemType
   else {
     warnings.push(`file name ${JSON.stringify(name)} has no known item type after the id`)
@@ -77,4 +80,13 @@ export function fileNameFor(id: ItemId, type: ItemType, name: string): string {
 export function nameFromSlug(slug: string, fallback: string): string {
   const words = slug.replace(/[-_]+/g, ' ').trim()
   return words.length > 0 ? words[0]!.toUpperCase() + words.slice(1) : fallback
+}
+
+/** A stage written in front matter: a stage name, or a legacy folder name, in any case. */
+export function stageFromText(text: unknown): Stage | undefined {
+  if (typeof text !== 'string') return undefined
+  const word = text.trim().toLowerCase().replace(/^[0-9]+_/, '')
+  if (word === 'current') return 'coding'
+  if (word === 'frozen') return undefined
+  return (STAGES as readonly string[]).includes(word) ? (word as Stage) : undefined
 }

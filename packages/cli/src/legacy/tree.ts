@@ -4,10 +4,15 @@ import { DocketError } from '@docket/core'
 import { asText, readEntry, type ImportEntry } from './entry.js'
 import { STAGE_FOLDERS } from './layout.js'
 
-const SIDECAR = /^(.+)\.([a-z][a-z0-9_]{0,63})$/
+/** A content slot travels beside its item: `<id>_<type>_<slug>.md.<slot>`. */
+const SIDECAR = /^(.+\.md)\.([a-z][a-z0-9_]{0,63})$/i
+/** Larger files are not read: no slot may hold them (the store's limit is 16 MiB). */
+const MAX_FILE_BYTES = 16 * 1024 * 1024
 
 export interface TreeScan {
   entries: ImportEntry[]
+  /** Item files that could not be read (reported as failed). */
+  unreadable: Array<{ file: string; error: string }>
   /** Files and folders that were not imported, with why (never silently). */
   ignored: Array<{ file: string; reason: string }>
 }
@@ -20,10 +25,16 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
   const info = await stat(root).catch(() => undefined)
   if (!info?.isDirectory()) throw new DocketError('INVALID_INPUT', `${root} is not a directory: give the folder that holds 1_backlog, 2_current, … (or a .jsonl export).`, { details: { root } })
   const realRoot = await realpath(root)
-  const scan: TreeScan = { entries: [], ignored: [] }
+  const scan: TreeScan = { entries: [], unreadable: [], ignored: [] }
+  const ignored = new Set<string>()
+  const seenReal = new Map<string, string>()
+  const ignore = (file: string, reason: string) => {
+    ignored.add(file)
+    scan.ignored.push({ file, reason })
+  }
   const known = new Set(STAGE_FOLDERS.map(([folder]) => folder))
   for (const name of (await readdir(root)).sort()) {
-    if (!known.has(name) && name !== 'docket-export.json') scan.ignored.push({ file: name, reason: 'not a stage folder (1_backlog … 7_frozen)' })
+    if (!known.has(name) && name !== 'docket-export.json') ignore(name, 'not a stage folder (1_backlog … 7_frozen)')
   }
   let count = 0
   for (const [folder, stage] of STAGE_FOLDERS) {
@@ -31,40 +42,66 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
     const dirInfo = await lstat(dir).catch(() => undefined)
     if (!dirInfo) continue
     if (!(await inside(realRoot, dir)) || !(await stat(dir)).isDirectory()) {
-      scan.ignored.push({ file: folder, reason: 'a symlink that leaves the tree, or not a folder; not followed' })
+      ignore(folder, 'a symlink that leaves the tree, or not a folder; not followed')
       continue
     }
     const names = (await readdir(dir)).sort(byIdThenName)
-    const markdown = new Set(names.filter((n) => n.toLowerCase().endsWith('.md')))
+    const present = new Set(names)
+    // `<file>.md.<slot>` is a slot file — even `<file>.md.md`, the slot named "md".
+    const isSidecar = (n: string) => {
+      const side = SIDECAR.exec(n)
+      return side !== null && present.has(side[1]!)
+    }
+    const markdown = new Set(names.filter((n) => n.toLowerCase().endsWith('.md') && !isSidecar(n)))
     const sidecars = new Map<string, Array<[string, string]>>()
     for (const name of names) {
       const file = `${folder}/${name}`
       const path = join(dir, name)
-      const entryInfo = await lstat(path)
+      const entryInfo = await lstat(path).catch(() => undefined)
+      if (!entryInfo) {
+        ignore(file, 'vanished while the tree was read')
+        continue
+      }
       if (entryInfo.isSymbolicLink() && !(await inside(realRoot, path))) {
-        scan.ignored.push({ file, reason: 'a symlink that leaves the tree; not followed' })
+        ignore(file, 'a symlink that leaves the tree; not followed')
         continue
       }
       const target = await stat(path).catch(() => undefined)
       if (!target?.isFile()) {
-        scan.ignored.push({ file, reason: target ? 'not a file' : 'a broken symlink' })
+        ignore(file, target ? 'not a file' : 'a broken symlink')
         continue
       }
+      const real = await realpath(path).catch(() => path)
+      const first = seenReal.get(real)
+      if (first !== undefined) {
+        ignore(file, `another path to ${first} (a symlink inside the tree); read once`)
+        continue
+      }
+      seenReal.set(real, file)
       if (markdown.has(name)) continue
       const side = SIDECAR.exec(name)
-      if (side && markdown.has(`${side[1]}.md`)) {
-        const list = sidecars.get(`${side[1]}.md`) ?? []
+      if (side && markdown.has(side[1]!)) {
+        const list = sidecars.get(side[1]!) ?? []
         list.push([side[2]!, path])
-        sidecars.set(`${side[1]}.md`, list)
+        sidecars.set(side[1]!, list)
       } else {
-        scan.ignored.push({ file, reason: 'not a .md file (nor a slot file next to one)' })
+        ignore(file, 'not a .md file (nor a slot file next to one: <file>.md.<slot>)')
       }
     }
     for (const name of names) {
-      if (!markdown.has(name) || scan.ignored.some((i) => i.file === `${folder}/${name}`)) continue
-      const bytes = new Uint8Array(await readFile(join(dir, name)))
-      const entry = readEntry(`${folder}/${name}`, name, stage, bytes)
-      for (const [slot, path] of sidecars.get(name) ?? []) entry.slots.set(slot, asText(new Uint8Array(await readFile(path))))
+      const file = `${folder}/${name}`
+      if (!markdown.has(name) || ignored.has(file)) continue
+      const bytes = await readLimited(join(dir, name))
+      if (typeof bytes === 'string') {
+        scan.unreadable.push({ file, error: bytes })
+        continue
+      }
+      const entry = readEntry(file, name, stage, bytes)
+      for (const [slot, path] of sidecars.get(name) ?? []) {
+        const value = await readLimited(path)
+        if (typeof value === 'string') entry.warnings.push(`slot file ${slot}: ${value}; not imported`)
+        else entry.slots.set(slot, asText(value))
+      }
       if (entry.slots.has('body')) {
         entry.body = entry.slots.get('body')
         entry.slots.delete('body')
@@ -74,6 +111,17 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
     }
   }
   return scan
+}
+
+/** The bytes of a file, or why they cannot be had (too large, unreadable). */
+async function readLimited(path: string): Promise<Uint8Array | string> {
+  try {
+    const info = await stat(path)
+    if (info.size > MAX_FILE_BYTES) return `${info.size} bytes, more than a content slot may hold (${MAX_FILE_BYTES / 1024 / 1024} MiB)`
+    return new Uint8Array(await readFile(path))
+  } catch (err) {
+    return `unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`
+  }
 }
 
 async function inside(realRoot: string, path: string): Promise<boolean> {

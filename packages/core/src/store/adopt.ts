@@ -59,14 +59,7 @@ export function checkAdoptOptions(value: unknown): AdoptOrphanOptions {
  * are not an orphan, a uid that is live elsewhere was already recovered, rows that changed
  * since discovery are not what the caller meant.
  */
-export function planAdoption(
-  state: DocState,
-  id: ItemId,
-  rows: StoredRows,
-  contentRows: Map<string, Uint8Array>,
-  opts: AdoptOrphanOptions,
-  replicaId: ReplicaId,
-): AdoptionPlan {
+export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts: AdoptOrphanOptions, replicaId: ReplicaId): AdoptionPlan {
   if (!rows.shadow && rows.slots.length === 0) {
     throw new DocketError('NOT_FOUND', `Id ${id} has no rows in the shadow content store: there is nothing to recover.`, { details: { id } })
   }
@@ -111,8 +104,12 @@ export function planAdoption(
     warnings.push(`dropped a dependency on its own old id ${id}`)
     return false
   }) as ItemId[]
+  // A uid that was deleted stays deleted: an orphan of it is adopted as a new item (the alias
+  // and the audit event keep the old uid), or it would be hidden the moment it is created.
+  const reuseUid = shadowUid !== null && !isDeletedUid(state.parts, shadowUid)
+  if (shadowUid !== null && !reuseUid) warnings.push(`its uid ${shadowUid} was deleted; adopted under a new uid`)
   const record: ItemRecord = {
-    uid: shadowUid ?? (nextUlid() as Uid),
+    uid: reuseUid ? shadowUid : (nextUlid() as Uid),
     name,
     type: opts.type ?? row?.type ?? 'story',
     dependsOn: deps,
@@ -131,7 +128,7 @@ export function planAdoption(
     entries = [{ id: nextUlid(), epoch: 0, stage: opts.stage ?? row?.stage ?? 'backlog', event: 'created', basedOn: null, by: replicaId, at: now }]
   }
   const content = new Map<string, ContentValue>()
-  for (const [slot, bytes] of contentRows) content.set(slot, decodeContent(bytes))
+  for (const { slot, value } of rows.slots) content.set(slot, decodeContent(value))
   const kind = tombstoned ? 'tombstoned' : liveHere ? 'displaced' : 'missing'
   if (row && !isReplicaId(row.createdBy)) warnings.push('the shadow row named no valid creator')
   return { record, entries, content, shadowUid, kind, warnings }

@@ -7,7 +7,7 @@ import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.
 import { resolveStage } from '../stage/resolve.js'
 import type { ContentValue } from '../types.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
-import type { DocState } from './state.js'
+import type { DocState, IndexEntry } from './state.js'
 import type { Logger } from './logger.js'
 
 interface Touch {
@@ -31,7 +31,11 @@ export function captureTransaction(env: CaptureEnv, tr: Y.Transaction, update: U
   const ctx = origin instanceof OpContext ? origin : undefined
   const job = buildJob(env, collectTouched(env, tr), ctx, origin instanceof RemoteOrigin)
   job.update = update
-  if (origin instanceof RemoteOrigin) job.source = origin.source
+  if (origin instanceof RemoteOrigin) {
+    job.source = origin.source
+    // What could not be integrated yet lives only in memory: persist the update as it came.
+    if (origin.raw && hasPendingUpdates(env.state)) job.update = origin.raw
+  }
   return job
 }
 
@@ -47,7 +51,7 @@ function buildJob(env: CaptureEnv, touched: Map<ItemId, Touch>, ctx: OpContext |
   const job = newJob(env.state.generation)
   job.remote = remote
   for (const id of ctx?.refresh ?? []) touch(touched, id).whole = true
-  for (const id of env.state.deferred) touch(touched, id).whole = true
+  for (const id of env.state.deferred.keys()) touch(touched, id).whole = true
   const changedIds: ItemId[] = []
   for (const [id, t] of touched) {
     env.state.items.delete(id)
@@ -107,8 +111,24 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction): Map<ItemId, Touch> 
   return touched
 }
 
-/** Updates the rows (and the in-memory index) of one touched id. Returns whether it changed for readers. */
+/** Updates the rows of one touched id, and journals whether it is (still) deferred. */
 function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext | undefined): boolean {
+  const before = env.state.deferred.get(id)
+  env.state.deferred.delete(id)
+  const changed = rowsFor(env, job, id, t, ctx)
+  const after = env.state.deferred.get(id)
+  if (before && !after) job.dels.push({ sublevel: 'journal', key: before.journalKey })
+  if (after && !before) job.puts.push({ sublevel: 'journal', key: after.journalKey, value: JSON.stringify({ kind: 'deferred', id, uid: after.uid, createdBy: after.createdBy }) })
+  if (after && before) after.journalKey = before.journalKey
+  return changed
+}
+
+function defer(env: CaptureEnv, id: ItemId, prev: IndexEntry): void {
+  env.state.deferred.set(id, { uid: prev.uid, createdBy: prev.createdBy, journalKey: nextUlid() })
+}
+
+/** Updates the rows (and the in-memory index) of one touched id. Returns whether it changed for readers. */
+function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext | undefined): boolean {
   const { state, replicaId } = env
   const map = state.parts.items.get(id)
   const record = map ? readRecord(map) : undefined
@@ -124,19 +144,18 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
   if (reanchoring) state.pendingReanchor.delete(id)
   else if (state.pendingReanchor.has(id)) return true // rows here are the evidence of our displaced item
 
-  state.deferred.delete(id)
   if (!reanchoring && prev !== undefined && map !== undefined && record === undefined && readUid(map) === prev.uid) {
     // The same item, with a field half-delivered (a change whose new value waits for updates
     // that have not arrived, while its deletion of the old value has): not displaced, not
     // deleted. Keep its rows as they are and look again at the next change.
-    state.deferred.add(id)
+    defer(env, id, prev)
     return false
   }
   if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && !deletedOnPurpose(prev.uid) && tomb === undefined && map === undefined && hasPendingUpdates(state)) {
     // Our item is gone but no tombstone says why, and some updates wait for missing ones:
     // its tombstone is probably among them (messages arrive out of order). Keep the rows and
     // look again at the next change rather than resurrecting an item someone deleted.
-    state.deferred.add(id)
+    defer(env, id, prev)
     return false
   }
   if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && !deletedOnPurpose(prev.uid) && !(live && record.uid === prev.uid)) {
@@ -172,6 +191,7 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
     // Rows of a previous occupant go first. An id nobody held here has no rows: the
     // allocator never proposes an id with rows, and explicit ids are checked before writing.
     if (prev !== undefined || ctx?.reanchorOf === id) job.clearContent.push(id)
+    else if (job.remote && idToNumber(id) <= state.allocator.bySource().content) job.guard.push({ id, uid: record.uid })
     for (const [slot, value] of content ?? []) putContent(job, id, slot, value)
   } else {
     for (const slot of t.slots) {
@@ -183,7 +203,16 @@ function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpCon
   return true
 }
 
-function hasPendingUpdates(state: DocState): boolean {
+/** A job that only keeps an update whose every part waits for updates not received yet. */
+export function pendingOnlyJob(state: DocState, update: Uint8Array): Job {
+  const job = newJob(state.generation)
+  job.remote = true
+  job.update = update
+  return job
+}
+
+/** Whether the document holds parts of updates that wait for updates not received yet. */
+export function hasPendingUpdates(state: DocState): boolean {
   const store = state.doc.store as unknown as { pendingStructs: unknown; pendingDs: unknown }
   return store.pendingStructs !== null || store.pendingDs !== null
 }

@@ -36,16 +36,11 @@ export async function readContentRows(dbs: Databases, id: ItemId): Promise<Map<s
   return out
 }
 
-export async function readShadowRow(dbs: Databases, id: ItemId): Promise<{ text: string } | undefined> {
-  const text = await dbs.shadow.get(idKey(id))
-  return text === undefined ? undefined : { text }
-}
-
 /** Reads the rows of `id` and checks that they hold item `uid`; a string says why not. */
 export async function evidenceFromShadow(dbs: Databases, id: ItemId, uid: Uid | undefined): Promise<Evidence | string> {
-  const stored = await readShadowRow(dbs, id)
-  if (!stored) return `no shadow row for id ${id}`
-  const parsed = decodeShadow(stored.text)
+  const text = await dbs.shadow.get(idKey(id))
+  if (text === undefined) return `no shadow row for id ${id}`
+  const parsed = decodeShadow(text)
   if (!parsed.ok) return `the shadow row of id ${id} is unreadable (${parsed.error})`
   const row = parsed.row
   if (uid !== undefined && row.uid !== uid) return `the shadow row of id ${id} holds item ${row.uid}, not ${uid}`

@@ -23,6 +23,12 @@ export interface Job {
   dels: Array<{ sublevel: SublevelName; key: string }>
   audit: AuditEvent[]
   events: StoreEvent[]
+  /**
+   * Ids where a remote item lands that this replica never held, at or below the highest id
+   * its content store had at open: rows another uid left there (an orphan) must be moved
+   * aside before the new item's rows are written.
+   */
+  guard: Array<{ id: ItemId; uid: string }>
   /** Forces the batch to replace every update row with one snapshot. */
   compact?: boolean
   /** Set when the job records a displaced item that must move once the job is on disk. */
@@ -43,7 +49,7 @@ export function newJob(generation: number): Job {
   })
   // A job whose caller went away must not surface as an unhandled rejection.
   promise.catch(() => {})
-  return { generation, remote: false, source: 'local', clearContent: [], puts: [], dels: [], audit: [], events: [], afterCommit: [], promise, resolve, reject }
+  return { generation, remote: false, source: 'local', guard: [], clearContent: [], puts: [], dels: [], audit: [], events: [], afterCommit: [], promise, resolve, reject }
 }
 
 /**
@@ -67,5 +73,6 @@ export class OpContext {
 /** The origin of updates that came from another replica. */
 export class RemoteOrigin {
   job?: Job
-  constructor(readonly source: string) {}
+  /** The update as it came (it may hold more than what could be integrated yet). */
+  constructor(readonly source: string, readonly raw?: Uint8Array) {}
 }

@@ -86,10 +86,15 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       sync: checkSync(opts.sync),
       lastSyncedAt: (await dbs.meta.get('lastSyncedAt')) ?? null,
     })
-    await store.start()
+    try {
+      await store.start()
+    } catch (err) {
+      await store.close().catch(() => {})
+      throw err
+    }
     return store
   } catch (err) {
-    await dbs.root.close().catch(() => {})
+    if (dbs.root.status === 'open') await dbs.root.close().catch(() => {})
     throw err
   }
 }

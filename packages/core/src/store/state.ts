@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import { IdAllocator } from '../alloc/allocator.js'
 import { docParts, readRecord, type DocParts } from '../crdt/layout.js'
-import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { idToNumber, isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
 import { idFromKey, parseContentKey, seqFromKey } from '../storage/keys.js'
 import type { Item } from '../types.js'
@@ -12,6 +12,14 @@ export const LOAD_ORIGIN = Symbol('docket:load')
 export interface IndexEntry {
   uid: Uid
   createdBy: ReplicaId
+}
+
+/** An item of ours that vanished (or went half-delivered) while updates were pending. */
+export interface DeferredItem {
+  uid: Uid
+  createdBy: ReplicaId
+  /** The journal row that keeps the deferral across a restart. */
+  journalKey: string
 }
 
 export interface PendingReanchor {
@@ -57,7 +65,7 @@ export class DocState {
    * Ids where an item of ours vanished without a tombstone while updates were still pending
    * (out-of-order delivery: its tombstone may be among them). Re-examined at every change.
    */
-  readonly deferred = new Set<ItemId>()
+  readonly deferred = new Map<ItemId, DeferredItem>()
   /** Stage entries whose supersession has already been reported. */
   readonly reported = new Set<string>()
   /** Cache of resolved items; dropped per id whenever a transaction touches it. */
@@ -138,7 +146,11 @@ async function loadJournal(dbs: Databases, state: DocState): Promise<void> {
       continue
     }
     const { kind, id, uid, reason, source } = data
-    if (kind === 'reanchor' && isItemId(id) && isUid(uid)) {
+    if (kind === 'deferred' && isItemId(id) && isUid(uid) && isReplicaId(data.createdBy)) {
+      // The item is not in the document now; what the shadow store holds for it stays tracked.
+      state.deferred.set(id, { uid, createdBy: data.createdBy, journalKey: key })
+      if (!state.index.has(id)) state.track(id, { uid, createdBy: data.createdBy })
+    } else if (kind === 'reanchor' && isItemId(id) && isUid(uid)) {
       state.pendingReanchor.set(id, {
         uid,
         reason: reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision',
@@ -169,18 +181,18 @@ function buildIndexes(state: DocState): void {
 
 /**
  * The highest id that has rows in the content or shadow store. Keys are zero-padded, so it
- * is the last well-formed key: a reverse seek, not a scan.
+ * is the last well-formed key: a reverse seek that stops at the first key docket wrote.
  */
 async function highestStoredId(dbs: Databases): Promise<number> {
   let highest = 0
-  for await (const key of dbs.content.keys({ reverse: true, limit: 64 })) {
+  for await (const key of dbs.content.keys({ reverse: true })) {
     const parsed = parseContentKey(key)
     if (parsed) {
       highest = Math.max(highest, idToNumber(parsed.id))
       break
     }
   }
-  for await (const key of dbs.shadow.keys({ reverse: true, limit: 64 })) {
+  for await (const key of dbs.shadow.keys({ reverse: true })) {
     const id = idFromKey(key)
     if (id) {
       highest = Math.max(highest, idToNumber(id))

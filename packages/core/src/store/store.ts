@@ -4,11 +4,9 @@ import { buildItemMap, contentOf, F, isDeletedUid, readRecord, readStageEntries,
 import { DocketError } from '../errors.js'
 import { idToNumber, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
-import { readStoredRows, scanStoredRows, type MalformedKey, type StoredRows } from '../storage/scan.js'
-import { contentKey, idKey } from '../storage/keys.js'
-import { decodeShadow, type ShadowRow } from '../storage/shadow.js'
-import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
-import { parseSlot } from '../storage/keys.js'
+import { contentKey, idKey, parseSlot } from '../storage/keys.js'
+import { parseShadowRow, readStoredRows, scanStoredRows, type MalformedKey, type StoredRows } from '../storage/scan.js'
+import type { ShadowRow } from '../storage/shadow.js'
 import type { StageEntry } from '../stage/log.js'
 import { nextEntry } from '../stage/advance.js'
 import { isEventType, transition, validEvents, type StageEvent } from '../stage/machine.js'
@@ -28,13 +26,14 @@ import type {
   Tombstone,
   UpdateItemInput,
 } from '../types.js'
-import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
-import { decodeContent, evidenceFromDocument, evidenceFromShadow, readContentRows, type Evidence } from './evidence.js'
+import { captureTransaction, hasPendingUpdates, jobFromContext, pendingOnlyJob, type CaptureEnv } from './capture.js'
+import { decodeContent, evidenceFromDocument, evidenceFromShadow, type Evidence } from './evidence.js'
 import type { StoreHooks } from './hooks.js'
 import { checkDependencies, itemAt, listItems, stageHistory } from './items.js'
 import { OpContext, RemoteOrigin, type Job } from './job.js'
 import type { Logger } from './logger.js'
 import { DocState, LOAD_ORIGIN, loadState, type CorruptRow, type Intent } from './state.js'
+import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Writer } from './writer.js'
@@ -111,6 +110,7 @@ export class Store implements AsyncDisposable {
   readonly #listeners = new Set<StoreListener>()
   readonly #updateListeners = new Set<UpdateListener>()
   readonly #reanchors = new Map<ItemId, Promise<ItemId | undefined>>()
+  readonly #adopting = new Set<ItemId>()
   readonly #compactAfterRows: number
   readonly #readOnly: boolean
   readonly #syncOptions: SyncOptions | undefined
@@ -136,6 +136,7 @@ export class Store implements AsyncDisposable {
     this.#lastSyncedAt = init.lastSyncedAt
     this.#writer = new Writer({
       dir: init.dir,
+      replicaId: init.replicaId,
       dbs: init.dbs,
       sync: init.fsync,
       logger: init.logger,
@@ -159,11 +160,13 @@ export class Store implements AsyncDisposable {
     await Promise.all(this.#reanchors.values())
     if (this.#state.liveSeqs.length > this.#compactAfterRows) await this.#writer.compact(this.#state)
     if (this.#syncOptions && !this.#readOnly) {
+      await this.#publishContentHighWater()
       this.#sync = new SyncClient(
         this.#syncOptions,
         {
-          encodeStateAsUpdate: (sv) => this.encodeStateAsUpdate(sv),
-          encodeStateVector: () => this.encodeStateVector(),
+          // The bridge keeps working while the store closes (the client waits for acknowledgements then).
+          encodeStateAsUpdate: (sv) => Y.encodeStateAsUpdate(this.#state.doc, sv),
+          encodeStateVector: () => Y.encodeStateVector(this.#state.doc),
           applyUpdate: (update, source) => this.applyUpdate(update, source),
           onUpdate: (listener) => this.onUpdate(listener),
           noteSynced: (at) => this.#noteSynced(at),
@@ -239,53 +242,50 @@ export class Store implements AsyncDisposable {
     }, ctx)
     this.#hooks?.step?.('create:crdt-written', { id, uid })
 
-    const back = state.parts.items.get(id)
-    if (refused || !back || readRecord(back)?.uid !== uid) {
+    if (refused) {
       ctx.audit.length = 0
-      const reason = refused ? 'tombstoned' : 'entry not found after write'
-      this.#logger.warn(`create of item ${id} refused by the tombstone guard (${reason}); nothing was kept`)
-      ctx.audit.push(auditEvent('write_rejected', this.replicaId, { op: 'create', reason, uid }, id))
-      ctx.audit.push(auditEvent('create_rolled_back', this.replicaId, { uid, name: record.name, reason }, id))
-      ctx.events.push({ type: 'write_rejected', id, reason })
+      this.#logger.warn(`create of item ${id} refused by the tombstone guard (tombstoned); nothing was kept`)
+      ctx.audit.push(auditEvent('write_rejected', this.replicaId, { op: 'create', reason: 'tombstoned', uid }, id))
+      ctx.audit.push(auditEvent('create_rolled_back', this.replicaId, { uid, name: record.name, reason: 'tombstoned' }, id))
+      ctx.events.push({ type: 'write_rejected', id, reason: 'tombstoned' })
       await this.#commit(state, ctx)
       throw new DocketError(
         'CREATE_NOT_MATERIALIZED',
         `Item ${id} was not created: its id was deleted concurrently (the tombstone guard refused the write). Nothing was kept; create the item again to get a fresh id.`,
-        { details: { id, uid, reason } },
+        { details: { id, uid, reason: 'tombstoned' } },
       )
     }
     await this.#commit(state, ctx)
     this.#hooks?.step?.('create:committed', { id, uid })
+    // Read back, once on disk: the entry must be in the document under its uid — where a
+    // concurrent update may have moved it.
     return this.#settleCreated(id, uid, record, checked.stage)
   }
 
-  /** An explicit id must not land on rows nobody owns: they are an orphan's evidence. */
-  async #refuseStoredRows(id: ItemId): Promise<void> {
-    // Rows are only ever written for items this store tracks; an id past the highest id the
-    // content store held at open cannot have rows of its own, so no read is needed.
-    if (idToNumber(id) > this.#state.allocator.bySource().content && !this.#state.index.has(id)) return
-    const rows = await readStoredRows(this.#dbs, id)
-    if ((rows.shadow || rows.slots.length > 0) && !this.#state.parts.items.has(id)) {
-      throw new DocketError(
-        'ALREADY_EXISTS',
-        `Id ${id} has rows in the shadow content store but no item (an orphan): inspect it with \`docket recover --story-ids ${id}\`, or create the item under another id.`,
-        { details: { id, orphan: true } },
-      )
-    }
-  }
-
-  /** Follows a freshly created item if a concurrent update displaced it before it settled. */
+  /**
+   * Finds a freshly created item by its uid. If a concurrent remote update displaced it while
+   * it was being written, waits for its re-anchoring and returns it under its new id — never
+   * under an id that another item holds now.
+   */
   async #settleCreated(id: ItemId, uid: Uid, record: ItemRecord, stage: Item['stage']): Promise<Item> {
-    const pending = this.#state.pendingReanchor.get(id)
-    if (pending?.uid === uid) {
-      const moved = await (this.#reanchors.get(id) ?? Promise.resolve(undefined))
-      if (moved) return itemAt(this.#state, moved) ?? this.#snapshot(moved, record, stage)
+    for (let round = 0; round < 1000; round++) {
+      const state = this.#state
+      const where = state.byUid.get(uid)
+      const item = where === undefined ? undefined : itemAt(state, where)
+      if (item?.uid === uid && !state.pendingReanchor.has(where!)) return item
+      if (isDeletedUid(state.parts, uid)) return this.#snapshot(id, record, stage) // created, then deleted by someone
+      const moving = [...state.pendingReanchor.entries()].find(([, p]) => p.uid === uid)
+      if (moving) {
+        await this.#writer.idle()
+        await (this.#reanchors.get(moving[0]) ?? Promise.resolve())
+        continue
+      }
+      if (where !== undefined && state.deferred.has(where)) return this.#snapshot(where, record, stage) // half-delivered, not moved
+      break
     }
-    const live = itemAt(this.#state, id)
-    if (live?.uid === uid) return live
-    const alias = this.aliases().find((a) => a.uid === uid)
-    if (alias) return itemAt(this.#state, alias.newId) ?? this.#snapshot(alias.newId, record, stage)
-    return this.#snapshot(id, record, stage)
+    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document after its write: nothing of it is kept. Create it again.`, {
+      details: { id, uid },
+    })
   }
 
   #snapshot(id: ItemId, record: ItemRecord, stage: Item['stage']): Item {
@@ -307,6 +307,21 @@ export class Store implements AsyncDisposable {
     return item
   }
 
+  /** An explicit id must not land on rows nobody owns: they are an orphan's evidence. */
+  async #refuseStoredRows(id: ItemId): Promise<void> {
+    // Rows are only ever written for items this store tracks; an id past the highest id the
+    // content store held at open cannot have rows of its own, so no read is needed.
+    if (idToNumber(id) > this.#state.allocator.bySource().content && !this.#state.index.has(id)) return
+    const rows = await readStoredRows(this.#dbs, id)
+    if ((rows.shadow || rows.slots.length > 0) && !this.#state.parts.items.has(id)) {
+      throw new DocketError(
+        'ALREADY_EXISTS',
+        `Id ${id} has rows in the shadow content store but no item (an orphan): inspect it with \`docket recover --story-ids ${id}\`, or create the item under another id.`,
+        { details: { id, orphan: true } },
+      )
+    }
+  }
+
   getItem(id: ItemId | string): Item | undefined {
     this.#assertOpen()
     return itemAt(this.#state, parseItemId(id))
@@ -323,14 +338,12 @@ export class Store implements AsyncDisposable {
     await this.#ready()
     const itemId = parseItemId(id)
     const ev: StageEvent = typeof event === 'string' ? { type: event } : requireObject(event, 'event') as unknown as StageEvent
-    if (!isEventType(ev.type)) {
-      const current = itemAt(this.#state, itemId)
-      transition(current?.stage ?? 'backlog', ev.type) // throws INVALID_TRANSITION naming the valid events
-    }
     const reason = ev.reason === undefined ? undefined : checkReason(ev.reason)
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')
     const { state, map } = found
+    // An unknown event is refused with the events that are valid from the item's stage.
+    if (!isEventType(ev.type)) transition(itemAt(state, itemId)!.stage, ev.type)
     const resolution = resolveStage(readStageEntries(map))
     if (!resolution) {
       throw new DocketError('STORE_CORRUPT', `Item ${itemId} has no valid stage entry: run \`docket doctor\` to inspect it.`, { details: { id: itemId } })
@@ -346,12 +359,14 @@ export class Store implements AsyncDisposable {
       stagesOf(map)?.push([entry])
       map.set(F.updatedAt, now)
     }, ctx)
+    const written = itemAt(state, itemId)!
     await this.#commit(state, ctx)
-    return this.#require(itemId)
+    return this.#afterWrite(written)
   }
 
   /** The valid events from the item's current stage (for UIs and error messages). */
   validEvents(id: ItemId | string): StageEvent['type'][] {
+    this.#assertOpen()
     const item = this.#require(parseItemId(id))
     return validEvents(item.stage)
   }
@@ -382,8 +397,19 @@ export class Store implements AsyncDisposable {
       }
       map.set(F.updatedAt, now)
     }, ctx)
+    const written = itemAt(state, itemId)!
     await this.#commit(state, ctx)
-    return this.#require(itemId)
+    return this.#afterWrite(written)
+  }
+
+  /**
+   * The item a write just changed, as it is now — found by its uid, since a concurrent update
+   * may have moved it meanwhile; as the write left it if it has been deleted since.
+   */
+  #afterWrite(written: Item): Item {
+    const where = this.#state.byUid.get(written.uid)
+    const now = where === undefined ? undefined : itemAt(this.#state, where)
+    return now?.uid === written.uid ? now : written
   }
 
   /** Tombstones the id (forever: it is never written or issued again) and clears its content. */
@@ -519,7 +545,9 @@ export class Store implements AsyncDisposable {
       if (!isAuditKind(kind)) throw invalid(`Unknown audit kind ${JSON.stringify(kind)}.`)
     }
     const itemId = q.itemId === undefined ? undefined : parseItemId(q.itemId)
+    if (q.limit !== undefined && (!Number.isSafeInteger(q.limit) || q.limit < 0)) throw invalid(`limit must be a whole number ≥ 0, got ${JSON.stringify(q.limit)}.`)
     const limit = q.limit ?? Infinity
+    if (limit === 0) return
     let count = 0
     for await (const [key, text] of this.#dbs.audit.iterator(q.since ? { gt: q.since } : {})) {
       const event = decodeAudit(key, text)
@@ -566,14 +594,19 @@ export class Store implements AsyncDisposable {
     if (this.#readOnly) return this.#ready()
     if (this.#reloading) return this.#reloading.then(() => this.applyUpdate(update, source))
     if (!(update instanceof Uint8Array)) return Promise.reject(invalid('applyUpdate needs a Uint8Array holding a Yjs update.'))
-    const origin = new RemoteOrigin(source)
+    const origin = new RemoteOrigin(source, update)
+    const state = this.#state
     try {
-      Y.applyUpdate(this.#state.doc, update, origin)
+      Y.applyUpdate(state.doc, update, origin)
     } catch (err) {
+      if (this.#broken) return Promise.reject(this.#broken)
       return Promise.reject(
         new DocketError('INVALID_INPUT', `The update from ${source} is not a valid Yjs update: it was ignored. Check the peer's docket version.`, { cause: err }),
       )
     }
+    // Parts of an update that wait for updates not yet received live only in memory: keep the
+    // update as it came, so that a restart does not forget them (applying it twice is harmless).
+    if (!origin.job && hasPendingUpdates(state)) this.#writer.submit(pendingOnlyJob(state, update))
     return origin.job ? origin.job.promise : Promise.resolve()
   }
 
@@ -587,11 +620,16 @@ export class Store implements AsyncDisposable {
   /** Resolves when every write started so far is on disk and every re-anchoring is done. */
   async flush(): Promise<void> {
     this.#assertOpen()
+    await this.#settle()
+  }
+
+  /** Waits until the writer is idle and no re-anchoring runs (a failed one is retried later). */
+  async #settle(): Promise<void> {
     for (;;) {
       await this.#writer.idle()
       const pending = [...this.#reanchors.values()]
-      if (pending.length === 0) break
-      await Promise.all(pending)
+      if (pending.length === 0) return
+      await Promise.allSettled(pending)
     }
   }
 
@@ -642,8 +680,8 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const text = await this.#dbs.shadow.get(idKey(parseItemId(id)))
     if (text === undefined) return undefined
-    const parsed = decodeShadow(text)
-    return parsed.ok ? { row: parsed.row } : { error: parsed.error, text }
+    const parsed = parseShadowRow(text)
+    return 'row' in parsed ? parsed : { error: parsed.error, text }
   }
 
   /**
@@ -656,17 +694,30 @@ export class Store implements AsyncDisposable {
     await this.#ready()
     const oldId = parseItemId(id)
     const opts = checkAdoptOptions(options)
+    // One adoption per id at a time: two concurrent ones would both read the rows and both
+    // create an item from them.
+    if (this.#adopting.has(oldId)) {
+      throw new DocketError('CONFLICT', `Id ${oldId} is being recovered by another call right now: wait for it, then run discovery again.`, { details: { id: oldId } })
+    }
+    this.#adopting.add(oldId)
+    try {
+      return await this.#adopt(oldId, opts)
+    } finally {
+      this.#adopting.delete(oldId)
+    }
+  }
+
+  async #adopt(oldId: ItemId, opts: AdoptOrphanOptions): Promise<AdoptResult> {
     const rows = await readStoredRows(this.#dbs, oldId)
-    const contentRows = await readContentRows(this.#dbs, oldId)
     const state = this.#state
-    const plan = planAdoption(state, oldId, rows, contentRows, opts, this.replicaId)
+    const plan = planAdoption(state, oldId, rows, opts, this.replicaId)
     const newId = this.#freshId(state)
     const at = new Date().toISOString()
     const alias: Alias = { uid: plan.record.uid, oldId, newId, at, by: this.replicaId, reason: 'recovery' }
     const ctx = new OpContext('adopt')
     ctx.refresh.add(oldId)
     if (rows.shadow) ctx.dels.push({ sublevel: 'shadow', key: idKey(oldId) })
-    for (const slot of contentRows.keys()) ctx.dels.push({ sublevel: 'content', key: contentKey(oldId, slot) })
+    for (const { slot } of rows.slots) ctx.dels.push({ sublevel: 'content', key: contentKey(oldId, slot) })
     ctx.audit.push(
       auditEvent('orphan_adopted', this.replicaId, { oldId, newId, uid: plan.record.uid, shadowUid: plan.shadowUid, kind: plan.kind, name: plan.record.name, warnings: plan.warnings }, newId),
     )
@@ -677,8 +728,9 @@ export class Store implements AsyncDisposable {
       state.parts.aliases.set(`${oldId}/${plan.record.uid}`, alias)
       this.#raiseHighWater(state, newId)
     }, ctx)
+    const written = itemAt(state, newId)!
     await this.#commit(state, ctx)
-    return { oldId, newId, uid: plan.record.uid, kind: plan.kind, warnings: plan.warnings, item: this.#require(newId) }
+    return { oldId, newId, uid: plan.record.uid, kind: plan.kind, warnings: plan.warnings, item: this.#afterWrite(written) }
   }
 
   /**
@@ -752,7 +804,7 @@ export class Store implements AsyncDisposable {
     if (repaired.length === 0) return { repaired }
     const ctx = new OpContext('repair')
     for (const id of repaired) ctx.refresh.add(id)
-    ctx.audit.push(auditEvent('doctor_fix', this.replicaId, { repaired, investigate: false }))
+    ctx.audit.push(auditEvent('doctor_fix', this.replicaId, { repaired }))
     await this.#commit(this.#state, ctx)
     return { repaired }
   }
@@ -903,12 +955,9 @@ export class Store implements AsyncDisposable {
 
   async #close(): Promise<void> {
     try {
-      await this.#writer.idle()
+      await this.#settle()
       await this.#sync?.close()
-      await Promise.allSettled([...this.#reanchors.values()])
-      await this.#writer.idle()
-      await Promise.allSettled([...this.#reanchors.values()])
-      await this.#writer.idle()
+      await this.#settle()
     } finally {
       this.#listeners.clear()
       this.#updateListeners.clear()
@@ -970,6 +1019,21 @@ export class Store implements AsyncDisposable {
     throw new DocketError('TOMBSTONED', `Item ${id} was deleted, so ${op} was refused: deleted ids are never written or reused. Create a new item instead.`, {
       details: { id, op },
     })
+  }
+
+  /**
+   * Ids that only this replica's content store holds (orphans, an older scheme) are unknown to
+   * other replicas: raising this replica's synced mark past them keeps every replica that
+   * syncs from allocating them.
+   */
+  async #publishContentHighWater(): Promise<void> {
+    const state = this.#state
+    const highest = state.allocator.bySource().content
+    const mark = state.parts.alloc.get(this.replicaId)
+    if (highest === 0 || (typeof mark === 'number' && mark >= highest)) return
+    const ctx = new OpContext('publish-high-water')
+    state.doc.transact(() => state.parts.alloc.set(this.replicaId, highest), ctx)
+    await this.#commit(state, ctx)
   }
 
   #raiseHighWater(state: DocState, id: ItemId): void {
@@ -1076,14 +1140,16 @@ export class Store implements AsyncDisposable {
     const state = this.#state
     const pending = state.pendingReanchor.get(oldId)
     if (!pending) return undefined
-    const done = [...state.parts.aliases.values()].find((a) => a.uid === pending.uid && a.oldId === oldId)
-    // Deleted (by uid) while it waited to move: the deletion wins, nothing is re-created.
-    const deleted = isDeletedUid(state.parts, pending.uid)
-    let evidence: Evidence | string = done ? 'already re-anchored' : deleted ? 'deleted meanwhile' : pending.source === 'shadow'
-      ? await evidenceFromShadow(this.#dbs, oldId, pending.uid)
-      : evidenceFromDocument(state, oldId, pending.uid)
+    let evidence: Evidence | string =
+      pending.source === 'shadow' ? await evidenceFromShadow(this.#dbs, oldId, pending.uid) : evidenceFromDocument(state, oldId, pending.uid)
     this.#hooks?.step?.('reanchor:read', { id: oldId, uid: pending.uid })
-    if (state !== this.#state || this.#closing) return undefined
+    if (state !== this.#state || this.#closing || state.pendingReanchor.get(oldId) !== pending) return undefined
+    // Decided after the read, in the tick that writes: an earlier move, or a deletion (by uid)
+    // while it waited, means nothing is re-created.
+    const done = [...state.parts.aliases.values()].find((a) => a.uid === pending.uid && a.oldId === oldId)
+    const deleted = isDeletedUid(state.parts, pending.uid)
+    if (done) evidence = 'already re-anchored'
+    else if (deleted) evidence = 'deleted meanwhile'
     const ctx = new OpContext('reanchor')
     ctx.reanchorOf = oldId
     ctx.refresh.add(oldId)

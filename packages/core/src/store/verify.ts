@@ -6,7 +6,6 @@ import { scanStoredRows, parseShadowRow, type StoredRows } from '../storage/scan
 import type { ShadowRow } from '../storage/shadow.js'
 import type { Stage } from '../stage/stages.js'
 import { shadowRow } from './capture.js'
-import { readContentRows } from './evidence.js'
 import { itemAt, liveIds } from './items.js'
 import type { CorruptRow, DocState, Intent } from './state.js'
 
@@ -52,7 +51,7 @@ export async function verifyStore(dbs: Databases, state: DocState): Promise<Cons
   for await (const rows of scanStoredRows(dbs, { malformed })) {
     report.storedIds++
     seen.add(rows.id)
-    await checkRows(dbs, state, rows, report)
+    checkRows(state, rows, report)
   }
   const live = liveIds(state)
   report.items = live.length
@@ -69,7 +68,7 @@ export async function verifyStore(dbs: Databases, state: DocState): Promise<Cons
   return report
 }
 
-async function checkRows(dbs: Databases, state: DocState, rows: StoredRows, report: ConsistencyReport): Promise<void> {
+function checkRows(state: DocState, rows: StoredRows, report: ConsistencyReport): void {
   const { id } = rows
   if (rows.shadow && 'error' in rows.shadow) {
     report.corrupt.push({ sublevel: 'shadow', key: idKey(id), error: rows.shadow.error })
@@ -94,7 +93,7 @@ async function checkRows(dbs: Databases, state: DocState, rows: StoredRows, repo
       if (fields.length > 0) report.staleShadow.push({ id, fields, crdtStage: item.stage, shadowStage: parsed.row.stage })
     }
   }
-  const stored = await readContentRows(dbs, id)
+  const stored = new Map(rows.slots.map(({ slot, value }) => [slot, value]))
   const content = contentOf(map)
   for (const [slot, value] of content ?? []) {
     const bytes = stored.get(slot)

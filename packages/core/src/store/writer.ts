@@ -1,7 +1,10 @@
 import * as Y from 'yjs'
 import { DocketError } from '../errors.js'
 import type { Databases, SublevelName } from '../storage/db.js'
-import { contentRange, seqKey } from '../storage/keys.js'
+import { contentKey, contentRange, idKey, parseContentKey, seqKey } from '../storage/keys.js'
+import { shadowUid as shadowUidOf } from '../storage/scan.js'
+import { auditEvent } from '../audit/audit.js'
+import { idToNumber, type ItemId, type ReplicaId } from '../ids.js'
 import { newJob, type Job, type RowValue } from './job.js'
 import type { Logger } from './logger.js'
 import type { DocState } from './state.js'
@@ -16,6 +19,7 @@ export interface WriteOp {
 
 export interface WriterEnv {
   dir: string
+  replicaId: ReplicaId
   dbs: Databases
   sync: boolean
   logger: Logger
@@ -131,6 +135,7 @@ export class Writer {
         seqs.push(seq)
         set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: job.update })
       }
+      for (const guarded of job.guard) await this.#moveOrphanRows(state, guarded, set)
       for (const id of job.clearContent) {
         const range = contentRange(id)
         for await (const key of this.#env.dbs.content.keys(range)) set({ type: 'del', sublevel: 'content', key })
@@ -148,6 +153,36 @@ export class Writer {
       }
     }
     return [...ops.values()]
+  }
+
+  /**
+   * A remote item arrives on an id whose rows belong to another uid (an orphan this replica
+   * holds, that the other replica could not know of). The orphan's rows move to a fresh id —
+   * still an orphan, still recoverable — in the batch that writes the new item's rows.
+   */
+  async #moveOrphanRows(state: DocState, guarded: { id: ItemId; uid: string }, set: (op: WriteOp) => void): Promise<void> {
+    const text = await this.#env.dbs.shadow.get(idKey(guarded.id))
+    const content: Array<[string, Uint8Array]> = []
+    for await (const [key, value] of this.#env.dbs.content.iterator(contentRange(guarded.id))) content.push([key, value])
+    const read = text === undefined ? undefined : shadowUidOf(text)
+    const shadowUid = read && 'uid' in read ? read.uid : undefined
+    if (text === undefined ? content.length === 0 : shadowUid === guarded.uid) return
+    const to = state.allocator.peek()
+    state.allocator.observe('content', idToNumber(to))
+    if (text !== undefined) {
+      set({ type: 'del', sublevel: 'shadow', key: idKey(guarded.id) })
+      set({ type: 'put', sublevel: 'shadow', key: idKey(to), value: withId(text, to) })
+    }
+    for (const [key, value] of content) {
+      const parsed = parseContentKey(key)
+      if (!parsed) continue
+      set({ type: 'del', sublevel: 'content', key })
+      set({ type: 'put', sublevel: 'content', key: contentKey(to, parsed.slot), value })
+    }
+    const event = auditEvent('orphan_moved', this.#env.replicaId, { from: guarded.id, to, uid: shadowUid ?? null, arriving: guarded.uid }, to)
+    const { id, ...rest } = event
+    set({ type: 'put', sublevel: 'audit', key: id, value: JSON.stringify(rest) })
+    this.#env.logger.warn(`an item from another replica arrived on id ${guarded.id}, which held orphan rows here; the orphan moved to id ${to} (see docket recover)`)
   }
 
   #levelOp(op: WriteOp): object {
@@ -179,4 +214,15 @@ function staleGeneration(dir: string): DocketError {
     `An earlier write to the store at ${dir} failed, so this operation was not kept: the store reloaded its state from disk. Retry the operation.`,
     { details: { dir } },
   )
+}
+
+/** A shadow row moved to another id says so; an unreadable one moves as it is. */
+function withId(text: string, id: ItemId): string {
+  try {
+    const row = JSON.parse(text) as Record<string, unknown>
+    if (row && typeof row === 'object' && !Array.isArray(row)) return JSON.stringify({ ...row, id })
+  } catch {
+    // not JSON: keep the evidence untouched
+  }
+  return text
 }

@@ -62,9 +62,14 @@ export class SyncClient {
   #handshake = false
   #lastSyncedAt: string | null
   #error: SyncState['error'] = null
-  #waiters = new Set<() => void>()
+  /** Callers of whenSynced/close waiting for a change of state: `check` on every change, `abort` on close. */
+  #waiters = new Set<{ check: () => void; abort: () => void }>()
   #closed = false
+  /** Set when close() starts: failures to apply are expected from then on. */
+  #closing = false
   #resync: NodeJS.Timeout | undefined
+  /** Server updates handed to the store and not yet on its disk. */
+  #applying = 0
 
   constructor(options: SyncOptions, bridge: SyncBridge, logger: Logger, lastSyncedAt: string | null) {
     this.#options = { document: 'docket', closeTimeoutMs: 3000, ...options }
@@ -77,7 +82,7 @@ export class SyncClient {
       if (info.source !== this.#source) Y.applyUpdate(this.#net, update, FROM_STORE)
     })
     this.#net.on('update', (update: Uint8Array, origin: unknown) => {
-      if (origin === this.#provider) this.#toStore(update)
+      if (origin === this.#provider && !this.#closed) this.#toStore(update)
     })
     this.#socket = new HocuspocusProviderWebsocket({
       url: options.url,
@@ -109,8 +114,8 @@ export class SyncClient {
     this.#provider.on('authenticationFailed', ({ reason }: { reason: string }) => {
       this.#error = { code: 'SYNC_UNAUTHORIZED', message: `the server at ${options.url} refused this replica's token (${reason}): pass the server's token (DOCKET_TOKEN).` }
       this.#logger.warn(`sync stopped: ${this.#error.message} The store keeps working offline.`)
-      this.#provider.destroy()
-      this.#socket.destroy()
+      this.#offUpdate()
+      this.#destroyConnection()
       this.#changed()
     })
     this.#provider.attach()
@@ -132,36 +137,54 @@ export class SyncClient {
   }
 
   #isSynced(): boolean {
-    return this.#error === null && this.#connected && this.#handshake && this.#provider.isAuthenticated && !this.#provider.hasUnsyncedChanges
+    return (
+      this.#error === null &&
+      this.#connected &&
+      this.#handshake &&
+      this.#provider.isAuthenticated &&
+      !this.#provider.hasUnsyncedChanges &&
+      this.#applying === 0 &&
+      this.#storeHasNetwork()
+    )
+  }
+
+  /** The store holds everything the network doc received (none of it waits to be applied). */
+  #storeHasNetwork(): boolean {
+    const store = Y.decodeStateVector(this.#bridge.encodeStateVector())
+    for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVector(this.#net))) {
+      if ((store.get(client) ?? 0) < clock) return false
+    }
+    return true
   }
 
   #changed(): void {
+    if (this.#closed) return
     if (this.#isSynced()) {
       this.#lastSyncedAt = new Date().toISOString()
       this.#bridge.noteSynced(this.#lastSyncedAt)
     }
-    for (const wake of [...this.#waiters]) wake()
+    for (const waiter of [...this.#waiters]) waiter.check()
   }
 
   /** Resolves once synced; rejects with BEHIND_REMOTE after `timeoutMs`, SYNC_UNAUTHORIZED if refused. */
   whenSynced(timeoutMs: number): Promise<SyncState> {
     return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined
-      const check = () => {
-        if (this.#error) {
+      const waiter = {
+        check: () => {
+          if (this.#error) {
+            done()
+            reject(new DocketError('SYNC_UNAUTHORIZED', this.#error.message, { details: { url: this.#options.url } }))
+          } else if (this.#isSynced()) {
+            done()
+            resolve(this.state())
+          }
+        },
+        abort: () => {
           done()
-          reject(new DocketError('SYNC_UNAUTHORIZED', this.#error.message, { details: { url: this.#options.url } }))
-        } else if (this.#isSynced()) {
-          done()
-          resolve(this.state())
-        }
+          reject(new DocketError('STORE_CLOSED', 'The store was closed while waiting for sync: open it again to sync.'))
+        },
       }
-      const done = () => {
-        this.#waiters.delete(check)
-        if (timer) clearTimeout(timer)
-      }
-      this.#waiters.add(check)
-      timer = setTimeout(() => {
+      const timer = setTimeout(() => {
         done()
         const s = this.state()
         reject(
@@ -172,16 +195,29 @@ export class SyncClient {
           ),
         )
       }, timeoutMs)
-      check()
+      const done = () => {
+        this.#waiters.delete(waiter)
+        clearTimeout(timer)
+      }
+      this.#waiters.add(waiter)
+      waiter.check()
     })
   }
 
   #toStore(update: Uint8Array): void {
-    this.#bridge.applyUpdate(update, this.#source).catch((err: unknown) => {
-      // The store rebuilt itself from disk; send it what the network doc has that it lacks.
-      this.#logger.warn(`applying an update from ${this.#options.url} failed (${(err as Error).message}); retrying`)
-      this.#scheduleResync()
-    })
+    this.#applying++
+    this.#bridge
+      .applyUpdate(update, this.#source)
+      .catch((err: unknown) => {
+        if (this.#closing) return
+        // The store rebuilt itself from disk; send it what the network doc has that it lacks.
+        this.#logger.warn(`applying an update from ${this.#options.url} failed (${(err as Error).message}); retrying`)
+        this.#scheduleResync()
+      })
+      .finally(() => {
+        this.#applying--
+        if (!this.#closing) this.#changed()
+      })
   }
 
   #scheduleResync(): void {
@@ -195,26 +231,35 @@ export class SyncClient {
 
   /** Waits (bounded) for the server to acknowledge local changes, then disconnects. */
   async close(): Promise<void> {
-    if (this.#closed) return
+    if (this.#closing) return
+    this.#closing = true
     if (this.#connected && this.#error === null && this.#provider.hasUnsyncedChanges) {
       await new Promise<void>((resolve) => {
+        const waiter = { check: () => (!this.#provider.hasUnsyncedChanges || !this.#connected) && finish(), abort: () => finish() }
         const timer = setTimeout(finish, this.#options.closeTimeoutMs)
-        const check = () => {
-          if (!this.#provider.hasUnsyncedChanges || !this.#connected) finish()
-        }
-        function finish() {
+        const waiters = this.#waiters
+        function finish(): void {
           clearTimeout(timer)
+          waiters.delete(waiter)
           resolve()
         }
-        this.#waiters.add(check)
+        this.#waiters.add(waiter)
       })
     }
     this.#closed = true
     if (this.#resync) clearTimeout(this.#resync)
-    this.#waiters.clear()
+    for (const waiter of [...this.#waiters]) waiter.abort()
     this.#offUpdate()
+    this.#destroyConnection()
+    this.#net.destroy()
+  }
+
+  #destroyConnection(): void {
+    // ws reports "closed before the connection was established" as an 'error' event that
+    // nobody listens to once the provider has let go of the socket: listen, and ignore it.
+    const ws = (this.#socket as unknown as { webSocket?: { on?: (event: string, fn: () => void) => void } }).webSocket
+    ws?.on?.('error', () => {})
     this.#provider.destroy()
     this.#socket.destroy()
-    this.#net.destroy()
   }
 }
