@@ -8,8 +8,8 @@ import { join } from 'node:path'
 interface Mutation {
   name: string
   file: string
-  find: string
-  replace: string
+  /** Edits to that file, each of a text that must occur exactly once. */
+  edits: Array<{ find: string; replace: string }>
   /** Test files that should catch it. */
   tests: string[]
 }
@@ -20,64 +20,58 @@ const MUTATIONS: Mutation[] = [
   {
     name: 'the original bug: the allocator forgets tombstones and synced high-water marks',
     file: 'packages/core/src/alloc/allocator.ts',
-    find: "  observe(source: IdSource, n: number): void {\n",
-    replace: "  observe(source: IdSource, n: number): void {\n    if (source === 'tombstones' || source === 'high-water') return\n",
+    edits: [{ find: "  observe(source: IdSource, n: number): void {\n", replace: "  observe(source: IdSource, n: number): void {\n    if (source === 'tombstones' || source === 'high-water') return\n" }],
     tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts'],
   },
   {
     name: 'a stale backward decision wins (no staleness rule in resolveStage)',
     file: 'packages/core/src/stage/resolve.ts',
-    find: "    if (backward && rankOf(basis.stage) < maxRank(basis.epoch, path)) return 'stale'",
-    replace: '',
+    edits: [{ find: "    if (backward && rankOf(basis.stage) < maxRank(basis.epoch, path)) return 'stale'", replace: '' }],
     tests: ['test/properties/stage.property.test.ts'],
   },
   {
     name: 'recovery ignores its ids filter when repairing',
     file: 'packages/recover/src/recover.ts',
-    find: "      selected.push(orphan)\n",
-    replace: "      selected.push(orphan)\n    }\n    for (const extra of (await discoverOrphans(store)).orphans) {\n      if (!selected.some((o) => o.id === extra.id) && extra.kind !== 'tombstoned') selected.push(extra)\n",
+    edits: [{ find: "      selected.push(orphan)\n", replace: "      selected.push(orphan)\n    }\n    for (const extra of (await discoverOrphans(store)).orphans) {\n      if (!selected.some((o) => o.id === extra.id) && extra.kind !== 'tombstoned') selected.push(extra)\n" }],
     tests: ['test/properties/store.model.test.ts'],
   },
   {
     name: 'tombstoned orphans are recovered without being named',
     file: 'packages/recover/src/recover.ts',
-    find: "    if (orphan.kind === 'tombstoned' && !includeTombstoned && !named.has(orphan.id)) {",
-    replace: '    if (false) {',
+    edits: [{ find: "    if (orphan.kind === 'tombstoned' && !includeTombstoned && !named.has(orphan.id)) {", replace: '    if (false) {' }],
     tests: ['test/properties/store.model.test.ts'],
   },
   {
     name: 'the writer acknowledges a write before the batch is on disk',
     file: 'packages/core/src/store/writer.ts',
-    find: '      const ops = await this.#buildOps(state, jobs, seqs, snapshot)',
-    replace: '      for (const job of jobs) job.resolve()\n      const ops = await this.#buildOps(state, jobs, seqs, snapshot)',
+    edits: [{ find: '      const ops = await this.#buildOps(state, jobs, seqs, snapshot)', replace: '      for (const job of jobs) job.resolve()\n      const ops = await this.#buildOps(state, jobs, seqs, snapshot)' }],
     tests: ['test/properties/faults.property.test.ts'],
   },
   {
     name: 'a delete that arrives before its tombstone is taken for a displacement (no deferral)',
     file: 'packages/core/src/store/capture.ts',
-    find: '  return store.pendingStructs !== null || store.pendingDs !== null',
-    replace: '  return false && store !== null',
+    edits: [{ find: '  return store.pendingStructs !== null || store.pendingDs !== null', replace: '  return false && store !== null' }],
     tests: ['test/properties/network.property.test.ts', 'test/properties/deletes.property.test.ts'],
   },
   {
     name: 'deletions are recorded by id only (a concurrent re-anchoring resurrects the item)',
     file: 'packages/core/src/store/store.ts',
-    find: '      state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })\n',
-    replace: '',
+    edits: [{ find: '      state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })\n', replace: '' }],
     tests: ['test/properties/network.property.test.ts', 'test/properties/deletes.property.test.ts'],
   },
   {
     name: 'apply checks the item, then awaits, then writes (check-then-act race)',
     file: 'packages/core/src/store/store.ts',
-    find: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    const { state, map } = found",
-    replace: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    await Promise.resolve()\n    const { state, map } = found",
+    edits: [{ find: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    const { state, map } = found", replace: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    await Promise.resolve()\n    const { state, map } = found" }],
     tests: ['test/properties/races.property.test.ts'],
   },
   {
-    name: 'createItem skips reading the entry back after the CRDT write',
+    name: 'createItem neither honours the tombstone guard nor reads the entry back',
     file: 'packages/core/src/store/store.ts',
-    find: '    if (refused || !back || readRecord(back)?.uid !== uid) {',
-    replace: '    if (false && (refused || !back || readRecord(back)?.uid !== uid)) {',
+    edits: [
+      { find: '    if (refused) {\n      ctx.audit.length = 0', replace: '    if (false) {\n      ctx.audit.length = 0' },
+      { find: "    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document", replace: "    return this.#snapshot(id, record, stage)\n    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document" },
+    ],
     tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts', 'packages/core/test/create.test.ts'],
   },
 ]
@@ -100,9 +94,13 @@ for (const m of MUTATIONS) {
   if (only && !m.name.includes(only)) continue
   const path = join(ROOT, m.file)
   const original = readFileSync(path, 'utf8')
-  const count = original.split(m.find).length - 1
-  if (count !== 1) throw new Error(`mutation "${m.name}": expected its text once in ${m.file}, found ${count}: the source changed, update the mutation`)
-  writeFileSync(path, original.replace(m.find, m.replace))
+  let mutated = original
+  for (const edit of m.edits) {
+    const count = mutated.split(edit.find).length - 1
+    if (count !== 1) throw new Error(`mutation "${m.name}": expected its text once in ${m.file}, found ${count}: the source changed, update the mutation`)
+    mutated = mutated.replace(edit.find, edit.replace)
+  }
+  writeFileSync(path, mutated)
   try {
     const r = runTests(m.tests)
     const line = `${r.failed ? 'CAUGHT ' : 'MISSED '} ${m.name} — ${r.seconds.toFixed(1)} s${r.detail ? ` — ${r.detail}` : ''}`

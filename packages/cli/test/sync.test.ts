@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { freePort } from '@docket/core/testing'
 import { plantOrphans } from '@docket/harness'
 import { BIN, docket, tempDir } from './support.js'
 
@@ -11,13 +11,6 @@ afterEach(() => {
   for (const child of children.splice(0)) child.kill('SIGKILL')
 })
 
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const port = (probe.address() as { port: number }).port
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 /** `docket serve` in a child process; resolves once it listens. */
 async function serve(dir: string, port: number): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {

@@ -4,6 +4,7 @@
  * that docket must detect; nothing in production should call `writeRawRows`.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { Level } from 'level'
@@ -124,4 +125,13 @@ export function startFixture(file: string, args: readonly string[], line: string
       if (!started) reject(new Error(`fixture ${file} exited (${code}) before printing ${line}: ${out}`))
     })
   })
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for servers a test starts). */
+export async function freePort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const port = (probe.address() as { port: number }).port
+  await new Promise((resolve) => probe.close(resolve))
+  return port
 }

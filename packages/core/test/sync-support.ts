@@ -1,10 +1,11 @@
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { afterEach } from 'vitest'
 import { startServer, type RunningServer } from '@docket/server'
 import { openStore, type OpenStoreOptions, type Store } from '../src/index.js'
-import { startFixture } from '../src/testing.js'
+import { freePort, startFixture } from '../src/testing.js'
+
+export { freePort }
 import { capturingLogger, tempDir } from './support.js'
 
 export const TOKEN = 'test-token-of-the-pipeline'
@@ -18,13 +19,6 @@ afterEach(async () => {
   for (const child of children.splice(0)) child.kill('SIGKILL')
 })
 
-export async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const port = (probe.address() as { port: number }).port
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 /** A real Hocuspocus server on 127.0.0.1, in this process. */
 export async function server(options: { dir?: string; port?: number } = {}): Promise<RunningServer & { dir: string }> {

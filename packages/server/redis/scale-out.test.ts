@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store } from '@docket/core'
+import { freePort } from '@docket/core/testing'
 import { startServer, type RunningServer } from '../src/index.js'
 
 // Runs only under `pnpm test:redis`, which needs Debian's redis-server (.ci/run installs it when it can).
@@ -13,13 +13,6 @@ let redis: ChildProcess
 let redisPort: number
 const cleanup: Array<() => Promise<unknown>> = []
 
-async function freePort(): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
-  const port = (probe.address() as { port: number }).port
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
 
 beforeAll(async () => {
   redisPort = await freePort()
