@@ -62,7 +62,7 @@ const MUTATIONS: Mutation[] = [
   {
     name: 'apply checks the item, then awaits, then writes (check-then-act race)',
     file: 'packages/core/src/store/store.ts',
-    edits: [{ find: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    const { state, map } = found", replace: "    if (found === 'tombstoned') return this.#rejectWrite(itemId, 'apply', 'tombstoned')\n    await Promise.resolve()\n    const { state, map } = found" }],
+    edits: [{ find: "    if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')\n    const { state, map } = found", replace: "    if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')\n    await Promise.resolve()\n    const { state, map } = found" }],
     tests: ['test/properties/races.property.test.ts'],
   },
   {

@@ -1,0 +1,285 @@
+import * as Y from 'yjs'
+import { auditEvent, nextUlid } from '../audit/audit.js'
+import { buildItemMap, isDeletedUid, readRecord } from '../crdt/layout.js'
+import { DocketError } from '../errors.js'
+import { idToNumber, type ItemId, type ReplicaId } from '../ids.js'
+import type { Databases } from '../storage/db.js'
+import type { StageEntry } from '../stage/log.js'
+import type { Alias, Item, StoreEvent, StoreListener } from '../types.js'
+import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
+import { evidenceFromDocument, evidenceFromShadow, type Evidence } from './evidence.js'
+import type { StoreHooks } from './hooks.js'
+import { OpContext, RemoteOrigin, type Job } from './job.js'
+import type { Logger } from './logger.js'
+import { DocState, LOAD_ORIGIN, loadState, type CorruptRow } from './state.js'
+import { Writer } from './writer.js'
+
+/** A committed update, for replication: `remote` is true for updates that came from a peer, `source` names where it came from. */
+export type UpdateListener = (update: Uint8Array, info: { remote: boolean; source: string }) => void
+
+/** @internal The parts openStore assembles; not part of the public API. */
+export interface EngineInit {
+  dir: string
+  replicaId: ReplicaId
+  dbs: Databases
+  state: DocState
+  logger: Logger
+  hooks: StoreHooks | undefined
+  fsync: boolean
+  compactAfterRows: number
+  readOnly: boolean
+}
+
+/**
+ * The machinery under a Store: the current document state, the writer, the capture of every
+ * transaction, rebuilding from disk after a failed write, re-anchoring displaced items, and
+ * the listeners. The Store is the API over it (validation, operations, sync).
+ */
+export class Engine {
+  readonly dir: string
+  readonly replicaId: ReplicaId
+  readonly dbs: Databases
+  readonly logger: Logger
+  readonly hooks: StoreHooks | undefined
+  readonly compactAfterRows: number
+  readonly readOnly: boolean
+  readonly writer: Writer
+  readonly listeners = new Set<StoreListener>()
+  readonly updateListeners = new Set<UpdateListener>()
+  /** Re-anchorings under way, by the id the item lost. */
+  readonly reanchors = new Map<ItemId, Promise<ItemId | undefined>>()
+  state: DocState
+  reloading: Promise<void> | null = null
+  /** Set when the engine can no longer trust its own state: every call fails with it. */
+  broken: DocketError | null = null
+  /** Set when the store starts closing: background work stops starting. */
+  closing = false
+
+  constructor(init: EngineInit) {
+    this.dir = init.dir
+    this.replicaId = init.replicaId
+    this.dbs = init.dbs
+    this.logger = init.logger
+    this.hooks = init.hooks
+    this.state = init.state
+    this.compactAfterRows = init.compactAfterRows
+    this.readOnly = init.readOnly
+    this.writer = new Writer({
+      dir: init.dir,
+      replicaId: init.replicaId,
+      dbs: init.dbs,
+      sync: init.fsync,
+      logger: init.logger,
+      hooks: init.hooks,
+      compactAfterRows: init.compactAfterRows,
+      current: () => this.state,
+      committed: (job) => this.committed(job),
+      failed: (error) => this.reload(error),
+    })
+    this.attach(this.state)
+  }
+
+  /** Reports damaged rows, finishes what a previous session left in the journal, compacts if due. */
+  async start(): Promise<void> {
+    for (const row of this.state.corrupt) {
+      this.logger.warn(`corrupt row in ${row.sublevel} at key ${JSON.stringify(row.key)}: ${row.error}; it is kept and skipped`)
+    }
+    if (this.readOnly) return
+    await this.reportCorrupt(this.state.corrupt)
+    this.runPendingReanchors()
+    await Promise.all(this.reanchors.values())
+    if (this.state.liveSeqs.length > this.compactAfterRows) await this.writer.compact(this.state)
+  }
+
+  /** Waits until the writer is idle and no re-anchoring runs (a failed one is retried later). */
+  async settle(): Promise<void> {
+    for (;;) {
+      await this.writer.idle()
+      const pending = [...this.reanchors.values()]
+      if (pending.length === 0) return
+      await Promise.allSettled(pending)
+    }
+  }
+
+  async rejectWrite(id: ItemId, op: string, reason: string): Promise<never> {
+    this.logger.warn(`${op} on item ${id} rejected: ${reason}; deleted ids are never written again`)
+    const ctx = new OpContext('reject')
+    ctx.audit.push(auditEvent('write_rejected', this.replicaId, { op, reason }, id))
+    ctx.events.push({ type: 'write_rejected', id, reason })
+    await this.commit(this.state, ctx)
+    throw new DocketError('TOMBSTONED', `Item ${id} was deleted, so ${op} was refused: deleted ids are never written or reused. Create a new item instead.`, {
+      details: { id, op },
+    })
+  }
+
+  /**
+   * Ids that only this replica's content store holds (orphans, an older scheme) are unknown to
+   * other replicas: raising this replica's synced mark past them keeps every replica that
+   * syncs from allocating them.
+   */
+  async publishContentHighWater(): Promise<void> {
+    const state = this.state
+    const highest = state.allocator.bySource().content
+    const mark = state.parts.alloc.get(this.replicaId)
+    if (highest === 0 || (typeof mark === 'number' && mark >= highest)) return
+    const ctx = new OpContext('publish-high-water')
+    state.doc.transact(() => state.parts.alloc.set(this.replicaId, highest), ctx)
+    await this.commit(state, ctx)
+  }
+
+  raiseHighWater(state: DocState, id: ItemId): void {
+    const n = idToNumber(id)
+    const mark = state.parts.alloc.get(this.replicaId)
+    if (typeof mark !== 'number' || mark < n) state.parts.alloc.set(this.replicaId, n)
+  }
+
+  /** Submits the job of a local transaction (or of an operation that changed nothing). */
+  async commit(state: DocState, ctx: OpContext): Promise<void> {
+    if (ctx.job) await ctx.job.promise
+    else await this.writer.submit(jobFromContext(this.env(state), ctx))
+  }
+
+  env(state: DocState): CaptureEnv {
+    return { state, replicaId: this.replicaId, logger: this.logger }
+  }
+
+  attach(state: DocState): void {
+    state.doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
+      if (origin === LOAD_ORIGIN || state !== this.state) return
+      let job: Job
+      try {
+        job = captureTransaction(this.env(state), tr, update, origin)
+      } catch (err) {
+        // A bug, not an input problem: memory now differs from disk, so stop writing.
+        this.broken = new DocketError('STORE_CORRUPT', `Internal error while recording a change (${(err as Error).message}): nothing more is written; close and reopen the store, and report this.`, { cause: err })
+        throw this.broken
+      }
+      if (origin instanceof RemoteOrigin) origin.job = job
+      if (job.startsReanchor) job.afterCommit.push(() => this.runPendingReanchors())
+      void this.writer.submit(job)
+    })
+  }
+
+  committed(job: Job): void {
+    if (job.update) {
+      for (const listener of this.updateListeners) this.safely(() => listener(job.update!, { remote: job.remote, source: job.source }))
+    }
+    for (const event of job.events) this.emit(event)
+  }
+
+  emit(event: StoreEvent): void {
+    for (const listener of this.listeners) this.safely(() => listener(event))
+  }
+
+  safely(fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.logger.error?.(`a store listener threw: ${(err as Error)?.stack ?? String(err)}`)
+    }
+  }
+
+  /** After a failed write: throw away memory and rebuild it from what reached the disk. */
+  async reload(error: DocketError): Promise<void> {
+    const old = this.state
+    this.reloading = (async () => {
+      try {
+        const fresh = await loadState(this.dbs, old.generation + 1, this.hooks?.clientId?.())
+        this.state = fresh
+        this.attach(fresh)
+        old.destroy()
+        this.logger.warn(`the store at ${this.dir} reloaded its state from disk after a failed write`)
+        // A re-anchoring whose batch failed is still in the journal: try it again.
+        queueMicrotask(() => this.runPendingReanchors())
+      } catch (err) {
+        this.broken = new DocketError('PERSIST_FAILED', `The store at ${this.dir} cannot read its own disk after a failed write (${(err as Error).message}): close it and open it again.`, {
+          cause: error,
+        })
+      } finally {
+        this.reloading = null
+      }
+    })()
+    await this.reloading
+  }
+
+  async reportCorrupt(rows: readonly CorruptRow[]): Promise<void> {
+    const ctx = new OpContext('corrupt')
+    for (const row of rows) {
+      const key = `corrupt:${row.sublevel}/${row.key}`
+      if (this.state.reported.has(key)) continue
+      this.state.reported.add(key)
+      ctx.puts.push({ sublevel: 'reported', key, value: '' })
+      ctx.audit.push(auditEvent('corrupt_row', this.replicaId, { ...row }))
+    }
+    if (ctx.audit.length > 0) await this.commit(this.state, ctx)
+  }
+
+  runPendingReanchors(): void {
+    for (const id of this.state.pendingReanchor.keys()) {
+      if (this.reanchors.has(id)) continue
+      const run = this.reanchor(id).finally(() => this.reanchors.delete(id))
+      this.reanchors.set(id, run)
+    }
+  }
+
+  /**
+   * Moves our displaced item from `oldId` to a fresh id: the new CRDT entry, its rows, the
+   * alias and the journal clean-up go to disk in one batch, so a crash leaves either the
+   * displaced item with its intent (redone at the next open) or the finished move.
+   */
+  async reanchor(oldId: ItemId): Promise<ItemId | undefined> {
+    const state = this.state
+    const pending = state.pendingReanchor.get(oldId)
+    if (!pending) return undefined
+    let evidence: Evidence | string =
+      pending.source === 'shadow' ? await evidenceFromShadow(this.dbs, oldId, pending.uid) : evidenceFromDocument(state, oldId, pending.uid)
+    this.hooks?.step?.('reanchor:read', { id: oldId, uid: pending.uid })
+    if (state !== this.state || this.closing || state.pendingReanchor.get(oldId) !== pending) return undefined
+    // Decided after the read, in the tick that writes: an earlier move, or a deletion (by uid)
+    // while it waited, means nothing is re-created.
+    const done = [...state.parts.aliases.values()].find((a) => a.uid === pending.uid && a.oldId === oldId)
+    const deleted = isDeletedUid(state.parts, pending.uid)
+    if (done) evidence = 'already re-anchored'
+    else if (deleted) evidence = 'deleted meanwhile'
+    const ctx = new OpContext('reanchor')
+    ctx.reanchorOf = oldId
+    ctx.refresh.add(oldId)
+    ctx.dels.push({ sublevel: 'journal', key: pending.journalKey })
+    if (typeof evidence === 'string') {
+      if (!done && !deleted) {
+        this.logger.error?.(`cannot re-anchor item ${pending.uid} from id ${oldId}: ${evidence}`)
+        ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: pending.uid, oldId, newId: null, failed: evidence }, oldId))
+      }
+      await this.commit(state, ctx)
+      return done?.newId
+    }
+    const newId = this.freshId(state)
+    const alias: Alias = { uid: pending.uid, oldId, newId, at: new Date().toISOString(), by: this.replicaId, reason: pending.reason }
+    ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: pending.uid, oldId, newId, reason: pending.reason, name: evidence.record.name }, newId))
+    ctx.events.push({ type: 'reanchored', uid: pending.uid, oldId, newId, reason: pending.reason })
+    this.logger.warn(`item ${pending.uid} lost id ${oldId} (${pending.reason}); re-anchored to ${newId}`)
+    const record = { ...evidence.record, updatedAt: alias.at }
+    const entries = evidence.entries.length > 0 ? evidence.entries : [initialEntry(evidence.row?.stage ?? 'backlog', this.replicaId, record.createdAt)]
+    state.doc.transact(() => {
+      state.parts.items.set(newId, buildItemMap(record, entries, evidence.content))
+      state.parts.aliases.set(`${oldId}/${pending.uid}`, alias)
+      this.raiseHighWater(state, newId)
+      const there = state.parts.items.get(oldId)
+      if (pending.source === 'document' && there && readRecord(there)?.uid === pending.uid) state.parts.items.delete(oldId)
+    }, ctx)
+    await this.commit(state, ctx)
+    return newId
+  }
+
+  freshId(state: DocState): ItemId {
+    const id = state.allocator.peek()
+    if (state.parts.tombstones.has(id) || state.parts.items.has(id)) {
+      throw new DocketError('STORE_CORRUPT', `The allocator proposed id ${id}, which is in use: run \`docket doctor\` and report this.`)
+    }
+    return id
+  }
+}
+
+function initialEntry(stage: Item['stage'], by: ReplicaId, at: string): StageEntry {
+  return { id: nextUlid(), epoch: 0, stage, event: 'created', basedOn: null, by, at: at || new Date().toISOString() }
+}
