@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { expect } from 'vitest'
 import { isDocketError, validEvents, type Store, type Uid } from '@docket/core'
-import { itemName, pick } from '../src/index.js'
+import { itemName, networkSteps, pick, type NetworkStep } from '../src/index.js'
 
 /** Random work on N replicas, mixed with network events: the steps of the replica properties. */
 export type Step =
@@ -10,11 +10,7 @@ export type Step =
   | { kind: 'rename'; replica: number; item: number; name: string }
   | { kind: 'write'; replica: number; item: number; text: string }
   | { kind: 'delete'; replica: number; item: number }
-  | { kind: 'deliver'; index: number }
-  | { kind: 'drop'; index: number }
-  | { kind: 'duplicate'; index: number }
-  | { kind: 'cut'; a: number; b: number }
-  | { kind: 'heal' }
+  | NetworkStep
 
 const stepArb = (n: number): fc.Arbitrary<Step> => {
   const replica = fc.nat(n - 1)
@@ -24,11 +20,7 @@ const stepArb = (n: number): fc.Arbitrary<Step> => {
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('rename' as const), replica, item: pick, name: itemName }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('write' as const), replica, item: pick, text: fc.lorem({ maxCount: 3 }) }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), replica, item: pick }) },
-    { weight: 5, arbitrary: fc.record({ kind: fc.constant('deliver' as const), index: pick }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), index: pick }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('duplicate' as const), index: pick }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('cut' as const), a: replica, b: replica }) },
-    { weight: 1, arbitrary: fc.constant({ kind: 'heal' as const }) },
+    ...networkSteps(n),
   )
 }
 

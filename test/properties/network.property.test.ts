@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Uid } from '@docket/core'
-import { FakeNetwork, peerOf, propertyParameters } from '../src/index.js'
+import { FakeNetwork, peerOf, propertyParameters, runNetworkStep } from '../src/index.js'
 import { openReplicas } from './helpers.js'
 import { localStep, scenario } from './network-steps.js'
 import { expectConverged } from './replicas.js'
@@ -18,17 +18,13 @@ describe('replicas over a fake network', () => {
       fc.asyncProperty(scenario, async ({ replicas, seed, steps }) => {
         const { stores, close } = await openReplicas(replicas, {}, seed)
         const net = new FakeNetwork(stores.map(peerOf))
+        const names = stores.map((s) => s.replicaId)
         const created = new Map<Uid, string>()
         const deleted = new Set<Uid>()
         try {
           for (const step of steps) {
             if ('replica' in step) await localStep(stores[step.replica]!, step, created, deleted)
-            else if (step.kind === 'deliver') await net.deliver(step.index)
-            else if (step.kind === 'drop') net.drop(step.index)
-            else if (step.kind === 'duplicate') net.duplicate(step.index)
-            else if (step.kind === 'cut') {
-              if (step.a !== step.b) net.cut(stores[step.a]!.replicaId, stores[step.b]!.replicaId)
-            } else net.heal()
+            else await runNetworkStep(net, step, names)
           }
           await net.syncAll((p) => stores.find((s) => s.replicaId === p.name)!.flush())
           await expectConverged(stores)

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { rankOf, validEvents, type AuditEvent, type Store } from '@docket/core'
-import { FakeNetwork, peerOf, propertyParameters } from '../src/index.js'
+import { FakeNetwork, networkSteps, peerOf, propertyParameters, runNetworkStep, type NetworkStep } from '../src/index.js'
 import { openReplicas } from './helpers.js'
 
 /**
@@ -9,23 +9,10 @@ import { openReplicas } from './helpers.js'
  * duplicates and partitions; then a full sync. Checked against what each replica knew when
  * it decided, which the store never sees.
  */
-type Step =
-  | { kind: 'apply'; replica: number; pick: number }
-  | { kind: 'deliver'; index: number }
-  | { kind: 'drop'; index: number }
-  | { kind: 'duplicate'; index: number }
-  | { kind: 'cut'; a: number; b: number }
-  | { kind: 'heal' }
+type Step = { kind: 'apply'; replica: number; pick: number } | NetworkStep
 
 const stepArb = (replicas: number): fc.Arbitrary<Step> =>
-  fc.oneof(
-    { weight: 5, arbitrary: fc.record({ kind: fc.constant('apply' as const), replica: fc.nat(replicas - 1), pick: fc.nat(20) }) },
-    { weight: 5, arbitrary: fc.record({ kind: fc.constant('deliver' as const), index: fc.nat(50) }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), index: fc.nat(50) }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('duplicate' as const), index: fc.nat(50) }) },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('cut' as const), a: fc.nat(replicas - 1), b: fc.nat(replicas - 1) }) },
-    { weight: 1, arbitrary: fc.constant({ kind: 'heal' as const }) },
-  )
+  fc.oneof({ weight: 5, arbitrary: fc.record({ kind: fc.constant('apply' as const), replica: fc.nat(replicas - 1), pick: fc.nat(20) }) }, ...networkSteps(replicas))
 
 const scenarioArb = fc.integer({ min: 2, max: 3 }).chain((replicas) =>
   fc.record({ replicas: fc.constant(replicas), seed: fc.integer(), steps: fc.array(stepArb(replicas), { minLength: 5, maxLength: 40 }), finalInformed: fc.boolean() }),
@@ -58,6 +45,7 @@ describe('no-regress stage log across replicas', () => {
       fc.asyncProperty(scenarioArb, async ({ replicas, seed, steps, finalInformed }) => {
         const { stores, close } = await openReplicas(replicas, {}, seed)
         const net = new FakeNetwork(stores.map(peerOf))
+        const names = stores.map((s) => s.replicaId)
         try {
           const item = await stores[0]!.createItem({ name: 'contested' })
           await net.syncAll((p) => stores.find((s) => s.replicaId === p.name)!.flush())
@@ -76,26 +64,8 @@ describe('no-regress stage log across replicas', () => {
             return decision
           }
           for (const step of steps) {
-            switch (step.kind) {
-              case 'apply':
-                await apply(step.replica, step.pick)
-                break
-              case 'deliver':
-                await net.deliver(step.index)
-                break
-              case 'drop':
-                net.drop(step.index)
-                break
-              case 'duplicate':
-                net.duplicate(step.index)
-                break
-              case 'cut':
-                if (step.a !== step.b) net.cut(stores[step.a]!.replicaId, stores[step.b]!.replicaId)
-                break
-              case 'heal':
-                net.heal()
-                break
-            }
+            if (step.kind === 'apply') await apply(step.replica, step.pick)
+            else await runNetworkStep(net, step, names)
           }
           await net.syncAll((p) => stores.find((s) => s.replicaId === p.name)!.flush())
           // An informed backward decision, made after the full sync, with nothing concurrent.

@@ -1,8 +1,7 @@
-import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import { openStore, type Uid } from '../src/index.js'
 import { rawKeys, writeRawRows } from '../src/testing.js'
-import { collect, dumpLevel, tempDir, testStore } from './support.js'
+import { collect, dumpLevel, peerItemUpdate, tempDir, testStore } from './support.js'
 
 const UID = '01JD00000000000000000000AA' as Uid
 
@@ -106,12 +105,7 @@ describe('review findings: orphans meeting remote items, deleted uids and concur
     const dir = await storeWith(2)
     await plant(dir, '5', UID, 'orphan on five')
     const store = await testStore({ dir })
-    const peer = new Y.Doc()
-    Y.applyUpdate(peer, store.encodeStateAsUpdate())
-    const map = new Y.Map<unknown>()
-    for (const [k, v] of Object.entries({ uid: '01JQ00000000000000000000P2', name: 'remote five', type: 'story', createdBy: 'peer', createdAt: '', updatedAt: '' })) map.set(k, v)
-    peer.getMap('items').set('5', map)
-    await store.applyUpdate(Y.encodeStateAsUpdate(peer, store.encodeStateVector()), 'peer')
+    await store.applyUpdate(peerItemUpdate(store.encodeStateAsUpdate(), '5', { uid: '01JQ00000000000000000000P2', name: 'remote five' }), 'peer')
     expect(store.getItem('5')?.name).toBe('remote five')
     expect(await store.readShadowRow('5')).toMatchObject({ row: { name: 'remote five' } })
     const moved = await collect(store.audit({ kinds: ['orphan_moved'] }))

@@ -1,7 +1,6 @@
-import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import type { Store, StoreEvent } from '../src/index.js'
-import { collect, dumpLevel, tempDir, testStore } from './support.js'
+import { collect, dumpLevel, peerItemUpdate, tempDir, testStore } from './support.js'
 
 /** Sends everything `from` has and `to` lacks. */
 async function pull(to: Store, from: Store): Promise<void> {
@@ -111,12 +110,7 @@ describe('the tombstone guard against remote writes', () => {
     await a.createItem({ name: 'deleted' })
     await a.deleteItem('1')
     // A peer that knows the tombstone and writes the id anyway (a buggy or old replica).
-    const peer = new Y.Doc()
-    Y.applyUpdate(peer, a.encodeStateAsUpdate())
-    const map = new Y.Map<unknown>()
-    for (const [k, v] of Object.entries({ uid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', name: 'zombie', type: 'story', createdBy: 'peer', createdAt: '', updatedAt: '' })) map.set(k, v)
-    peer.getMap('items').set('1', map)
-    await a.applyUpdate(Y.encodeStateAsUpdate(peer, a.encodeStateVector()), 'peer')
+    await a.applyUpdate(peerItemUpdate(a.encodeStateAsUpdate(), '1', { uid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', name: 'zombie' }), 'peer')
     expect(a.getItem('1')).toBeUndefined()
     expect(a.listItems()).toEqual([])
     expect(a.log.lines.filter((l) => l.startsWith('WARN write to tombstoned id 1 rejected'))).toHaveLength(1)
@@ -148,15 +142,8 @@ describe('no regress across replicas', () => {
 
 describe('review findings: displacement during a create, and parts of updates that must wait', () => {
   /** A peer with a client id that wins every concurrent write, holding item `name` at `id`. */
-  function winningPeer(base: Uint8Array, id: string, name: string): Uint8Array {
-    const peer = new Y.Doc()
-    peer.clientID = 0xfffffff0
-    Y.applyUpdate(peer, base)
-    const map = new Y.Map<unknown>()
-    for (const [k, v] of Object.entries({ uid: '01JQ00000000000000000000P1', name, type: 'story', createdBy: 'peer', createdAt: '', updatedAt: '' })) map.set(k, v)
-    peer.getMap('items').set(id, map)
-    return Y.encodeStateAsUpdate(peer)
-  }
+  const winningPeer = (base: Uint8Array, id: string, name: string): Uint8Array =>
+    peerItemUpdate(base, id, { uid: '01JQ00000000000000000000P1', name }, 0xfffffff0)
 
   it('a create displaced while it is written returns the item under its new id, never the taken one', async () => {
     let inject: (() => void) | undefined

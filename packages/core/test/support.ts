@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach } from 'vitest'
+import * as Y from 'yjs'
 import { openStore, type Logger, type OpenStoreOptions, type Store } from '../src/index.js'
 import { readRawRows, runFixture as runChild, startFixture as startChild, writeRawRows, type ChildResult } from '../src/testing.js'
 
@@ -77,4 +78,20 @@ export function runFixture(fixture: string, args: string[], timeoutMs = 30_000):
 
 export function startFixture(fixture: string, args: string[], line: string): ReturnType<typeof startChild> {
   return startChild(new URL(`./fixtures/${fixture}`, import.meta.url).pathname, args, line)
+}
+
+/**
+ * The update a peer that has seen `base` sends after writing a bare item (metadata only, no
+ * stage log) at `id`, as an old or buggy replica would. `clientId` lets it win concurrent writes.
+ */
+export function peerItemUpdate(base: Uint8Array, id: string, item: { uid: string; name: string }, clientId?: number): Uint8Array {
+  const peer = new Y.Doc()
+  if (clientId !== undefined) peer.clientID = clientId
+  Y.applyUpdate(peer, base)
+  const map = new Y.Map<unknown>()
+  for (const [k, v] of Object.entries({ ...item, type: 'story', createdBy: 'peer', createdAt: '', updatedAt: '' })) map.set(k, v)
+  peer.getMap('items').set(id, map)
+  const update = Y.encodeStateAsUpdate(peer, Y.encodeStateVectorFromUpdate(base))
+  peer.destroy()
+  return update
 }
