@@ -1,7 +1,7 @@
 import { nextUlid } from '../audit/audit.js'
 import { isDeletedUid, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
-import { isReplicaId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { StoredRows } from '../storage/scan.js'
 import { decodeShadow, type ShadowRow } from '../storage/shadow.js'
 import type { StageEntry } from '../stage/log.js'
@@ -41,7 +41,7 @@ export function checkAdoptOptions(value: unknown): AdoptOrphanOptions {
   const o = requireObject(value, 'adoptOrphan options') as AdoptOrphanOptions
   const out: AdoptOrphanOptions = {}
   if (o.expectUid !== undefined) {
-    if (o.expectUid !== null && (typeof o.expectUid !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(o.expectUid))) {
+    if (o.expectUid !== null && !isUid(o.expectUid)) {
       throw invalid('expectUid must be a ULID or null.')
     }
     out.expectUid = o.expectUid

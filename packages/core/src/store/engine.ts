@@ -237,7 +237,8 @@ export class Engine {
     if (state !== this.state || this.closing || state.pendingReanchor.get(oldId) !== pending) return undefined
     // Decided after the read, in the tick that writes: an earlier move, or a deletion (by uid)
     // while it waited, means nothing is re-created.
-    const done = [...state.parts.aliases.values()].find((a) => a.uid === pending.uid && a.oldId === oldId)
+    const stored = state.parts.aliases.get(`${oldId}/${pending.uid}`)
+    const done = stored?.uid === pending.uid && stored.oldId === oldId ? stored : undefined
     const deleted = isDeletedUid(state.parts, pending.uid)
     if (done) evidence = 'already re-anchored'
     else if (deleted) evidence = 'deleted meanwhile'

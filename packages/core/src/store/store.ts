@@ -1,8 +1,8 @@
 import * as Y from 'yjs'
 import { auditEvent, decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
-import { buildItemMap, contentOf, F, isDeletedUid, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
+import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
-import { idToNumber, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey, parseSlot } from '../storage/keys.js'
 import { parseShadowRow, readStoredRows, scanStoredRows, type MalformedKey, type StoredRows } from '../storage/scan.js'
 import type { ShadowRow } from '../storage/shadow.js'
@@ -288,9 +288,9 @@ export class Store implements AsyncDisposable {
     const reason = ev.reason === undefined ? undefined : checkReason(ev.reason)
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')
-    const { state, map } = found
+    const { state, map, item } = found
     // An unknown event is refused with the events that are valid from the item's stage.
-    if (!isEventType(ev.type)) transition(itemAt(state, itemId)!.stage, ev.type)
+    if (!isEventType(ev.type)) transition(item.stage, ev.type)
     const resolution = resolveStage(readStageEntries(map))
     if (!resolution) {
       throw new DocketError('STORE_CORRUPT', `Item ${itemId} has no valid stage entry: run \`docket doctor\` to inspect it.`, { details: { id: itemId } })
@@ -324,9 +324,8 @@ export class Store implements AsyncDisposable {
     const checked = checkUpdateInput(patch)
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'update', 'tombstoned')
-    const { state, map } = found
+    const { state, map, item: before } = found
     if (checked.dependsOn) checkDependencies(state, checked.dependsOn, itemId, false, true)
-    const before = itemAt(state, itemId)!
     const changes: Record<string, { from: unknown; to: unknown }> = {}
     const now = new Date().toISOString()
     const ctx = new OpContext('update')
@@ -403,14 +402,13 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const itemId = parseItemId(id)
     if (!itemAt(this.#e.state, itemId)) throw this.#missing(itemId)
-    return [...(contentOf(this.#e.state.parts.items.get(itemId)!)?.keys() ?? [])].sort()
+    return contentSlots(this.#e.state.parts.items.get(itemId)!)
   }
 
   #contentValue(id: ItemId, slot: string): ContentValue | undefined {
     this.#assertOpen()
     if (!itemAt(this.#e.state, id)) throw this.#missing(id)
-    const value = contentOf(this.#e.state.parts.items.get(id)!)?.get(slot)
-    return typeof value === 'string' || value instanceof Uint8Array ? value : undefined
+    return readContentValue(this.#e.state.parts.items.get(id)!, slot)
   }
 
   /** Writes a content slot; `null` removes the slot. */
@@ -454,7 +452,7 @@ export class Store implements AsyncDisposable {
   tombstonedIds(): ItemId[] {
     this.#assertOpen()
     return [...this.#e.state.parts.tombstones.keys()]
-      .filter((key): key is ItemId => /^[1-9][0-9]*$/.test(key))
+      .filter(isItemId)
       .sort((a, b) => idToNumber(a) - idToNumber(b))
   }
 
@@ -484,7 +482,7 @@ export class Store implements AsyncDisposable {
   async *audit(query: AuditQuery = {}): AsyncGenerator<AuditEvent> {
     this.#assertOpen()
     const q = requireObject(query, 'audit query') as AuditQuery
-    if (q.since !== undefined && (typeof q.since !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(q.since))) {
+    if (q.since !== undefined && !isUid(q.since)) {
       throw invalid(`since must be the ULID of an audit event, got ${JSON.stringify(q.since)}.`)
     }
     const kinds = q.kinds === undefined ? undefined : new Set(q.kinds)
@@ -755,7 +753,7 @@ export class Store implements AsyncDisposable {
     await this.#ready()
     const itemId = parseItemId(id)
     const t = requireObject(tombstone, 'tombstone') as { uid: unknown; at?: unknown; by?: unknown; reason?: unknown }
-    if (typeof t.uid !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(t.uid)) throw invalid('tombstone.uid must be a ULID.')
+    if (!isUid(t.uid)) throw invalid('tombstone.uid must be a ULID.')
     const state = this.#e.state
     if (state.parts.tombstones.has(itemId)) return false
     if (state.parts.items.has(itemId)) throw new DocketError('ALREADY_EXISTS', `Item ${itemId} is live here, so its tombstone from elsewhere was not applied: check which store is right.`, { details: { id: itemId } })
@@ -939,29 +937,16 @@ export class Store implements AsyncDisposable {
   /**
    * The live item's map, checked synchronously — callers use it in the same tick, so nothing
    * can delete the item between this check and their transaction. 'tombstoned' means the
-   * caller must refuse loudly (#rejectWrite); an unknown id is NOT_FOUND.
+   * caller must refuse loudly (Engine.rejectWrite); an unknown id is NOT_FOUND.
    */
-  #liveNow(id: ItemId): { state: DocState; map: Y.Map<unknown> } | 'tombstoned' {
+  #liveNow(id: ItemId): { state: DocState; map: Y.Map<unknown>; item: Item } | 'tombstoned' {
     const state = this.#e.state
     if (state.parts.tombstones.has(id)) return 'tombstoned'
     const map = state.parts.items.get(id)
-    if (!map || !itemAt(state, id)) throw notFound(id)
-    return { state, map }
+    const item = map ? itemAt(state, id) : undefined
+    if (!map || !item) throw notFound(id)
+    return { state, map, item }
   }
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 }
 
 
