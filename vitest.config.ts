@@ -29,7 +29,7 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'harness', root: 'test', include: ['properties/**/*.test.ts', 'unit/**/*.test.ts'] },
+        test: { name: 'harness', root: 'test', include: ['properties/**/*.test.ts'] },
       },
     ],
     testTimeout: 60_000,

@@ -76,6 +76,7 @@ const MUTATIONS: Mutation[] = [
   },
 ]
 
+/** Runs test files; a mutation counts as caught only by a failing test, never by vitest crashing. */
 function runTests(tests: string[]): { failed: boolean; seconds: number; detail: string } {
   const start = Date.now()
   const result = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...tests], {
@@ -84,14 +85,20 @@ function runTests(tests: string[]): { failed: boolean; seconds: number; detail: 
     env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
   })
   const output = `${result.stdout}\n${result.stderr}`
+  if (result.error || result.status === null) throw new Error(`vitest did not run to the end (${result.error?.message ?? `signal ${result.signal}`}):\n${output.slice(-2000)}`)
   const caught = [...output.matchAll(/(FAIL .*?\.test\.ts.*?)$|Property failed after (\d+) tests?/gm)].map((m) => m[0].trim())
+  if (result.status !== 0 && caught.length === 0) throw new Error(`vitest exited with ${result.status} but no test failed (a crash or a config error):\n${output.slice(-2000)}`)
   return { failed: result.status !== 0, seconds: (Date.now() - start) / 1000, detail: [...new Set(caught)].slice(0, 4).join(' | ') }
 }
 
 const only = process.argv[2]
+const selected = MUTATIONS.filter((m) => !only || m.name.includes(only))
+// Unmutated, every listed test must pass: otherwise a failure would be counted as a catch.
+const baseline = runTests([...new Set(selected.flatMap((m) => m.tests))])
+if (baseline.failed) throw new Error(`the tests fail without any mutation (${baseline.detail}): fix them first`)
+console.log(`baseline: the listed tests pass unmutated — ${baseline.seconds.toFixed(1)} s`)
 const results: string[] = []
-for (const m of MUTATIONS) {
-  if (only && !m.name.includes(only)) continue
+for (const m of selected) {
   const path = join(ROOT, m.file)
   const original = readFileSync(path, 'utf8')
   let mutated = original
@@ -112,3 +119,4 @@ for (const m of MUTATIONS) {
 }
 const missed = results.filter((r) => r.startsWith('MISSED')).length
 console.log(`\n${results.length - missed} of ${results.length} mutations caught`)
+if (missed > 0) process.exitCode = 1

@@ -9,8 +9,6 @@ import { openReplicas } from './helpers.js'
  * own: a delete must stay a delete when it arrives out of order, and when it crosses the
  * re-anchoring of the item it deletes.
  */
-const settle = (stores: Store[]) => (peer: { name: string }) => stores.find((s) => s.replicaId === peer.name)!.flush()
-
 /** Delivers every message in flight, in the order given by `order` (indices into what is left). */
 async function deliverInOrder(net: FakeNetwork, order: number[]): Promise<void> {
   for (const index of order) if (!(await net.deliver(index))) return
@@ -35,7 +33,7 @@ describe('deletes that race', () => {
           const net = new FakeNetwork(stores.map(peerOf))
           try {
             for (const name of names) await a.createItem({ name })
-            await net.syncAll(settle(stores))
+            await net.syncAll()
             // b works (updates a has not seen yet), then deletes one of a's items
             for (const step of before) {
               if ('create' in step) await b.createItem({ name: step.create })
@@ -47,7 +45,7 @@ describe('deletes that race', () => {
             const target: Item = a.listItems()[victim % names.length]!
             await b.deleteItem(target.id)
             await deliverInOrder(net, order)
-            await net.syncAll(settle(stores))
+            await net.syncAll()
             for (const store of stores) {
               expect(store.listItems().some((i) => i.uid === target.uid), `deleted item ${target.uid} came back on ${store.replicaId}`).toBe(false)
               expect(store.isTombstoned(target.id)).toBe(true)
@@ -97,7 +95,7 @@ describe('deletes that race', () => {
               await a.applyUpdate(update, 'peer')
               await a.flush()
             }
-            await net.syncAll(settle(reopened.stores))
+            await net.syncAll()
             for (const store of reopened.stores) {
               expect(store.listItems().some((i) => i.uid === x.uid), `deleted item came back on ${store.replicaId}`).toBe(false)
               expect(store.listItems().some((i) => i.uid === y.uid)).toBe(true)

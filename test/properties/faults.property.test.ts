@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
-import { openStore, type Item, type Store, type Uid } from '@docket/core'
+import { isDocketError, openStore, type Item, type Store, type Uid } from '@docket/core'
+import { collect } from '@docket/core/testing'
 import { recoverOrphans } from '@docket/recover'
 import { FaultyStorage, itemName, plantOrphans, propertyParameters, type FaultMode } from '../src/index.js'
 
@@ -90,11 +91,10 @@ const CASES: Case[] = [
         expect(Boolean(live) !== Boolean(row), `orphan ${uid}: live ${Boolean(live)}, rows ${Boolean(row)}`).toBe(true)
         if (live) recovered++
       }
-      const runs: unknown[] = []
-      for await (const e of store.audit({ kinds: ['recovery_run'] })) runs.push(e)
+      const runs = await collect(store.audit({ kinds: ['recovery_run'] }))
       if (completed) expect(runs).toHaveLength(1)
       if (!completed) expect(runs).toHaveLength(0) // the completion marker only when the run finished
-      if (completed && runs.length === 1) expect((runs[0] as { data: { counts: { recovered: number } } }).data.counts.recovered).toBe(recovered)
+      if (completed && runs.length === 1) expect(runs[0]!.data).toMatchObject({ counts: { recovered } })
     },
   },
   {
@@ -141,6 +141,9 @@ async function attempt(c: Case, names: string[], fault: { k: number; mode: Fault
       completed = true
     } catch (err) {
       expect(fault, `${c.name} threw without a fault: ${err}`).toBeDefined()
+      // Only the injected fault may make it throw, and then with a typed error, not a crash of docket's own.
+      expect(faulty.tripped, `${c.name} threw before its fault at write ${fault?.k}: ${err}`).toBe(true)
+      expect(isDocketError(err), `${c.name} threw an untyped error: ${(err as Error)?.stack ?? err}`).toBe(true)
     }
     const writes = faulty.writes
     faulty.disarm()

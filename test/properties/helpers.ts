@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { openStore, type OpenStoreOptions, type Store } from '@docket/core'
 
-/** Opens `count` stores in fresh temp dirs; `close` closes them and removes the dirs. */
 /**
  * Opens `count` stores in fresh temp dirs; `close` closes them and removes the dirs. With a
  * `seed`, their Yjs client ids come from it, so that which concurrent write wins — and so the

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { openStore, type Store, type Uid } from '@docket/core'
+import { converged, eventually } from '@docket/core/testing'
 import { startServer } from '@docket/server'
 import { itemName, pick, propertyParameters } from '../src/index.js'
 import { clientIds } from './helpers.js'
@@ -29,14 +30,6 @@ const stepArb = (n: number): fc.Arbitrary<ServerStep> => {
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('offline' as const), replica }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('online' as const), replica }) },
   )
-}
-
-async function until(what: string, predicate: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
 }
 
 describe('replicas through a real Hocuspocus server', () => {
@@ -84,12 +77,7 @@ describe('replicas through a real Hocuspocus server', () => {
                 stores[i] = await open(i, true)
               }
             }
-            await until('every replica is synced and they agree', async () => {
-              await Promise.all(stores.map((s) => s.flush()))
-              if (!stores.every((s) => s.syncState().synced && s.stats().pendingReanchors === 0)) return false
-              const vectors = stores.map((s) => Buffer.from(s.encodeStateVector()).toString('hex'))
-              return vectors.every((v) => v === vectors[0])
-            })
+            await eventually('every replica is synced and they agree', () => converged(stores))
             await expectConverged(stores)
             const live = new Map(stores[0]!.listItems().map((i) => [i.uid, i]))
             for (const uid of created.keys()) expect(live.has(uid) || deleted.has(uid), `item ${uid} (${created.get(uid)}) was lost`).toBe(true)

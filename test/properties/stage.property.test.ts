@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { rankOf, validEvents, type AuditEvent, type Store } from '@docket/core'
+import { rankOf, validEvents, type Store } from '@docket/core'
+import { collect } from '@docket/core/testing'
 import { FakeNetwork, networkSteps, peerOf, propertyParameters, runNetworkStep, type NetworkStep } from '../src/index.js'
 import { openReplicas } from './helpers.js'
 
@@ -19,23 +20,13 @@ const scenarioArb = fc.integer({ min: 2, max: 3 }).chain((replicas) =>
 )
 
 interface Decision {
-  replica: number
   entryId: string
-  event: string
-  backward: boolean
-  basedOn: string
   /** Entry ids the deciding replica held when it decided. */
   knew: Set<string>
 }
 
 function entryIds(store: Store, id: string): Set<string> {
   return new Set(store.stageHistory(id).map((h) => h.id))
-}
-
-async function collectAudit(store: Store): Promise<AuditEvent[]> {
-  const out: AuditEvent[] = []
-  for await (const e of store.audit({ kinds: ['stale_transition_superseded'] })) out.push(e)
-  return out
 }
 
 describe('no-regress stage log across replicas', () => {
@@ -48,7 +39,7 @@ describe('no-regress stage log across replicas', () => {
         const names = stores.map((s) => s.replicaId)
         try {
           const item = await stores[0]!.createItem({ name: 'contested' })
-          await net.syncAll((p) => stores.find((s) => s.replicaId === p.name)!.flush())
+          await net.syncAll()
           const decisions: Decision[] = []
           const apply = async (r: number, pick: number): Promise<Decision | undefined> => {
             const store = stores[r]!
@@ -59,7 +50,7 @@ describe('no-regress stage log across replicas', () => {
             const knew = entryIds(store, item.id)
             await store.apply(item.id, event)
             const entry = store.stageHistory(item.id).find((h) => !knew.has(h.id))!
-            const decision: Decision = { replica: r, entryId: entry.id, event, backward: entry.epoch > 0 && entry.basedOn !== null && entry.epoch !== (store.stageHistory(item.id).find((h) => h.id === entry.basedOn)?.epoch ?? entry.epoch), basedOn: entry.basedOn!, knew }
+            const decision: Decision = { entryId: entry.id, knew }
             decisions.push(decision)
             return decision
           }
@@ -67,14 +58,14 @@ describe('no-regress stage log across replicas', () => {
             if (step.kind === 'apply') await apply(step.replica, step.pick)
             else await runNetworkStep(net, step, names)
           }
-          await net.syncAll((p) => stores.find((s) => s.replicaId === p.name)!.flush())
+          await net.syncAll()
           // An informed backward decision, made after the full sync, with nothing concurrent.
           let informed: Decision | undefined
           if (finalInformed) {
             const stage = stores[0]!.getItem(item.id)!.stage
             const backward = validEvents(stage).find((e) => ['demote', 'reopen', 'fixup_requested', 'requeued_for_qa'].includes(e))
             if (backward) informed = await apply(replicas - 1, validEvents(stage).indexOf(backward))
-            await net.syncAll((p) => stores.find((s) => s.replicaId === p.name)!.flush())
+            await net.syncAll()
           }
 
           // 1. Convergence: every replica resolves the same stage from the same log.
@@ -107,7 +98,7 @@ describe('no-regress stage log across replicas', () => {
           // 4. Every superseded decision is in the deciding replica's audit log.
           for (const entry of history.filter((h) => h.invalidReason === 'stale' || h.invalidReason === 'superseded-basis')) {
             const decider = stores.find((s) => s.replicaId === entry.by)!
-            const audit = await collectAudit(decider)
+            const audit = await collect(decider.audit({ kinds: ['stale_transition_superseded'] }))
             expect(audit.some((a) => a.data.entryId === entry.id && a.data.mine === true)).toBe(true)
           }
         } finally {

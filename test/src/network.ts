@@ -10,6 +10,8 @@ export interface NetworkPeer {
   encodeStateVector(): Uint8Array
   encodeStateAsUpdate(stateVector?: Uint8Array): Uint8Array
   onUpdate(listener: (update: Uint8Array, info: { remote: boolean }) => void): () => void
+  /** Finishes what applied updates started (docket re-anchors displaced items after a merge); `syncAll` awaits it every round. */
+  settle?(): Promise<void>
 }
 
 export interface Message {
@@ -104,10 +106,9 @@ export class FakeNetwork {
 
   /**
    * Heals every link and exchanges state vectors until every peer holds the same state and
-   * nothing is left in flight. `settle` lets a peer finish what an update started (docket
-   * re-anchors displaced items after a merge); pass `store.flush()`.
+   * nothing is left in flight, letting every peer settle after each round.
    */
-  async syncAll(settle: (peer: NetworkPeer) => Promise<void> = async () => {}, maxRounds = 20): Promise<void> {
+  async syncAll(maxRounds = 20): Promise<void> {
     this.heal()
     for (let round = 0; round < maxRounds; round++) {
       await this.deliverAll()
@@ -116,7 +117,7 @@ export class FakeNetwork {
           if (a !== b) await b.applyUpdate(a.encodeStateAsUpdate(b.encodeStateVector()), a.name)
         }
       }
-      for (const peer of this.#peers.values()) await settle(peer)
+      for (const peer of this.#peers.values()) await peer.settle?.()
       if (this.inFlight.length === 0 && this.converged()) return
     }
     throw new Error(`the replicas did not converge after ${maxRounds} rounds of full sync`)

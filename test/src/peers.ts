@@ -1,7 +1,7 @@
 import type { Store } from '@docket/core'
 import type { NetworkPeer } from './network.js'
 
-/** A store as a network peer, named by its replica id. */
+/** A store as a network peer, named by its replica id; it settles by flushing (writes and re-anchorings). */
 export function peerOf(store: Store): NetworkPeer {
   return {
     name: store.replicaId,
@@ -9,5 +9,6 @@ export function peerOf(store: Store): NetworkPeer {
     encodeStateVector: () => store.encodeStateVector(),
     encodeStateAsUpdate: (sv) => store.encodeStateAsUpdate(sv),
     onUpdate: (listener) => store.onUpdate(listener),
+    settle: () => store.flush(),
   }
 }

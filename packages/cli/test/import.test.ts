@@ -64,9 +64,9 @@ describe('docket import', () => {
   it('imports a realistic legacy tree: ids kept, stages from folders, bad files imported with defaults and reported', async () => {
     const { root } = await realisticTree()
     const dir = await newStore()
+    const before = await snapshotRows(dir)
     const dry = await docket(['--dir', dir, '--json', 'import', root, '--dry-run'])
     expect(dry.code, dry.stderr).toBe(0)
-    const before = await snapshotRows(dir)
     const plan = dry.json()
     expect(plan.dryRun).toBe(true)
     expect(await snapshotRows(dir)).toEqual(before)

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openStore } from '@docket/core'
-import { startFixture } from '@docket/core/testing'
+import { collect, startFixture } from '@docket/core/testing'
 import { plantOrphans, snapshotRows, type OrphanSpec } from '@docket/harness'
 import { docket, tempDir } from './support.js'
 
@@ -69,8 +69,7 @@ describe('docket recover: the incident', () => {
       }
       // no tombstoned item came back: 40 real items and the three wanted ones
       expect(store.listItems()).toHaveLength(43)
-      const runs = []
-      for await (const e of store.audit({ kinds: ['recovery_run'] })) runs.push(e)
+      const runs = await collect(store.audit({ kinds: ['recovery_run'] }))
       expect(runs).toMatchObject([{ investigate: false, data: { filter: WANTED, counts: { recovered: 3, failed: 0 } } }])
     } finally {
       await store.close()

@@ -11,6 +11,7 @@ import { Level } from 'level'
 import { levelLocation, SUBLEVELS, type SublevelName } from './storage/db.js'
 import { contentKey, idKey } from './storage/keys.js'
 import type { ItemId } from './ids.js'
+import type { Store } from './store/store.js'
 
 export interface RawRow {
   sublevel: SublevelName | string
@@ -134,4 +135,35 @@ export async function freePort(): Promise<number> {
   const port = (probe.address() as { port: number }).port
   await new Promise((resolve) => probe.close(resolve))
   return port
+}
+
+/** Every row of a closed store as `!sublevel!key` → hex, to compare a store before and after. */
+export async function snapshotRows(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const row of await readRawRows(dir)) out.set(`!${row.sublevel}!${row.key}`, Buffer.from(row.value).toString('hex'))
+  return out
+}
+
+/** All values of an async iterable (the audit log, say), in order. */
+export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const value of iterable) out.push(value)
+  return out
+}
+
+/** Waits until `predicate` holds (polling), or fails after `timeoutMs` saying what it waited for. */
+export async function eventually(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await predicate()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
+
+/** Syncing replicas hold the same document, are synced with their server and have nothing left to re-anchor. */
+export async function converged(stores: readonly Store[]): Promise<boolean> {
+  await Promise.all(stores.map((s) => s.flush()))
+  const vectors = stores.map((s) => Buffer.from(s.encodeStateVector()).toString('hex'))
+  return vectors.every((v) => v === vectors[0]) && stores.every((s) => s.stats().pendingReanchors === 0 && s.syncState().synced)
 }

@@ -2,7 +2,7 @@ import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openStore, type Store } from '../src/index.js'
-import { delRaw, dumpLevel, putRaw, tempDir, testStore } from './support.js'
+import { delRaw, snapshotRows, putRaw, tempDir, testStore } from './support.js'
 
 const BAD_IDS: unknown[] = ['', '0', '01', '-3', '1.5', 'abc', '9'.repeat(400), ' 1', '1e3', null, 3.5, {}, '9007199254740992']
 
@@ -108,9 +108,9 @@ describe('bad directories and stores', () => {
     await store.createItem({ name: 'x' })
     await store.close()
     await putRaw(dir, '!meta!schema', '2')
-    const before = await dumpLevel(dir)
+    const before = await snapshotRows(dir)
     await expect(openStore({ dir })).rejects.toMatchObject({ code: 'SCHEMA_TOO_NEW', details: { schema: 2, supported: 1 } })
-    expect(await dumpLevel(dir)).toEqual(before)
+    expect(await snapshotRows(dir)).toEqual(before)
   })
 
   it('refuses a LevelDB that is not a docket store, and a missing store when create is false', async () => {
@@ -150,6 +150,6 @@ describe('bad directories and stores', () => {
     await reopened.createItem({ name: 'two' })
     await reopened.compact()
     await reopened.close()
-    expect((await dumpLevel(dir)).has('!doc!00000000000000ff')).toBe(true)
+    expect((await snapshotRows(dir)).has('!doc!00000000000000ff')).toBe(true)
   })
 })

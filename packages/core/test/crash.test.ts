@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { openStore } from '../src/index.js'
-import { dumpLevel, keysWithPrefix, runFixture, startFixture, tempDir } from './support.js'
+import { snapshotRows, keysWithPrefix, runFixture, startFixture, tempDir } from './support.js'
 
 const STEPS: Array<[string, 'absent' | 'whole']> = [
   ['create:validated', 'absent'],
@@ -46,7 +46,7 @@ describe('createItem survives kill -9 at every step', () => {
       } finally {
         await store.close()
       }
-      const dump = await dumpLevel(dir)
+      const dump = await snapshotRows(dir)
       expect(keysWithPrefix(dump, '!journal!')).toEqual([])
       const live = expected === 'whole' ? ['1', '3'] : ['1']
       expect(keysWithPrefix(dump, '!shadow!')).toEqual(live.map((id) => `!shadow!${id.padStart(16, '0')}`))

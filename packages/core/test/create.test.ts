@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import { openStore, type ItemId, type Store } from '../src/index.js'
-import { capturingLogger, collect, dumpLevel, tempDir, testStore } from './support.js'
+import { capturingLogger, collect, snapshotRows, tempDir, testStore } from './support.js'
 
 /** An update from a fake peer that tombstones `id` — a concurrent delete arriving mid-create. */
 function remoteTombstone(store: Store, id: string): Uint8Array {
@@ -34,7 +34,7 @@ describe('createItem failure paths', () => {
     const rejected = await collect(store.audit({ kinds: ['write_rejected'] }))
     expect(rejected).toMatchObject([{ itemId: '2', data: { op: 'create', reason: 'allocator proposed a tombstoned id' } }])
     await store.close()
-    expect(itemRows(await dumpLevel(dir), '2')).toEqual([])
+    expect(itemRows(await snapshotRows(dir), '2')).toEqual([])
   })
 
   it('rolls back when the tombstone guard refuses the CRDT write (a concurrent delete)', async () => {
@@ -68,7 +68,7 @@ describe('createItem failure paths', () => {
     expect(store.isTombstoned('2')).toBe(true)
     expect((await store.createItem({ name: 'after' })).id).toBe('3')
     await store.close()
-    const dump = await dumpLevel(dir)
+    const dump = await snapshotRows(dir)
     expect(itemRows(dump, '2')).toEqual([])
     expect(itemRows(dump, '3')).toEqual(['!shadow!0000000000000003'])
   })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { openStore, type Uid } from '../src/index.js'
 import { rawKeys, writeRawRows } from '../src/testing.js'
-import { collect, dumpLevel, peerItemUpdate, tempDir, testStore } from './support.js'
+import { collect, snapshotRows, peerItemUpdate, tempDir, testStore } from './support.js'
 
 const UID = '01JD00000000000000000000AA' as Uid
 
@@ -79,7 +79,7 @@ describe('readOnly', () => {
   it('writes nothing: mutations refused, damaged rows not audited, reports still work', async () => {
     const dir = await storeWith(2)
     await writeRawRows(dir, [{ type: 'put', sublevel: 'doc', key: 'ffffffffffffffff', value: new Uint8Array([9, 9, 9]) }])
-    const before = await dumpLevel(dir)
+    const before = await snapshotRows(dir)
     const store = await testStore({ dir, readOnly: true })
     expect(store.readOnly).toBe(true)
     expect(store.listItems()).toHaveLength(2)
@@ -95,7 +95,7 @@ describe('readOnly', () => {
       await expect(attempt()).rejects.toMatchObject({ code: 'STORE_READ_ONLY' })
     }
     await store.close()
-    expect(await dumpLevel(dir)).toEqual(before)
+    expect(await snapshotRows(dir)).toEqual(before)
     await expect(openStore({ dir: `${dir}-missing`, readOnly: true })).rejects.toMatchObject({ code: 'STORE_NOT_FOUND' })
   })
 })

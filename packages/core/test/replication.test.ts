@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { Store, StoreEvent } from '../src/index.js'
-import { collect, dumpLevel, peerItemUpdate, tempDir, testStore } from './support.js'
+import { collect, snapshotRows, peerItemUpdate, tempDir, testStore } from './support.js'
 
 /** Sends everything `from` has and `to` lacks. */
 async function pull(to: Store, from: Store): Promise<void> {
@@ -34,7 +34,7 @@ describe('shadow rows follow the CRDT', () => {
     await pull(b, a)
     await b.close()
 
-    const dump = await dumpLevel(bDir)
+    const dump = await snapshotRows(bDir)
     expect(shadowOf(dump, '1')).toMatchObject({ id: '1', name: 'remote one', stage: 'coding', slots: ['body'], createdBy: a.replicaId })
     expect(Buffer.from(dump.get('!content!0000000000000001/body')!, 'hex').toString()).toBe('second body')
     expect(shadowOf(dump, '2')).toBeUndefined()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { DocketError, openStore, type StoreEvent } from '../src/index.js'
-import { collect, dumpLevel, keysWithPrefix, putRaw, tempDir, testStore } from './support.js'
+import { collect, snapshotRows, keysWithPrefix, putRaw, tempDir, testStore } from './support.js'
 
 describe('createItem and reads', () => {
   it('creates items with sequential ids, defaults and content', async () => {
@@ -55,7 +55,7 @@ describe('allocator: the original reissue bug', () => {
     await store.close()
 
     // Deleting clears content and shadow rows: nothing of 3 or 5 is left outside the CRDT.
-    const dump = await dumpLevel(dir)
+    const dump = await snapshotRows(dir)
     expect(keysWithPrefix(dump, '!content!').filter((k) => k.includes('0000000000000005') || k.includes('0000000000000003'))).toEqual([])
     expect(keysWithPrefix(dump, '!shadow!')).toEqual(['!shadow!0000000000000001', '!shadow!0000000000000002', '!shadow!0000000000000004'])
 
@@ -79,7 +79,7 @@ describe('allocator: the original reissue bug', () => {
     const reopened = await openStore({ dir, durability: 'relaxed' })
     await expect(reopened.createItem({ name: 'import', id: '42' })).rejects.toMatchObject({ code: 'ALREADY_EXISTS', details: { orphan: true } })
     await reopened.close()
-    expect((await dumpLevel(dir)).get('!content!0000000000000042/body')).toBe(Buffer.from('orphan body').toString('hex'))
+    expect((await snapshotRows(dir)).get('!content!0000000000000042/body')).toBe(Buffer.from('orphan body').toString('hex'))
   })
 
   it('counts ids that only the content store holds', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterEach } from 'vitest'
 import * as Y from 'yjs'
 import { openStore, type Logger, type OpenStoreOptions, type Store } from '../src/index.js'
-import { readRawRows, runFixture as runChild, startFixture as startChild, writeRawRows, type ChildResult } from '../src/testing.js'
+import { runFixture as runChild, startFixture as startChild, writeRawRows, type ChildResult } from '../src/testing.js'
 
 const dirs: string[] = []
 const stores: Store[] = []
@@ -43,13 +43,6 @@ export async function testStore(options: OpenStoreOptions = {}): Promise<Store &
   return Object.assign(store, { log: logger })
 }
 
-/** Every key and value of a closed store's LevelDB, as strings (values hex). */
-export async function dumpLevel(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>()
-  for (const row of await readRawRows(dir)) out.set(`!${row.sublevel}!${row.key}`, Buffer.from(row.value).toString('hex'))
-  return out
-}
-
 /** Puts one raw row (full key, with its sublevel prefix) into a closed store. */
 export async function putRaw(dir: string, key: string, value: string | Uint8Array): Promise<void> {
   const match = /^!([^!]+)!(.*)$/s.exec(key)!
@@ -65,11 +58,7 @@ export function keysWithPrefix(dump: Map<string, string>, prefix: string): strin
   return [...dump.keys()].filter((k) => k.startsWith(prefix)).sort()
 }
 
-export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = []
-  for await (const value of iterable) out.push(value)
-  return out
-}
+export { collect, snapshotRows } from '../src/testing.js'
 
 /** Runs a fixture of this folder's fixtures/ in a real child process. */
 export function runFixture(fixture: string, args: string[], timeoutMs = 30_000): Promise<ChildResult> {

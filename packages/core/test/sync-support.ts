@@ -3,10 +3,9 @@ import type { ChildProcess } from 'node:child_process'
 import { afterEach } from 'vitest'
 import { startServer, type RunningServer } from '@docket/server'
 import { openStore, type OpenStoreOptions, type Store } from '../src/index.js'
-import { freePort, startFixture } from '../src/testing.js'
+import { capturingLogger, startFixture, tempDir } from './support.js'
 
-export { freePort }
-import { capturingLogger, tempDir } from './support.js'
+export { converged, eventually, freePort } from '../src/testing.js'
 
 export const TOKEN = 'test-token-of-the-pipeline'
 const servers: RunningServer[] = []
@@ -30,7 +29,7 @@ export async function server(options: { dir?: string; port?: number } = {}): Pro
 
 /** A server in a child process (to kill -9). */
 export async function serverProcess(dir: string, port: number): Promise<ChildProcess> {
-  const { child } = await startFixture(join(import.meta.dirname, 'fixtures', 'serve.ts'), [dir, String(port), TOKEN], 'listening')
+  const { child } = await startFixture('serve.ts', [dir, String(port), TOKEN], 'listening')
   children.push(child)
   return child
 }
@@ -47,21 +46,4 @@ export async function synced(url: string | undefined, options: Partial<OpenStore
   })
   stores.push(store)
   return Object.assign(store, { log: logger })
-}
-
-/** Waits until `predicate` holds (polling), or fails after `timeoutMs` saying what it waited for. */
-export async function eventually(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await predicate()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
-
-/** Every replica holds the same document and has nothing left to re-anchor. */
-export async function converged(stores: readonly Store[]): Promise<boolean> {
-  await Promise.all(stores.map((s) => s.flush()))
-  const vectors = stores.map((s) => Buffer.from(s.encodeStateVector()).toString('hex'))
-  return vectors.every((v) => v === vectors[0]) && stores.every((s) => s.stats().pendingReanchors === 0 && s.syncState().synced)
 }

@@ -1,14 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { orphanWrites, plantOrphans, snapshotRows } from '@docket/harness'
-import type { AuditEvent } from '@docket/core'
+import type { AuditEvent, Store } from '@docket/core'
+import { collect } from '@docket/core/testing'
 import { discoverOrphans, recoverOrphans } from '../src/index.js'
 import { open, seedStore, tempDir } from './support.js'
 
-async function auditKinds(store: Awaited<ReturnType<typeof open>>, kind: AuditEvent['kind']): Promise<AuditEvent[]> {
-  const out: AuditEvent[] = []
-  for await (const e of store.audit({ kinds: [kind] })) out.push(e)
-  return out
-}
+const auditKinds = (store: Store, kind: AuditEvent['kind']): Promise<AuditEvent[]> => collect(store.audit({ kinds: [kind] }))
 
 describe('recoverOrphans', () => {
   it('is a dry run by default and then writes nothing at all, not even an audit event', async () => {

@@ -79,7 +79,8 @@ export async function checkInvariants(model: Model, real: Real): Promise<void> {
     for (const [slot, text] of Object.entries(expected.content)) expect(await store.readContent(item!.id, slot)).toBe(text)
   }
   expect(items.length, 'items that the model does not know about').toBe(model.live.size)
-  expect(new Set(items.map((i) => i.id)).size).toBe(items.length)
+  // ids are keys of one map, so they cannot repeat; an item copied to a second id would show as a repeated uid
+  expect(new Set(items.map((i) => i.uid)).size, 'two live items share a uid').toBe(items.length)
   for (const id of model.deleted) {
     expect(store.getItem(id)).toBeUndefined()
     expect(store.isTombstoned(id)).toBe(true)
