@@ -28,6 +28,12 @@ export function isAuditKind(value: unknown): value is AuditKind {
   return typeof value === 'string' && (AUDIT_KINDS as readonly string[]).includes(value)
 }
 
+/** An audit event as its row: the key is the event's ULID, the value the rest as JSON. */
+export function encodeAudit(event: AuditEvent): { key: string; value: string } {
+  const { id, ...rest } = event
+  return { key: id, value: JSON.stringify(rest) }
+}
+
 export function decodeAudit(id: string, text: string): AuditEvent {
   try {
     const parsed = JSON.parse(text) as AuditEvent

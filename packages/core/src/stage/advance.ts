@@ -2,6 +2,7 @@ import type { ReplicaId } from '../ids.js'
 import type { StageEntry } from './log.js'
 import { directionOf, transition, type StageEvent } from './machine.js'
 import type { StageResolution } from './resolve.js'
+import type { Stage } from './stages.js'
 
 /**
  * The log entry that records `event` decided on top of `resolution` (what the deciding
@@ -21,4 +22,9 @@ export function nextEntry(resolution: StageResolution, event: StageEvent, by: Re
   }
   if (event.reason !== undefined) entry.reason = event.reason
   return entry
+}
+
+/** The first entry of an item's log: it starts in `stage`, in epoch 0, based on nothing. Pure, like nextEntry. */
+export function createdEntry(stage: Stage, by: ReplicaId, at: string, id: string): StageEntry {
+  return { id, epoch: 0, stage, event: 'created', basedOn: null, by, at }
 }

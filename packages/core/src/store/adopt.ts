@@ -4,6 +4,7 @@ import { DocketError } from '../errors.js'
 import { isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { StoredRows } from '../storage/scan.js'
 import { decodeShadow, type ShadowRow } from '../storage/shadow.js'
+import { createdEntry } from '../stage/advance.js'
 import type { StageEntry } from '../stage/log.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
@@ -125,7 +126,7 @@ export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts
   }
   let entries: StageEntry[] = row && opts.stage === undefined && resolveStage(row.stages) ? row.stages : []
   if (entries.length === 0) {
-    entries = [{ id: nextUlid(), epoch: 0, stage: opts.stage ?? row?.stage ?? 'backlog', event: 'created', basedOn: null, by: replicaId, at: now }]
+    entries = [createdEntry(opts.stage ?? row?.stage ?? 'backlog', replicaId, now, nextUlid())]
   }
   const content = new Map<string, ContentValue>()
   for (const { slot, value } of rows.slots) content.set(slot, decodeContent(value))

@@ -6,6 +6,7 @@ import { contentKey, idKey } from '../storage/keys.js'
 import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { ContentValue } from '../types.js'
+import { itemFromRecord } from './items.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
 import type { DocState, IndexEntry } from './state.js'
 import type { Logger } from './logger.js'
@@ -184,8 +185,11 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   state.track(id, { uid: record.uid, createdBy: record.createdBy })
   const entries = readStageEntries(map)
   const resolution = resolveStage(entries)
+  const stage = resolution?.stage ?? 'backlog'
+  // Readers will ask for this item next (the operation returns it): cache what was just resolved.
+  state.items.set(id, itemFromRecord(id, record, stage))
   reportSuperseded(env, job, id, resolution)
-  job.puts.push({ sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, resolution?.stage ?? 'backlog', entries)) })
+  job.puts.push({ sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, stage, entries)) })
   const content = contentOf(map)
   if (fresh) {
     // Rows of a previous occupant go first. An id nobody held here has no rows: the

@@ -4,8 +4,8 @@ import { buildItemMap, isDeletedUid, readRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, type ItemId, type ReplicaId } from '../ids.js'
 import type { Databases } from '../storage/db.js'
-import type { StageEntry } from '../stage/log.js'
-import type { Alias, Item, StoreEvent, StoreListener } from '../types.js'
+import { createdEntry } from '../stage/advance.js'
+import type { Alias, StoreEvent, StoreListener } from '../types.js'
 import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
 import { evidenceFromDocument, evidenceFromShadow, type Evidence } from './evidence.js'
 import type { StoreHooks } from './hooks.js'
@@ -260,7 +260,7 @@ export class Engine {
     ctx.events.push({ type: 'reanchored', uid: pending.uid, oldId, newId, reason: pending.reason })
     this.logger.warn(`item ${pending.uid} lost id ${oldId} (${pending.reason}); re-anchored to ${newId}`)
     const record = { ...evidence.record, updatedAt: alias.at }
-    const entries = evidence.entries.length > 0 ? evidence.entries : [initialEntry(evidence.row?.stage ?? 'backlog', this.replicaId, record.createdAt)]
+    const entries = evidence.entries.length > 0 ? evidence.entries : [createdEntry(evidence.row?.stage ?? 'backlog', this.replicaId, record.createdAt || alias.at, nextUlid())]
     state.doc.transact(() => {
       state.parts.items.set(newId, buildItemMap(record, entries, evidence.content))
       state.parts.aliases.set(`${oldId}/${pending.uid}`, alias)
@@ -279,8 +279,4 @@ export class Engine {
     }
     return id
   }
-}
-
-function initialEntry(stage: Item['stage'], by: ReplicaId, at: string): StageEntry {
-  return { id: nextUlid(), epoch: 0, stage, event: 'created', basedOn: null, by, at: at || new Date().toISOString() }
 }

@@ -1,7 +1,7 @@
 import { contentOf, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
 import type { ItemId, Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
-import { contentRange, idKey, parseContentKey } from '../storage/keys.js'
+import { readStoredRows } from '../storage/scan.js'
 import { decodeShadow, type ShadowRow } from '../storage/shadow.js'
 import type { StageEntry } from '../stage/log.js'
 import type { ContentValue } from '../types.js'
@@ -27,25 +27,16 @@ export function decodeContent(bytes: Uint8Array): ContentValue {
   }
 }
 
-export async function readContentRows(dbs: Databases, id: ItemId): Promise<Map<string, Uint8Array>> {
-  const out = new Map<string, Uint8Array>()
-  for await (const [key, value] of dbs.content.iterator(contentRange(id))) {
-    const parsed = parseContentKey(key)
-    if (parsed) out.set(parsed.slot, value)
-  }
-  return out
-}
-
 /** Reads the rows of `id` and checks that they hold item `uid`; a string says why not. */
 export async function evidenceFromShadow(dbs: Databases, id: ItemId, uid: Uid | undefined): Promise<Evidence | string> {
-  const text = await dbs.shadow.get(idKey(id))
-  if (text === undefined) return `no shadow row for id ${id}`
-  const parsed = decodeShadow(text)
+  const rows = await readStoredRows(dbs, id)
+  if (rows.shadow === undefined) return `no shadow row for id ${id}`
+  const parsed = decodeShadow(rows.shadow.text)
   if (!parsed.ok) return `the shadow row of id ${id} is unreadable (${parsed.error})`
   const row = parsed.row
   if (uid !== undefined && row.uid !== uid) return `the shadow row of id ${id} holds item ${row.uid}, not ${uid}`
   const content = new Map<string, ContentValue>()
-  for (const [slot, bytes] of await readContentRows(dbs, id)) content.set(slot, decodeContent(bytes))
+  for (const { slot, value } of rows.slots) content.set(slot, decodeContent(value))
   const record: ItemRecord = {
     uid: row.uid,
     name: row.name,

@@ -1,4 +1,4 @@
-import { isDeletedUid, readRecord, readStageEntries } from '../crdt/layout.js'
+import { isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isItemId, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
@@ -23,14 +23,18 @@ function buildItem(state: DocState, id: ItemId): Item | undefined {
   const map = state.parts.items.get(id)
   const record = map ? readRecord(map) : undefined
   if (!map || !record || isDeletedUid(state.parts, record.uid)) return undefined
-  const resolution = resolveStage(readStageEntries(map))
+  return itemFromRecord(id, record, resolveStage(readStageEntries(map))?.stage ?? 'backlog')
+}
+
+/** The item a reader sees, from its record and its resolved stage. */
+export function itemFromRecord(id: ItemId, record: ItemRecord, stage: Stage): Item {
   const item: Item = {
     id,
     uid: record.uid,
     name: record.name,
     type: record.type,
-    stage: resolution?.stage ?? 'backlog',
-    dependsOn: record.dependsOn,
+    stage,
+    dependsOn: [...record.dependsOn],
     blocked: record.blocked,
     frozen: record.frozen,
     retries: record.retries,

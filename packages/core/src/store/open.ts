@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import { ulid } from 'ulid'
-import { auditEvent } from '../audit/audit.js'
+import { auditEvent, encodeAudit } from '../audit/audit.js'
 import { DocketError } from '../errors.js'
 import { parseReplicaId, type ReplicaId } from '../ids.js'
 import { openDatabases, type Databases } from '../storage/db.js'
@@ -110,13 +110,12 @@ async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId 
     if (!create) throw new DocketError('STORE_NOT_FOUND', `No docket store at ${dir}: run \`docket init\` there.`, { details: { dir } })
     const replicaId = requested ?? (ulid() as ReplicaId)
     const created = auditEvent('store_created', replicaId, { schema: SCHEMA_VERSION, dir })
-    const { id, ...rest } = created
     await dbs.root.batch(
       [
         { type: 'put', sublevel: dbs.meta, key: 'schema', value: String(SCHEMA_VERSION) },
         { type: 'put', sublevel: dbs.meta, key: 'replicaId', value: replicaId },
         { type: 'put', sublevel: dbs.meta, key: 'createdAt', value: created.at },
-        { type: 'put', sublevel: dbs.audit, key: id, value: JSON.stringify(rest) },
+        { type: 'put', sublevel: dbs.audit, ...encodeAudit(created) },
       ] as never,
       { sync: true },
     )

@@ -6,8 +6,7 @@ import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, 
 import { contentKey, idKey, parseSlot } from '../storage/keys.js'
 import { parseShadowRow, readStoredRows, scanStoredRows, type MalformedKey, type StoredRows } from '../storage/scan.js'
 import type { ShadowRow } from '../storage/shadow.js'
-import type { StageEntry } from '../stage/log.js'
-import { nextEntry } from '../stage/advance.js'
+import { createdEntry, nextEntry } from '../stage/advance.js'
 import { isEventType, transition, validEvents, type StageEvent } from '../stage/machine.js'
 import { resolveStage } from '../stage/resolve.js'
 import type {
@@ -26,7 +25,7 @@ import type {
 } from '../types.js'
 import { hasPendingUpdates, pendingOnlyJob } from './capture.js'
 import { decodeContent } from './evidence.js'
-import { checkDependencies, itemAt, listItems, stageHistory } from './items.js'
+import { checkDependencies, itemAt, itemFromRecord, listItems, stageHistory } from './items.js'
 import { OpContext, RemoteOrigin } from './job.js'
 import { DocState, type CorruptRow, type Intent } from './state.js'
 import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
@@ -172,7 +171,7 @@ export class Store implements AsyncDisposable {
       updatedAt: now,
       createdBy: this.replicaId,
     }
-    const entry: StageEntry = { id: nextUlid(), epoch: 0, stage: checked.stage, event: 'created', basedOn: null, by: this.replicaId, at: now }
+    const entry = createdEntry(checked.stage, this.replicaId, now, nextUlid())
     const ctx = new OpContext('create')
     ctx.audit.push(auditEvent('created', this.replicaId, { uid, name: record.name, type: record.type, stage: checked.stage, slots: [...checked.content.keys()] }, id))
     this.#e.hooks?.step?.('create:before-crdt-write', { id, uid })
@@ -220,38 +219,19 @@ export class Store implements AsyncDisposable {
       const where = state.byUid.get(uid)
       const item = where === undefined ? undefined : itemAt(state, where)
       if (item?.uid === uid && !state.pendingReanchor.has(where!)) return item
-      if (isDeletedUid(state.parts, uid)) return this.#snapshot(id, record, stage) // created, then deleted by someone
+      if (isDeletedUid(state.parts, uid)) return itemFromRecord(id, record, stage) // created, then deleted by someone
       const moving = [...state.pendingReanchor.entries()].find(([, p]) => p.uid === uid)
       if (moving) {
         await this.#e.writer.idle()
         await (this.#e.reanchors.get(moving[0]) ?? Promise.resolve())
         continue
       }
-      if (where !== undefined && state.deferred.has(where)) return this.#snapshot(where, record, stage) // half-delivered, not moved
+      if (where !== undefined && state.deferred.has(where)) return itemFromRecord(where, record, stage) // half-delivered, not moved
       break
     }
     throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document after its write: nothing of it is kept. Create it again.`, {
       details: { id, uid },
     })
-  }
-
-  #snapshot(id: ItemId, record: ItemRecord, stage: Item['stage']): Item {
-    const item: Item = {
-      id,
-      uid: record.uid,
-      name: record.name,
-      type: record.type,
-      stage,
-      dependsOn: [...record.dependsOn],
-      blocked: record.blocked,
-      frozen: record.frozen,
-      retries: record.retries,
-      createdAt: record.createdAt,
-      updatedAt: record.updatedAt,
-      createdBy: record.createdBy,
-    }
-    if (record.agent !== null) item.agent = record.agent
-    return item
   }
 
   /** An explicit id must not land on rows nobody owns: they are an orphan's evidence. */

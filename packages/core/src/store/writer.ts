@@ -2,8 +2,8 @@ import * as Y from 'yjs'
 import { DocketError } from '../errors.js'
 import type { Databases, SublevelName } from '../storage/db.js'
 import { contentKey, contentRange, idKey, parseContentKey, seqKey } from '../storage/keys.js'
-import { shadowUid as shadowUidOf } from '../storage/scan.js'
-import { auditEvent } from '../audit/audit.js'
+import { readStoredRows } from '../storage/scan.js'
+import { auditEvent, encodeAudit } from '../audit/audit.js'
 import { idToNumber, type ItemId, type ReplicaId } from '../ids.js'
 import { newJob, type Job, type RowValue } from './job.js'
 import type { Logger } from './logger.js'
@@ -118,10 +118,21 @@ export class Writer {
   /** Folds the ops of several jobs into one batch; the last op on a key wins. */
   async #buildOps(state: DocState, jobs: Job[], seqs: number[], snapshot: Uint8Array | undefined): Promise<WriteOp[]> {
     const ops = new Map<string, WriteOp>()
+    // Content keys this batch puts, by item: clearing an item's content must also drop them.
+    const contentPuts = new Map<ItemId, Set<string>>()
     const set = (op: WriteOp) => {
       const k = `${op.sublevel}\u0000${op.key}`
       ops.delete(k) // re-insert so that the batch keeps the order of the last write
       ops.set(k, op)
+      const parsed = op.sublevel === 'content' ? parseContentKey(op.key) : undefined
+      if (!parsed) return
+      let keys = contentPuts.get(parsed.id)
+      if (op.type === 'put') {
+        if (!keys) contentPuts.set(parsed.id, (keys = new Set()))
+        keys.add(op.key)
+      } else {
+        keys?.delete(op.key)
+      }
     }
     if (snapshot) {
       const seq = state.nextSeq++
@@ -137,20 +148,12 @@ export class Writer {
       }
       for (const guarded of job.guard) await this.#moveOrphanRows(state, guarded, set)
       for (const id of job.clearContent) {
-        const range = contentRange(id)
-        for await (const key of this.#env.dbs.content.keys(range)) set({ type: 'del', sublevel: 'content', key })
-        for (const [k, op] of ops) {
-          if (op.sublevel === 'content' && op.key >= range.gte && op.key < range.lt && op.type === 'put') {
-            ops.set(k, { type: 'del', sublevel: 'content', key: op.key })
-          }
-        }
+        for await (const key of this.#env.dbs.content.keys(contentRange(id))) set({ type: 'del', sublevel: 'content', key })
+        for (const key of [...(contentPuts.get(id) ?? [])]) set({ type: 'del', sublevel: 'content', key })
       }
       for (const del of job.dels) set({ type: 'del', ...del })
       for (const put of job.puts) set({ type: 'put', ...put })
-      for (const event of job.audit) {
-        const { id, ...rest } = event
-        set({ type: 'put', sublevel: 'audit', key: id, value: JSON.stringify(rest) })
-      }
+      for (const event of job.audit) set({ type: 'put', sublevel: 'audit', ...encodeAudit(event) })
     }
     return [...ops.values()]
   }
@@ -161,27 +164,21 @@ export class Writer {
    * still an orphan, still recoverable — in the batch that writes the new item's rows.
    */
   async #moveOrphanRows(state: DocState, guarded: { id: ItemId; uid: string }, set: (op: WriteOp) => void): Promise<void> {
-    const text = await this.#env.dbs.shadow.get(idKey(guarded.id))
-    const content: Array<[string, Uint8Array]> = []
-    for await (const [key, value] of this.#env.dbs.content.iterator(contentRange(guarded.id))) content.push([key, value])
-    const read = text === undefined ? undefined : shadowUidOf(text)
-    const shadowUid = read && 'uid' in read ? read.uid : undefined
-    if (text === undefined ? content.length === 0 : shadowUid === guarded.uid) return
+    const rows = await readStoredRows(this.#env.dbs, guarded.id)
+    const shadowUid = rows.shadow && 'uid' in rows.shadow ? rows.shadow.uid : undefined
+    if (rows.shadow === undefined ? rows.slots.length === 0 : shadowUid === guarded.uid) return
     const to = state.allocator.peek()
     state.allocator.observe('content', idToNumber(to))
-    if (text !== undefined) {
+    if (rows.shadow !== undefined) {
       set({ type: 'del', sublevel: 'shadow', key: idKey(guarded.id) })
-      set({ type: 'put', sublevel: 'shadow', key: idKey(to), value: withId(text, to) })
+      set({ type: 'put', sublevel: 'shadow', key: idKey(to), value: withId(rows.shadow.text, to) })
     }
-    for (const [key, value] of content) {
-      const parsed = parseContentKey(key)
-      if (!parsed) continue
-      set({ type: 'del', sublevel: 'content', key })
-      set({ type: 'put', sublevel: 'content', key: contentKey(to, parsed.slot), value })
+    for (const { slot, value } of rows.slots) {
+      set({ type: 'del', sublevel: 'content', key: contentKey(guarded.id, slot) })
+      set({ type: 'put', sublevel: 'content', key: contentKey(to, slot), value })
     }
     const event = auditEvent('orphan_moved', this.#env.replicaId, { from: guarded.id, to, uid: shadowUid ?? null, arriving: guarded.uid }, to)
-    const { id, ...rest } = event
-    set({ type: 'put', sublevel: 'audit', key: id, value: JSON.stringify(rest) })
+    set({ type: 'put', sublevel: 'audit', ...encodeAudit(event) })
     this.#env.logger.warn(`an item from another replica arrived on id ${guarded.id}, which held orphan rows here; the orphan moved to id ${to} (see docket recover)`)
   }
 

@@ -63,7 +63,8 @@ export class SyncClient {
   #lastSyncedAt: string | null
   #error: SyncState['error'] = null
   /** Callers of whenSynced/close waiting for a change of state: `check` on every change, `abort` on close. */
-  #waiters = new Set<{ check: () => void; abort: () => void }>()
+  /** Told of every change with whether the replica is synced now (computed once per change: it compares state vectors). */
+  #waiters = new Set<{ check: (synced: boolean) => void; abort: () => void }>()
   #closed = false
   /** Set when close() starts: failures to apply are expected from then on. */
   #closing = false
@@ -121,10 +122,6 @@ export class SyncClient {
     this.#provider.attach()
   }
 
-  get source(): string {
-    return this.#source
-  }
-
   state(): SyncState {
     return {
       configured: true,
@@ -159,22 +156,23 @@ export class SyncClient {
 
   #changed(): void {
     if (this.#closed) return
-    if (this.#isSynced()) {
+    const synced = this.#isSynced()
+    if (synced) {
       this.#lastSyncedAt = new Date().toISOString()
       this.#bridge.noteSynced(this.#lastSyncedAt)
     }
-    for (const waiter of [...this.#waiters]) waiter.check()
+    for (const waiter of [...this.#waiters]) waiter.check(synced)
   }
 
   /** Resolves once synced; rejects with BEHIND_REMOTE after `timeoutMs`, SYNC_UNAUTHORIZED if refused. */
   whenSynced(timeoutMs: number): Promise<SyncState> {
     return new Promise((resolve, reject) => {
       const waiter = {
-        check: () => {
+        check: (synced: boolean) => {
           if (this.#error) {
             done()
             reject(new DocketError('SYNC_UNAUTHORIZED', this.#error.message, { details: { url: this.#options.url } }))
-          } else if (this.#isSynced()) {
+          } else if (synced) {
             done()
             resolve(this.state())
           }
@@ -200,7 +198,7 @@ export class SyncClient {
         clearTimeout(timer)
       }
       this.#waiters.add(waiter)
-      waiter.check()
+      waiter.check(this.#isSynced())
     })
   }
 
