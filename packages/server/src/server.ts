@@ -2,8 +2,8 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { Database } from '@hocuspocus/extension-database'
-import { Redis } from '@hocuspocus/extension-redis'
 import { Server, type Extension } from '@hocuspocus/server'
+import { DEFAULT_PORT } from './defaults.js'
 import { DocumentStore } from './persistence.js'
 
 export interface ServerLogger {
@@ -36,8 +36,6 @@ export interface RunningServer {
   /** Stores every pending document, closes every connection and the store. Idempotent. */
   close(): Promise<void>
 }
-
-export const DEFAULT_PORT = 1234
 
 const stderr: ServerLogger = {
   info: (m) => process.stderr.write(`docket serve: ${m}\n`),
@@ -77,6 +75,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     }),
   ]
   if (options.redis) {
+    // Loaded only when asked for: it brings ioredis and redlock along.
+    const { Redis } = await import('@hocuspocus/extension-redis')
     extensions.push(new Redis({ host: options.redis.host, port: options.redis.port, ...(options.redis.prefix ? { prefix: options.redis.prefix } : {}) }))
   }
 

@@ -82,24 +82,29 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
       const result = await ctx.withStore(command, { readOnly: flags.fix !== true, sync: 'repair', offline: flags.offline === true }, async (store) => {
         // Loaded on demand: a command pays only for the modules it uses (startup time is an agent's latency).
         const { discoverOrphans } = await import('@docket/recover')
-        const before = await store.verify()
-        const orphans = await discoverOrphans(store)
         const fixed: { repaired: string[]; settled: string[] } = { repaired: [], settled: [] }
+        let before: ConsistencyReport
         if (flags.fix) {
-          fixed.repaired = (await store.repairShadow()).repaired
+          const repair = await store.repairShadow()
+          before = repair.before
+          fixed.repaired = repair.repaired
           for (const intent of store.pendingIntents()) {
             await store.endIntent(intent.key, { kind: 'doctor_fix', data: { settled: intent.kind, key: intent.key, data: intent.data, investigate: false } })
             fixed.settled.push(intent.key)
           }
+        } else {
+          before = await store.verify()
         }
+        // verify() found the ids no live item owns: classify just those (point reads, not a second scan).
+        const orphans = before.untracked.length === 0 ? { orphans: [] } : await discoverOrphans(store, { ids: before.untracked })
         const after = flags.fix ? await store.verify() : before
         const byKind: Record<string, number> = {}
         for (const o of orphans.orphans) byKind[o.kind] = (byKind[o.kind] ?? 0) + 1
         return { report: after, before: flags.fix ? before : undefined, fixed: flags.fix ? fixed : undefined, orphans: { count: orphans.orphans.length, byKind } }
       })
-      const remaining = problems(result.report) + result.orphans.count
       out.result(result, () => renderDoctor(out, result.report, result.orphans, result.fixed))
-      if (remaining > 0) ctx.exitCode = flags.fix ? EXIT.partial : EXIT.failure
+      // report.ok also counts the untracked ids, which are the orphans
+      if (!result.report.ok) ctx.exitCode = flags.fix ? EXIT.partial : EXIT.failure
     })
 
   program
@@ -191,10 +196,6 @@ function summary(e: AuditEvent): string {
   }
 }
 
-function problems(r: ConsistencyReport): number {
-  return r.crdtOnly.length + r.staleShadow.length + r.missingContent.length + r.strayContent.length + r.corrupt.length + r.pendingIntents.length + r.pendingReanchors.length
-}
-
 function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: number; byKind: Record<string, number> }, fixed?: { repaired: string[]; settled: string[] }): string {
   const c = out.color
   const ids = (list: readonly { id: string }[] | readonly string[]) =>
@@ -215,7 +216,7 @@ function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: numbe
   const lines = rows.map(([label, n, detail]) => `${label.padEnd(32)} ${n === 0 || label.startsWith('live') ? String(n) : c.yellow(String(n))}${detail}`)
   if (fixed) lines.push('', `repaired ${fixed.repaired.length} item(s) from the CRDT${ids(fixed.repaired)}; settled ${fixed.settled.length} interrupted operation(s)`)
   if (orphans.count > 0) lines.push('', `${orphans.count} orphan(s): inspect them with \`docket recover\` (a dry run), re-anchor chosen ones with \`docket recover --story-ids … --apply\`.`)
-  else if (problems(r) === 0) lines.push('', c.green('the shadow content store matches the CRDT'))
+  else if (r.ok) lines.push('', c.green('the shadow content store matches the CRDT'))
   else if (!fixed) lines.push('', 'run `docket doctor --fix` to repair the shadow rows from the CRDT')
   return lines.join('\n')
 }

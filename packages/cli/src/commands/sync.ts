@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { DocketError } from '@docket/core'
-import { DEFAULT_PORT, startServer } from '@docket/server'
+import { DEFAULT_PORT } from '@docket/server/defaults'
 import { parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { EXIT, UsageError } from '../exit.js'
@@ -35,6 +35,8 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
         out.warn(`serving on ${flags.host}: reachable from other machines; only the token keeps them out (use TLS in front of it on untrusted networks)`)
       }
       const dir = resolve(ctx.dir(command), 'server')
+      // Loaded here, not at start-up: every other command would pay for Hocuspocus.
+      const { startServer } = await import('@docket/server')
       let server
       try {
         server = await startServer({

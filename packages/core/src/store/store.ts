@@ -32,7 +32,7 @@ import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adop
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
-import { SyncClient, type SyncOptions, type SyncState } from '../sync/client.js'
+import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
 
 export interface AdoptResult {
   oldId: ItemId
@@ -107,6 +107,8 @@ export class Store implements AsyncDisposable {
     await this.#e.start()
     if (this.#syncOptions && !this.#e.readOnly) {
       await this.#e.publishContentHighWater()
+      // Loaded only by stores that sync: the provider and its WebSocket are not free to load.
+      const { SyncClient } = await import('../sync/client.js')
       this.#sync = new SyncClient(
         this.#syncOptions,
         {
@@ -704,8 +706,9 @@ export class Store implements AsyncDisposable {
    * Rewrites the shadow and content rows of live items from the CRDT where they are missing,
    * stale, incomplete or damaged. Never touches rows that another uid owns (orphans are for
    * recovery), never changes the CRDT, so it cannot move a stage or bring anything back.
+   * Returns what it repaired and the report it found before repairing (as `verify()` would).
    */
-  async repairShadow(): Promise<{ repaired: ItemId[] }> {
+  async repairShadow(): Promise<{ repaired: ItemId[]; before: ConsistencyReport }> {
     await this.#ready()
     await this.flush()
     const report = await verifyStore(this.#e.dbs, this.#e.state)
@@ -717,12 +720,12 @@ export class Store implements AsyncDisposable {
     ])
     const untracked = new Set(report.untracked)
     const repaired = [...ids].filter((id) => !untracked.has(id) && itemAt(this.#e.state, id) !== undefined).sort((a, b) => idToNumber(a) - idToNumber(b))
-    if (repaired.length === 0) return { repaired }
+    if (repaired.length === 0) return { repaired, before: report }
     const ctx = new OpContext('repair')
     for (const id of repaired) ctx.refresh.add(id)
     ctx.audit.push(auditEvent('doctor_fix', this.replicaId, { repaired }))
     await this.#e.commit(this.#e.state, ctx)
-    return { repaired }
+    return { repaired, before: report }
   }
 
   /**
