@@ -1,4 +1,4 @@
-import { MAX_ITEM_NUMBER, type ItemId } from '@docket/core'
+import { isItemId, type ItemId } from '@docket/core'
 import { UsageError } from './exit.js'
 
 /**
@@ -16,7 +16,7 @@ export function parseIdList(text: string, flag: string): ItemId[] {
       const plain = entry.replace(/^0+/, '')
       throw new UsageError(`${flag}: ${JSON.stringify(entry)} has a leading zero${plain ? `; write ${plain}` : ' (ids start at 1)'}`)
     }
-    if (!/^[1-9][0-9]*$/.test(entry) || entry.length > 16 || Number(entry) > MAX_ITEM_NUMBER) {
+    if (!isItemId(entry)) {
       throw new UsageError(`${flag}: ${JSON.stringify(entry)} is not an item id (a positive whole number such as 989)`)
     }
     if (seen.has(entry)) throw new UsageError(`${flag} names ${entry} twice: name each id once`)

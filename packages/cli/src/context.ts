@@ -48,8 +48,13 @@ export class Context {
     const globals = this.globals(command)
     const url = globals.sync ?? this.io.env.DOCKET_SYNC_URL
     if (url === undefined || url === '') return undefined
-    const token = globals.token ?? this.io.env.DOCKET_TOKEN
+    const token = this.token(command)
     return { url, ...(token ? { token } : {}) }
+  }
+
+  /** The sync server's token (for clients and for `docket serve`): --token, else DOCKET_TOKEN. */
+  token(command: Command): string | undefined {
+    return this.globals(command).token ?? this.io.env.DOCKET_TOKEN
   }
 
   syncTimeoutMs(): number {
@@ -60,7 +65,7 @@ export class Context {
   /** Opens the store for one command and closes it afterwards, whatever happens. */
   async withStore<T>(
     command: Command,
-    options: { readOnly?: boolean; create?: boolean; sync?: SyncMode; offline?: boolean },
+    options: { readOnly?: boolean; sync?: SyncMode; offline?: boolean },
     fn: (store: Store) => Promise<T>,
   ): Promise<T> {
     const out = this.output(command)
@@ -68,7 +73,7 @@ export class Context {
     const readOnly = options.readOnly === true
     const store = await openStore({
       dir: this.dir(command),
-      create: options.create === true,
+      create: false, // only `docket init` creates a store
       readOnly,
       ...(sync ? { sync } : {}),
       logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} },

@@ -31,12 +31,7 @@ export function buildProgram(ctx: Context): Command {
   registerStoreCommands(program, ctx)
   registerRecover(program, ctx)
   registerSync(program, ctx)
-  for (const command of program.commands) {
-    command.exitOverride().showSuggestionAfterError(true).configureOutput({
-      writeOut: (text) => ctx.io.stdout.write(text),
-      writeErr: (text) => ctx.io.stderr.write(text),
-    })
-  }
+  // Subcommands inherit exitOverride, suggestions and output from the program (commander copies them in .command()).
   return program
 }
 

@@ -81,7 +81,8 @@ export interface Progress {
   stop(): void
 }
 
-function jsonBytes(_key: string, value: unknown): unknown {
+/** A JSON.stringify replacer: bytes become `{ base64 }`. */
+export function jsonBytes(_key: string, value: unknown): unknown {
   return value instanceof Uint8Array ? { base64: Buffer.from(value).toString('base64') } : value
 }
 

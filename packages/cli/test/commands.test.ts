@@ -18,6 +18,7 @@ describe('docket: every command, its JSON and its exit code', () => {
     const again = await docket(['--dir', dir, 'init'])
     expect(again.code).toBe(4)
     expect(again.stderr).toContain('STORE_EXISTS')
+    expect(again.stderr).toContain('replica cli-test')
   })
 
   it('create, list, show, apply, update, delete and log', async () => {

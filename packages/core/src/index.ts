@@ -48,5 +48,7 @@ export type {
   Tombstone,
   UpdateItemInput,
 } from './types.js'
-export { nextEntry } from './stage/advance.js'
+export { createdEntry, nextEntry } from './stage/advance.js'
+export { decodeContent } from './store/evidence.js'
+export { MAX_AGENT_LENGTH, MAX_CONTENT_BYTES, MAX_DEPENDENCIES, MAX_NAME_LENGTH, MAX_REASON_LENGTH } from './store/validate.js'
 export type { SyncOptions, SyncState } from './sync/client.js'

@@ -8,7 +8,7 @@ import { createServer } from 'node:net'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { Level } from 'level'
-import { levelLocation, SUBLEVELS, type SublevelName } from './storage/db.js'
+import { levelLocation, type SublevelName } from './storage/db.js'
 import { contentKey, idKey } from './storage/keys.js'
 import type { ItemId } from './ids.js'
 import type { Store } from './store/store.js'
@@ -62,8 +62,6 @@ export const rawKeys = {
   content: (id: ItemId | string, slot = 'body') => contentKey(id as ItemId, slot),
 }
 
-export { SUBLEVELS }
-
 export interface ChildResult {
   code: number | null
   signal: NodeJS.Signals | null
@@ -72,7 +70,7 @@ export interface ChildResult {
 }
 
 /** The workspace root (where pnpm-workspace.yaml is), found upwards from `from`. */
-export function workspaceRoot(from: string): string {
+function workspaceRoot(from: string): string {
   let dir = from
   while (!existsSync(join(dir, 'pnpm-workspace.yaml'))) {
     const up = dirname(dir)

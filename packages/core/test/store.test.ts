@@ -216,6 +216,19 @@ describe('apply', () => {
 })
 
 describe('events, audit and lifecycle', () => {
+  it('errorIfExists creates a new store and refuses an existing one without writing to it', async () => {
+    const dir = await tempDir()
+    const created = await openStore({ dir, durability: 'relaxed', errorIfExists: true, replicaId: 'first' })
+    await created.createItem({ name: 'kept' })
+    await created.close()
+    const before = await snapshotRows(dir)
+    await expect(openStore({ dir, errorIfExists: true, replicaId: 'second' })).rejects.toMatchObject({ code: 'STORE_EXISTS', message: expect.stringContaining('replica first') })
+    expect(await snapshotRows(dir)).toEqual(before)
+    await expect(openStore({ dir, errorIfExists: 'yes' as never })).rejects.toMatchObject({ code: 'INVALID_INPUT' })
+    const again = await testStore({ dir })
+    expect(again.listItems().map((i) => i.name)).toEqual(['kept'])
+  })
+
   it('notifies subscribers after changes are on disk', async () => {
     const store = await testStore()
     const events: StoreEvent[] = []

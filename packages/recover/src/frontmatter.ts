@@ -1,4 +1,4 @@
-import { isItemId, ITEM_TYPES, type ItemType } from '@docket/core'
+import { isItemId, ITEM_TYPES, MAX_NAME_LENGTH, type ItemType } from '@docket/core'
 import { parseDocument } from 'yaml'
 
 /** Front matter larger than this is not parsed: a body is markdown, not a data file. */
@@ -97,9 +97,9 @@ function readName(fm: FrontMatter): void {
   }
   const name = typeof raw === 'string' || typeof raw === 'number' ? String(raw).replace(/[\u0000-\u001f\u007f]+/g, ' ').trim() : ''
   if (name.length === 0) fm.warnings.push('front matter name is empty or not text')
-  else if (name.length > 300) {
-    fm.name = name.slice(0, 300)
-    fm.warnings.push('front matter name longer than 300 characters; cut')
+  else if (name.length > MAX_NAME_LENGTH) {
+    fm.name = name.slice(0, MAX_NAME_LENGTH)
+    fm.warnings.push(`front matter name longer than ${MAX_NAME_LENGTH} characters; cut`)
   } else fm.name = name
 }
 

@@ -3,7 +3,7 @@ import { LeveldbPersistence } from 'y-leveldb'
 import * as Y from 'yjs'
 
 /** Stored states of one document kept before they are folded into one. */
-export const COMPACT_EVERY = 100
+const COMPACT_EVERY = 100
 
 export class PersistenceError extends Error {
   constructor(message: string) {

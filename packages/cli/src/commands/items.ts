@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { isEventType, ITEM_TYPES, STAGES, validEvents, type Item, type ItemType, type Stage } from '@docket/core'
+import { decodeContent, isEventType, ITEM_TYPES, STAGES, validEvents, type Item, type ItemType, type Stage } from '@docket/core'
 import { parseId, parseIdList, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { UsageError } from '../exit.js'
@@ -63,13 +63,13 @@ export function registerItemCommands(program: Command, ctx: Context): void {
         if (flags.content !== undefined) {
           const bytes = await store.readContentBytes(id, flags.content)
           if (bytes === undefined) throw new UsageError(`item ${id} has no slot ${JSON.stringify(flags.content)}; it has: ${store.contentSlots(id).join(', ') || 'none'}`)
-          if (out.json) out.result({ id, slot: flags.content, content: decode(bytes) }, () => '')
+          if (out.json) out.result({ id, slot: flags.content, content: decodeContent(bytes) }, () => '')
           else out.write(Buffer.from(bytes).toString('utf8'))
           return
         }
         const history = store.stageHistory(id)
         const content: Record<string, string | Uint8Array> = {}
-        for (const slot of store.contentSlots(id)) content[slot] = decode((await store.readContentBytes(id, slot))!)
+        for (const slot of store.contentSlots(id)) content[slot] = decodeContent((await store.readContentBytes(id, slot))!)
         const aliases = store.aliases().filter((a) => a.uid === item.uid)
         out.result({ item, history, validEvents: validEvents(item.stage), content, aliases }, () => {
           const c = out.color
@@ -175,27 +175,19 @@ function exclusive(flags: Record<string, unknown>, a: string, b: string): void {
   }
 }
 
-export function checkType(text: string): ItemType {
+function checkType(text: string): ItemType {
   if (ITEM_TYPES.includes(text as ItemType)) return text as ItemType
   throw new UsageError(`unknown type ${JSON.stringify(text)}: use one of ${ITEM_TYPES.join(', ')}`)
 }
 
-export function checkStage(text: string): Stage {
+function checkStage(text: string): Stage {
   if ((STAGES as string[]).includes(text)) return text as Stage
   throw new UsageError(`unknown stage ${JSON.stringify(text)}: use one of ${STAGES.join(', ')}`)
 }
 
-function decode(bytes: Uint8Array): string | Uint8Array {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
-  } catch {
-    return bytes
-  }
-}
-
 async function readBodyFile(ctx: Context, file: string): Promise<string | Uint8Array> {
   try {
-    return decode(new Uint8Array(await readFile(resolve(ctx.io.cwd, file))))
+    return decodeContent(new Uint8Array(await readFile(resolve(ctx.io.cwd, file))))
   } catch (err) {
     throw new UsageError(`cannot read --body-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
@@ -204,10 +196,10 @@ async function readBodyFile(ctx: Context, file: string): Promise<string | Uint8A
 async function readStdin(ctx: Context): Promise<string | Uint8Array> {
   const chunks: Buffer[] = []
   for await (const chunk of ctx.io.stdin) chunks.push(Buffer.from(chunk as Buffer))
-  return decode(new Uint8Array(Buffer.concat(chunks)))
+  return decodeContent(new Uint8Array(Buffer.concat(chunks)))
 }
 
-export function itemTable(c: Colors, items: Item[]): string {
+function itemTable(c: Colors, items: Item[]): string {
   return table(
     c,
     ['ID', 'STAGE', 'TYPE', 'NAME', 'DEPENDS', 'FLAGS'],

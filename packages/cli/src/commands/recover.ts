@@ -89,8 +89,9 @@ function render(out: Output, result: RecoveryResult): string {
           : ''
     rows.push([`#${orphan.id}`, orphan.kind, orphan.name, what])
   }
+  const discovered = new Set(result.discovered.map((o) => o.id))
   for (const s of result.skipped) {
-    if (!result.discovered.some((o) => o.id === s.id)) rows.push([`#${s.id}`, '-', '', c.dim(`skip: ${s.reason}`)])
+    if (!discovered.has(s.id)) rows.push([`#${s.id}`, '-', '', c.dim(`skip: ${s.reason}`)])
   }
   const lines: string[] = []
   if (rows.length > 0) lines.push(table(c, ['ID', 'KIND', 'NAME', 'WHAT HAPPENS'], rows), '')

@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
 import type { Command } from 'commander'
-import { AUDIT_KINDS, DocketError, isDocketError, openStore, type AuditEvent, type AuditKind, type ConsistencyReport } from '@docket/core'
+import { AUDIT_KINDS, DocketError, openStore, type AuditEvent, type AuditKind, type ConsistencyReport } from '@docket/core'
 import { parseId, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { EXIT, UsageError } from '../exit.js'
@@ -19,15 +19,7 @@ export function registerInit(program: Command, ctx: Context): void {
     .action(async (flags: { replicaId?: string }, command: Command) => {
       const dir = ctx.dir(command)
       const out = ctx.output(command)
-      const existing = await openStore({ dir, create: false, readOnly: true, logger: { warn: () => {} } }).catch((err: unknown) => {
-        if (isDocketError(err, 'STORE_NOT_FOUND')) return undefined
-        throw err
-      })
-      if (existing) {
-        await existing.close()
-        throw new DocketError('STORE_EXISTS', `There is already a docket store at ${dir} (replica ${existing.replicaId}): use it, or choose another --dir.`, { details: { dir } })
-      }
-      const store = await openStore({ dir, ...(flags.replicaId ? { replicaId: flags.replicaId } : {}), logger: { warn: (m) => out.warn(m) } })
+      const store = await openStore({ dir, errorIfExists: true, ...(flags.replicaId ? { replicaId: flags.replicaId } : {}), logger: { warn: (m) => out.warn(m) } })
       const result = { dir: store.dir, replicaId: store.replicaId }
       await store.close()
       out.result(result, () => `created a docket store at ${result.dir} (replica ${result.replicaId})`)

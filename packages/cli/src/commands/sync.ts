@@ -25,7 +25,7 @@ Examples:
 The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every document, then exit.`,
     )
     .action(async (flags: { host: string; port: string; redis?: string }, command: Command) => {
-      const token = ctx.globals(command).token ?? ctx.io.env.DOCKET_TOKEN
+      const token = ctx.token(command)
       if (!token) throw new UsageError('docket serve needs a token: --token T or DOCKET_TOKEN=T (clients must present it)')
       const port = parseNonNegative(flags.port, '--port')
       if (port > 65535) throw new UsageError(`--port ${port} is not a port (0–65535)`)
@@ -71,8 +71,8 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
       const out = ctx.output(command)
       const status = action === 'status'
       const result = await ctx.withStore(command, { readOnly: status, sync: 'repair' }, async (store) => {
-        const state = store.syncState()
-        return { ...state, replicaId: store.replicaId, items: store.stats().items, pendingReanchors: store.stats().pendingReanchors }
+        const { items, pendingReanchors } = store.stats()
+        return { ...store.syncState(), replicaId: store.replicaId, items, pendingReanchors }
       })
       out.result(result, () =>
         result.configured

@@ -1,4 +1,4 @@
-import { isStage, ITEM_TYPES, type ItemId, type ItemType, type Stage } from '@docket/core'
+import { decodeContent, isItemId, isStage, ITEM_TYPES, MAX_AGENT_LENGTH, MAX_REASON_LENGTH, type ItemId, type ItemType, type Stage } from '@docket/core'
 import { parseFrontMatter } from '@docket/recover'
 import { stringify } from 'yaml'
 import { nameFromSlug, parseFileName, stageFromText } from './layout.js'
@@ -17,22 +17,11 @@ export interface ImportEntry {
   blocked?: { reason: string } | null
   /** The body slot; undefined when an exported item had none. */
   body: string | Uint8Array | undefined
-  /** Why this file cannot be imported at all (it is reported as failed, never dropped silently). */
-  error?: string
   slots: Map<string, string | Uint8Array>
   warnings: string[]
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-export const EXPORT_MARKER = 'docket'
-
-export function asText(bytes: Uint8Array): string | Uint8Array {
-  try {
-    return utf8.decode(bytes)
-  } catch {
-    return bytes
-  }
-}
+const EXPORT_MARKER = 'docket'
 
 /**
  * Reads one file. A file docket exported starts with a front matter block marked
@@ -40,20 +29,9 @@ export function asText(bytes: Uint8Array): string | Uint8Array {
  * file is a legacy file whose own front matter gives the fields and which is the body whole.
  */
 export function readEntry(file: string, fileName: string, folderStage: Stage | null, bytes: Uint8Array): ImportEntry {
-  const entry = readFields(file, fileName, folderStage, bytes)
-  if (byteLength(entry.body) > MAX_BODY) entry.error = `${file}: the body is larger than a content slot may hold (${MAX_BODY / 1024 / 1024} MiB)`
-  return entry
-}
-
-const MAX_BODY = 16 * 1024 * 1024
-
-function byteLength(value: string | Uint8Array | undefined): number {
-  return value === undefined ? 0 : typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.byteLength
-}
-
-function readFields(file: string, fileName: string, folderStage: Stage | null, bytes: Uint8Array): ImportEntry {
   const named = parseFileName(fileName)
-  const fm = parseFrontMatter(bytes)
+  const body = decodeContent(bytes) // once: the front matter is read from the same text
+  const fm = parseFrontMatter(body)
   if (fm.present && fm.data[EXPORT_MARKER] === 1) return exportedEntry(file, named, folderStage, fm.data, fm.content)
   const warnings = [...named.warnings]
   if (bytes.byteLength === 0) warnings.push('empty file')
@@ -66,7 +44,7 @@ function readFields(file: string, fileName: string, folderStage: Stage | null, b
     stage: folderStage ?? stageFromText(data.stage) ?? 'backlog',
     frozen: folderStage === null || data.frozen === true,
     dependsOn: fm.dependsOn,
-    body: asText(bytes),
+    body,
     slots: new Map(),
     warnings,
   }
@@ -93,7 +71,8 @@ function exportedEntry(file: string, named: ReturnType<typeof parseFileName>, fo
     slots: new Map(),
     warnings,
   }
-  if (id !== undefined && /^[1-9][0-9]*$/.test(id)) entry.id = id as ItemId
+  if (isItemId(id)) entry.id = id
+  else if (id !== undefined) warnings.push(`id ${JSON.stringify(id.slice(0, 40))} is not an item id; a new id is assigned`)
   readOptionalFields(entry, data)
   return entry
 }
@@ -101,8 +80,8 @@ function exportedEntry(file: string, named: ReturnType<typeof parseFileName>, fo
 function readOptionalFields(entry: ImportEntry, data: Record<string, unknown>): void {
   // The same limits as the store's: a field the store would refuse becomes a warning, so the
   // item is still imported (and a dry run predicts what a real run does).
-  if (typeof data.agent === 'string' && data.agent.trim().length > 0 && data.agent.length <= MAX_AGENT && !/[\u0000-\u001f\u007f]/.test(data.agent)) entry.agent = data.agent.trim()
-  else if (data.agent !== undefined && data.agent !== null) entry.warnings.push(`agent ${JSON.stringify(String(data.agent).slice(0, 40))} is not a single line of at most ${MAX_AGENT} characters; ignored`)
+  if (typeof data.agent === 'string' && data.agent.trim().length > 0 && data.agent.length <= MAX_AGENT_LENGTH && !/[\u0000-\u001f\u007f]/.test(data.agent)) entry.agent = data.agent.trim()
+  else if (data.agent !== undefined && data.agent !== null) entry.warnings.push(`agent ${JSON.stringify(String(data.agent).slice(0, 40))} is not a single line of at most ${MAX_AGENT_LENGTH} characters; ignored`)
   if (data.retries !== undefined) {
     if (typeof data.retries === 'number' && Number.isSafeInteger(data.retries) && data.retries >= 0) entry.retries = data.retries
     else entry.warnings.push(`retries ${JSON.stringify(data.retries)} is not a whole number ≥ 0; using 0`)
@@ -116,13 +95,10 @@ function readOptionalFields(entry: ImportEntry, data: Record<string, unknown>): 
   if (data.frozen === true) entry.frozen = true
 }
 
-const MAX_AGENT = 200
-const MAX_REASON = 2000
-
 function cut(entry: ImportEntry, reason: string): string {
-  if (reason.length <= MAX_REASON) return reason
-  entry.warnings.push(`blocked reason longer than ${MAX_REASON} characters; cut`)
-  return reason.slice(0, MAX_REASON)
+  if (reason.length <= MAX_REASON_LENGTH) return reason
+  entry.warnings.push(`blocked reason longer than ${MAX_REASON_LENGTH} characters; cut`)
+  return reason.slice(0, MAX_REASON_LENGTH)
 }
 
 /** The front matter block docket writes in front of an exported body. */

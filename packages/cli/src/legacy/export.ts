@@ -1,10 +1,11 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DocketError, type Item, type Store } from '@docket/core'
+import { decodeContent, DocketError, type Item, type Store } from '@docket/core'
+import { jsonBytes } from '../output.js'
 import { exportHeader } from './entry.js'
 import { fileNameFor, folderFor } from './layout.js'
 
-export const EXPORT_VERSION = 1
+const EXPORT_VERSION = 1
 
 export interface ExportSummary {
   items: number
@@ -23,17 +24,9 @@ async function* exportedItems(store: Store): AsyncGenerator<Exported> {
     const content: Record<string, string | Uint8Array> = {}
     for (const slot of store.contentSlots(item.id)) {
       const bytes = (await store.readContentBytes(item.id, slot))!
-      content[slot] = toText(bytes) ?? bytes
+      content[slot] = decodeContent(bytes)
     }
     yield { item, history: store.stageHistory(item.id), content }
-  }
-}
-
-function toText(bytes: Uint8Array): string | undefined {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
-  } catch {
-    return undefined
   }
 }
 
@@ -54,7 +47,7 @@ export async function exportJsonl(store: Store, write: (line: string) => void | 
   await write(`${JSON.stringify(head)}\n`)
   let items = 0
   for await (const exported of exportedItems(store)) {
-    await write(`${JSON.stringify(exported, (_k, v: unknown) => (v instanceof Uint8Array ? { base64: Buffer.from(v).toString('base64') } : v))}\n`)
+    await write(`${JSON.stringify(exported, jsonBytes)}\n`)
     items++
   }
   return { items, tombstones: (head.tombstones as unknown[]).length, files: 1 }

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, rankOf, type ItemId, type ItemType, type Store } from '@docket/core'
-import { asText, type ImportEntry } from './entry.js'
+import { decodeContent, DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, rankOf, type ItemId, type ItemType, type Store } from '@docket/core'
+import { type ImportEntry } from './entry.js'
 import { scanTree } from './tree.js'
 
 export interface ImportOptions {
@@ -145,7 +145,7 @@ async function readJsonl(file: string): Promise<Source> {
     }
     const slots = new Map<string, string | Uint8Array>()
     for (const [slot, v] of Object.entries((value.content ?? {}) as Record<string, unknown>)) {
-      slots.set(slot, typeof v === 'string' ? v : asText(new Uint8Array(Buffer.from(String((v as { base64?: string })?.base64 ?? ''), 'base64'))))
+      slots.set(slot, typeof v === 'string' ? v : decodeContent(new Uint8Array(Buffer.from(String((v as { base64?: string })?.base64 ?? ''), 'base64'))))
     }
     const body = slots.get('body')
     slots.delete('body')
@@ -187,10 +187,6 @@ function plan(store: Store, entries: ImportEntry[], result: ImportResult): Impor
   }
   const out: ImportEntry[] = []
   for (const entry of entries) {
-    if (entry.error !== undefined) {
-      result.failed.push({ file: entry.file, ...(entry.id ? { id: entry.id } : {}), error: { code: 'INVALID_INPUT', message: entry.error } })
-      continue
-    }
     if (entry.id !== undefined) {
       const kept = chosen.get(entry.id)!
       if (kept !== entry) {

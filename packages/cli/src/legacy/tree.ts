@@ -1,13 +1,12 @@
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
-import { DocketError } from '@docket/core'
-import { asText, readEntry, type ImportEntry } from './entry.js'
+import { decodeContent, DocketError, MAX_CONTENT_BYTES } from '@docket/core'
+import { readEntry, type ImportEntry } from './entry.js'
 import { STAGE_FOLDERS } from './layout.js'
 
 /** A content slot travels beside its item: `<id>_<type>_<slug>.md.<slot>`. */
 const SIDECAR = /^(.+\.md)\.([a-z][a-z0-9_]{0,63})$/i
 /** Larger files are not read: no slot may hold them (the store's limit is 16 MiB). */
-const MAX_FILE_BYTES = 16 * 1024 * 1024
 
 export interface TreeScan {
   entries: ImportEntry[]
@@ -46,6 +45,9 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
       continue
     }
     const names = (await readdir(dir)).sort(byIdThenName)
+    const realDir = await realpath(dir)
+    // Sizes from the stat every file gets below, so that reading it needs no second one.
+    const sizes = new Map<string, number>()
     const present = new Set(names)
     // `<file>.md.<slot>` is a slot file — even `<file>.md.md`, the slot named "md".
     const isSidecar = (n: string) => {
@@ -71,7 +73,9 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
         ignore(file, target ? 'not a file' : 'a broken symlink')
         continue
       }
-      const real = await realpath(path).catch(() => path)
+      sizes.set(path, target.size)
+      // Only a symlink can be a second path to a file already read; any other file is where its folder is.
+      const real = entryInfo.isSymbolicLink() ? await realpath(path).catch(() => path) : join(realDir, name)
       const first = seenReal.get(real)
       if (first !== undefined) {
         ignore(file, `another path to ${first} (a symlink inside the tree); read once`)
@@ -91,16 +95,16 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
     for (const name of names) {
       const file = `${folder}/${name}`
       if (!markdown.has(name) || ignored.has(file)) continue
-      const bytes = await readLimited(join(dir, name))
+      const bytes = await readLimited(join(dir, name), sizes.get(join(dir, name)))
       if (typeof bytes === 'string') {
         scan.unreadable.push({ file, error: bytes })
         continue
       }
       const entry = readEntry(file, name, stage, bytes)
       for (const [slot, path] of sidecars.get(name) ?? []) {
-        const value = await readLimited(path)
+        const value = await readLimited(path, sizes.get(path))
         if (typeof value === 'string') entry.warnings.push(`slot file ${slot}: ${value}; not imported`)
-        else entry.slots.set(slot, asText(value))
+        else entry.slots.set(slot, decodeContent(value))
       }
       if (entry.slots.has('body')) {
         entry.body = entry.slots.get('body')
@@ -113,11 +117,11 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
   return scan
 }
 
-/** The bytes of a file, or why they cannot be had (too large, unreadable). */
-async function readLimited(path: string): Promise<Uint8Array | string> {
+/** The bytes of a file, or why they cannot be had (too large, unreadable). `size` when a stat already gave it. */
+async function readLimited(path: string, size?: number): Promise<Uint8Array | string> {
   try {
-    const info = await stat(path)
-    if (info.size > MAX_FILE_BYTES) return `${info.size} bytes, more than a content slot may hold (${MAX_FILE_BYTES / 1024 / 1024} MiB)`
+    const onDisk = size ?? (await stat(path)).size
+    if (onDisk > MAX_CONTENT_BYTES) return `${onDisk} bytes, more than a content slot may hold (${MAX_CONTENT_BYTES / 1024 / 1024} MiB)`
     return new Uint8Array(await readFile(path))
   } catch (err) {
     return `unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`

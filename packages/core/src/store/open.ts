@@ -20,6 +20,8 @@ export interface OpenStoreOptions {
   dir?: string
   /** Create the store if the directory holds none. Default: true. */
   create?: boolean
+  /** Refuse with STORE_EXISTS if the directory already holds a store (`docket init`). Default: false. */
+  errorIfExists?: boolean
   /**
    * This replica's id, fixed when the store is created (a ULID is generated if omitted).
    * Opening an existing store with a different id is refused.
@@ -69,9 +71,10 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   const logger = opts.logger ?? stderrLogger
   const readOnly = opts.readOnly === true
   const create = opts.create !== false && !readOnly
+  if (opts.errorIfExists !== undefined && typeof opts.errorIfExists !== 'boolean') throw invalid('errorIfExists must be true or false.')
   const dbs = await openDatabases(dir, create)
   try {
-    const replicaId = await readOrInitMeta(dbs, dir, requestedReplica, create)
+    const replicaId = await readOrInitMeta(dbs, dir, requestedReplica, create, opts.errorIfExists === true)
     const state = await loadState(dbs, 1, opts.hooks?.clientId?.())
     const store = new Store({
       dir,
@@ -99,8 +102,12 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   }
 }
 
-async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId | undefined, create: boolean): Promise<ReplicaId> {
+async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId | undefined, create: boolean, errorIfExists: boolean): Promise<ReplicaId> {
   const schemaText = await dbs.meta.get('schema')
+  if (schemaText !== undefined && errorIfExists) {
+    const existing = (await dbs.meta.get('replicaId')) ?? 'unknown'
+    throw new DocketError('STORE_EXISTS', `There is already a docket store at ${dir} (replica ${existing}): use it, or choose another directory.`, { details: { dir, replicaId: existing } })
+  }
   if (schemaText === undefined) {
     if (await hasAnyKey(dbs)) {
       throw new DocketError('STORE_CORRUPT', `${dir} holds a LevelDB that is not a docket store (no schema version): point --dir at a docket store or an empty directory.`, {
