@@ -62,7 +62,7 @@ const MUTATIONS: Mutation[] = [
   {
     name: 'apply checks the item, then awaits, then writes (check-then-act race)',
     file: 'packages/core/src/store/store.ts',
-    edits: [{ find: "    if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')\n    const { state, map } = found", replace: "    if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')\n    await Promise.resolve()\n    const { state, map } = found" }],
+    edits: [{ find: "    if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')\n    const { state, map, item } = found", replace: "    if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')\n    await Promise.resolve()\n    const { state, map, item } = found" }],
     tests: ['test/properties/races.property.test.ts'],
   },
   {
@@ -70,7 +70,7 @@ const MUTATIONS: Mutation[] = [
     file: 'packages/core/src/store/store.ts',
     edits: [
       { find: '    if (refused) {\n      ctx.audit.length = 0', replace: '    if (false) {\n      ctx.audit.length = 0' },
-      { find: "    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document", replace: "    return this.#snapshot(id, record, stage)\n    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document" },
+      { find: "    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document", replace: "    return itemFromRecord(id, record, stage)\n    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document" },
     ],
     tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts', 'packages/core/test/create.test.ts'],
   },
@@ -86,7 +86,8 @@ function runTests(tests: string[]): { failed: boolean; seconds: number; detail: 
   })
   const output = `${result.stdout}\n${result.stderr}`
   if (result.error || result.status === null) throw new Error(`vitest did not run to the end (${result.error?.message ?? `signal ${result.signal}`}):\n${output.slice(-2000)}`)
-  const caught = [...output.matchAll(/(FAIL .*?\.test\.ts.*?)$|Property failed after (\d+) tests?/gm)].map((m) => m[0].trim())
+  // `FAIL … x.test.ts > suite > test` is a failing test; `FAIL … x.test.ts [ … ]` alone is a file that did not load.
+  const caught = [...output.matchAll(/(FAIL .*?\.test\.ts > .*?)$|Property failed after (\d+) tests?/gm)].map((m) => m[0].trim())
   if (result.status !== 0 && caught.length === 0) throw new Error(`vitest exited with ${result.status} but no test failed (a crash or a config error):\n${output.slice(-2000)}`)
   return { failed: result.status !== 0, seconds: (Date.now() - start) / 1000, detail: [...new Set(caught)].slice(0, 4).join(' | ') }
 }
