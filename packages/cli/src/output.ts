@@ -46,8 +46,9 @@ export class Output {
   }
 
   /** Raw stdout (export streams JSONL through it). */
-  write(text: string): void {
-    this.#io.stdout.write(text)
+  /** Raw output on stdout: text, or bytes exactly as they are. */
+  write(data: string | Uint8Array): void {
+    this.#io.stdout.write(data)
   }
 
   note(line: string): void {

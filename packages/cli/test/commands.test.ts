@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { snapshotRows } from '@docket/harness'
@@ -67,6 +67,17 @@ describe('docket: every command, its JSON and its exit code', () => {
     expect(log.every((e: { investigate: boolean }) => e.investigate === false)).toBe(true)
     expect((await d('log', '--id', '1', '--kind', 'transitioned')).json()).toHaveLength(3)
     expect((await d('log', '--since', log[9].id)).json().map((e: { kind: string }) => e.kind)).toEqual(['created'])
+  })
+
+  it('show --content writes bytes that are not text exactly as stored (JSON gives them as base64)', async () => {
+    const dir = await initStore()
+    const d = (...args: string[]) => docket(['--dir', dir, '--json', ...args])
+    const binary = Buffer.from([0xff, 0x00, 0x80, 0x41, 0xfe])
+    const file = join(await tempDir(), 'blob.bin')
+    await writeFile(file, binary)
+    const blob = (await d('create', '--name', 'Blob', '--body-file', file)).json()
+    expect((await docket(['--dir', dir, 'show', blob.id, '--content', 'body'])).stdoutBytes).toEqual(binary)
+    expect((await d('show', blob.id, '--content', 'body')).json()).toEqual({ id: blob.id, slot: 'body', content: { base64: binary.toString('base64') } })
   })
 
   it('apply lists the valid events when an event is not allowed (exit 1) or unknown (exit 2)', async () => {

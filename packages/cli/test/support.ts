@@ -22,6 +22,8 @@ export interface Run {
   code: number | null
   signal: NodeJS.Signals | null
   stdout: string
+  /** stdout as the bytes written (for binary output). */
+  stdoutBytes: Buffer
   stderr: string
   json: () => any
 }
@@ -34,15 +36,17 @@ export function docket(args: readonly string[], options: { cwd?: string; env?: N
       env: { ...process.env, NO_COLOR: '1', DOCKET_DIR: '', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     })
-    let stdout = ''
+    const out: Buffer[] = []
     let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stdout.on('data', (d: Buffer) => out.push(d))
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000)
     child.on('error', reject)
     child.on('close', (code, signal) => {
       clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, json: () => JSON.parse(stdout) })
+      const stdoutBytes = Buffer.concat(out)
+      const stdout = stdoutBytes.toString()
+      resolve({ code, signal, stdout, stdoutBytes, stderr, json: () => JSON.parse(stdout) })
     })
     child.stdin.end(options.input ?? '')
   })

@@ -64,7 +64,7 @@ export function registerItemCommands(program: Command, ctx: Context): void {
           const bytes = await store.readContentBytes(id, flags.content)
           if (bytes === undefined) throw new UsageError(`item ${id} has no slot ${JSON.stringify(flags.content)}; it has: ${store.contentSlots(id).join(', ') || 'none'}`)
           if (out.json) out.result({ id, slot: flags.content, content: decodeContent(bytes) }, () => '')
-          else out.write(Buffer.from(bytes).toString('utf8'))
+          else out.write(bytes)
           return
         }
         const history = store.stageHistory(id)
