@@ -69,7 +69,7 @@ describe('deletes that race', () => {
       fc.asyncProperty(
         fc.record({ seed: fc.integer(), names: fc.uniqueArray(itemName, { minLength: 1, maxLength: 4 }), deleteFirst: fc.boolean(), extra: itemName }),
         async ({ seed, names, deleteFirst, extra }) => {
-          // c's client ids are the highest: its concurrent create wins the id; a must move its item.
+          // c creates first (the lower uid): its concurrent create wins the id; a must move its item.
           const base = [0x10000000, 0x20000000, 0xf0000000]
           const reopened = await openReplicas(3, {}, (i) => {
             let k = 0
@@ -80,12 +80,13 @@ describe('deletes that race', () => {
           try {
             net.cut(a.replicaId, c.replicaId)
             net.cut(b.replicaId, c.replicaId)
+            const y = await c.createItem({ name: extra }) // made apart, before x: the lower uid
             const created: Item[] = []
             for (const name of names) created.push(await a.createItem({ name }))
             await net.deliverAll() // b sees a's items; c sees nothing
             const x = created[0]!
-            const y = await c.createItem({ name: extra }) // same id as x, made apart
             expect(y.id).toBe(x.id)
+            expect(y.uid < x.uid).toBe(true)
             await b.deleteItem(x.id)
             net.heal()
             // the update from c (which displaces x on a) and b's delete of x reach a in either order

@@ -90,7 +90,7 @@ export interface Alias {
   newId: ItemId
   at: string
   by: ReplicaId
-  reason: 'collision' | 'tombstoned-id' | 'recovery'
+  reason: 'collision' | 'tombstoned-id' | 'recovery' | 'import'
 }
 
 export const AUDIT_KINDS = [
@@ -110,6 +110,8 @@ export const AUDIT_KINDS = [
   'recovery_run',
   'import_run',
   'doctor_fix',
+  'schema_migrated',
+  'storage_loss_acknowledged',
 ] as const
 export type AuditKind = (typeof AUDIT_KINDS)[number]
 

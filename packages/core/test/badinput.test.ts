@@ -107,9 +107,9 @@ describe('bad directories and stores', () => {
     const store = await openStore({ dir, durability: 'relaxed' })
     await store.createItem({ name: 'x' })
     await store.close()
-    await putRaw(dir, '!meta!schema', '2')
+    await putRaw(dir, '!meta!schema', '3')
     const before = await snapshotRows(dir)
-    await expect(openStore({ dir })).rejects.toMatchObject({ code: 'SCHEMA_TOO_NEW', details: { schema: 2, supported: 1 } })
+    await expect(openStore({ dir })).rejects.toMatchObject({ code: 'SCHEMA_TOO_NEW', details: { schema: 3, supported: 2 } })
     expect(await snapshotRows(dir)).toEqual(before)
   })
 

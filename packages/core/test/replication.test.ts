@@ -169,9 +169,8 @@ describe('review findings: displacement during a create, and parts of updates th
     const b = await testStore()
     const item = await a.createItem({ name: 'to be deleted elsewhere', body: 'x' })
     await pull(b, a)
-    const before = b.encodeStateVector()
-    await b.createItem({ name: 'something first' }) // a will miss this one
-    const missing = b.encodeStateAsUpdate(before)
+    await b.createItem({ name: 'something first' }) // a will miss this one (and all b wrote before it)
+    const missing = b.encodeStateAsUpdate(a.encodeStateVector())
     const afterFirst = b.encodeStateVector()
     await b.deleteItem(item.id)
     const deletion = b.encodeStateAsUpdate(afterFirst) // depends on `missing`

@@ -71,7 +71,8 @@ export function startFixture(fixture: string, args: string[], line: string): Ret
 
 /**
  * The update a peer that has seen `base` sends after writing a bare item (metadata only, no
- * stage log) at `id`, as an old or buggy replica would. `clientId` lets it win concurrent writes.
+ * stage log) under its uid, claiming `id`, as a buggy replica would. Claims are won by the
+ * lowest uid, so an old uid wins a concurrent claim; `clientId` fixes the peer's Yjs client.
  */
 export function peerItemUpdate(base: Uint8Array, id: string, item: { uid: string; name: string }, clientId?: number): Uint8Array {
   const peer = new Y.Doc()
@@ -79,7 +80,8 @@ export function peerItemUpdate(base: Uint8Array, id: string, item: { uid: string
   Y.applyUpdate(peer, base)
   const map = new Y.Map<unknown>()
   for (const [k, v] of Object.entries({ ...item, type: 'story', createdBy: 'peer', createdAt: '', updatedAt: '' })) map.set(k, v)
-  peer.getMap('items').set(id, map)
+  peer.getMap('records').set(item.uid, map)
+  peer.getMap('claims').set(`${id}/${item.uid}`, { at: '', by: 'peer', reason: 'created' })
   const update = Y.encodeStateAsUpdate(peer, Y.encodeStateVectorFromUpdate(base))
   peer.destroy()
   return update

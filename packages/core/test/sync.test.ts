@@ -64,7 +64,8 @@ describe('sync through a Hocuspocus server on 127.0.0.1', () => {
     await srv.close()
     const doc = new Y.Doc()
     Y.applyUpdate(doc, await readStoredDocument(srv.dir))
-    expect([...doc.getMap('items').keys()].sort()).toEqual(JSON.parse(first).map((row: string[]) => row[0]).sort())
+    // (items live under their uid; the claims say which id each shows)
+    expect([...doc.getMap('records').keys()].sort()).toEqual(JSON.parse(first).map((row: string[]) => row[1]).sort())
   }, 120_000)
 
   it('a stale replica cannot drag done items back; its demotes are audited as superseded; an informed reopen wins', async () => {
@@ -139,7 +140,7 @@ describe('sync through a Hocuspocus server on 127.0.0.1', () => {
     await srv.close()
     const doc = new Y.Doc()
     Y.applyUpdate(doc, await readStoredDocument(srv.dir))
-    const names = [...doc.getMap<Y.Map<unknown>>('items').values()].map((m) => m.get('name'))
+    const names = [...doc.getMap<Y.Map<unknown>>('records').values()].map((m) => m.get('name'))
     expect(names).toEqual(['legit'])
   })
 
@@ -172,7 +173,7 @@ describe('sync through a Hocuspocus server on 127.0.0.1', () => {
     await new Promise((r) => srv.once('close', r))
     const doc = new Y.Doc()
     Y.applyUpdate(doc, await readStoredDocument(dir))
-    expect(doc.getMap('items').size).toBe(120)
+    expect(doc.getMap('records').size).toBe(120)
   }, 90_000)
 
   it('the pull gate: a repair refuses while the server is unreachable, runs with offline', async () => {

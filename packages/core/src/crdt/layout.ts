@@ -2,6 +2,7 @@ import * as Y from 'yjs'
 import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { StageEntry } from '../stage/log.js'
 import { isStage } from '../stage/stages.js'
+import type { ClaimValue } from './claims.js'
 import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone } from '../types.js'
 
 /**
@@ -9,7 +10,12 @@ import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType,
  * One nested Y.Map per item so that concurrent edits of different fields merge field by field.
  */
 export const ROOTS = {
+  /** Schema 1's home of items, keyed by the id they were created under; no new keys in schema 2. */
   items: 'items',
+  /** Schema 2's home of items, keyed by uid: one item's data is never overwritten by another's. */
+  records: 'records',
+  /** Grow-only id claims `<id>/<uid>` → ClaimValue: which item shows which id (crdt/claims.ts). */
+  claims: 'claims',
   tombstones: 'tombstones',
   deleted: 'deleted',
   aliases: 'aliases',
@@ -45,7 +51,10 @@ export interface DeletedUid {
 
 export interface DocParts {
   doc: Y.Doc
+  /** Schema 1 items (by id), kept where they are: they count only with a claim (docs/FORMAT.md). */
   items: Y.Map<ItemMap>
+  records: Y.Map<ItemMap>
+  claims: Y.Map<ClaimValue>
   tombstones: Y.Map<Tombstone>
   /** Grow-only, keyed by uid: concurrent deletions of two items that shared an id both stick. */
   deleted: Y.Map<DeletedUid>
@@ -59,6 +68,8 @@ export function docParts(doc: Y.Doc): DocParts {
   return {
     doc,
     items: doc.getMap<ItemMap>(ROOTS.items),
+    records: doc.getMap<ItemMap>(ROOTS.records),
+    claims: doc.getMap<ClaimValue>(ROOTS.claims),
     tombstones: doc.getMap<Tombstone>(ROOTS.tombstones),
     deleted: doc.getMap<DeletedUid>(ROOTS.deleted),
     aliases: doc.getMap<Alias>(ROOTS.aliases),
@@ -188,19 +199,23 @@ export function buildItemMap(record: ItemRecord, entries: readonly StageEntry[],
   return map
 }
 
-/** Finds which item (and which part of it) a changed Yjs type belongs to. */
-export function locateInItems(
-  items: Y.Map<ItemMap>,
+/** Where an item's map lives: under its uid (schema 2) or, for a schema 1 item, under its id. */
+export type ItemHome = { root: 'records'; key: string } | { root: 'items'; key: string }
+
+/** Finds which item map (and which part of it) a changed Yjs type belongs to. */
+export function locateItemPart(
+  parts: DocParts,
   type: Y.AbstractType<unknown>,
-): { id: string; part: 'fields' | 'stages' | 'content' } | undefined {
+): { home: ItemHome; part: 'fields' | 'stages' | 'content' } | undefined {
   let child: Y.AbstractType<unknown> = type
   let part: 'fields' | 'stages' | 'content' = 'fields'
   for (let depth = 0; depth < 4; depth++) {
     const item = child._item
     if (item === null) return undefined
     const parent = item.parent as Y.AbstractType<unknown>
-    if (parent === items) {
-      return typeof item.parentSub === 'string' ? { id: item.parentSub, part } : undefined
+    if (parent === parts.records || parent === parts.items) {
+      if (typeof item.parentSub !== 'string') return undefined
+      return { home: { root: parent === parts.records ? 'records' : 'items', key: item.parentSub }, part }
     }
     if (item.parentSub === F.stages) part = 'stages'
     else if (item.parentSub === F.content) part = 'content'

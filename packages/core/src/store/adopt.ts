@@ -64,11 +64,6 @@ export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts
   if (!rows.shadow && rows.slots.length === 0) {
     throw new DocketError('NOT_FOUND', `Id ${id} has no rows in the shadow content store: there is nothing to recover.`, { details: { id } })
   }
-  if (state.pendingReanchor.has(id)) {
-    throw new DocketError('CONFLICT', `Id ${id} holds an item of this replica that is being re-anchored: wait for it (store.flush()) and run discovery again.`, {
-      details: { id },
-    })
-  }
   const parsed = rows.shadow ? decodeShadow(rows.shadow.text) : undefined
   const row: ShadowRow | undefined = parsed?.ok ? parsed.row : undefined
   const shadowUid = row?.uid ?? null
@@ -78,13 +73,13 @@ export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts
     })
   }
   const live = state.index.get(id)
-  const liveHere = live !== undefined && !state.parts.tombstones.has(id) && state.parts.items.has(id)
+  const liveHere = live !== undefined && state.claims.uidAt(id) === live.uid
   if (liveHere && (shadowUid === null || shadowUid === live.uid)) {
     throw new DocketError('ALREADY_EXISTS', `Id ${id} is a live item, not an orphan: nothing to recover.`, { details: { id } })
   }
   if (shadowUid !== null) {
-    const elsewhere = state.byUid.get(shadowUid)
-    if (elsewhere !== undefined && elsewhere !== id && !state.parts.tombstones.has(elsewhere)) {
+    const elsewhere = state.claims.shownId(shadowUid)
+    if (elsewhere !== undefined && elsewhere !== id && !isDeletedUid(state.parts, shadowUid)) {
       throw new DocketError('ALREADY_EXISTS', `The orphan at id ${id} is item ${shadowUid}, which is already live as #${elsewhere}.`, {
         details: { id, uid: shadowUid, liveAs: elsewhere },
       })

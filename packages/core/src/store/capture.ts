@@ -1,14 +1,15 @@
 import type * as Y from 'yjs'
-import { auditEvent, nextUlid } from '../audit/audit.js'
-import { contentOf, contentSlots, isDeletedUid, locateInItems, readRecord, readStageEntries, readUid, type ItemMap, type ItemRecord } from '../crdt/layout.js'
-import { idToNumber, isItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { auditEvent } from '../audit/audit.js'
+import { parseClaimKey } from '../crdt/claims.js'
+import { contentOf, contentSlots, isDeletedUid, locateItemPart, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey } from '../storage/keys.js'
 import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { ContentValue } from '../types.js'
 import { itemFromRecord } from './items.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
-import type { DocState, IndexEntry } from './state.js'
+import { noteAnchoring, recordOf, type DocState } from './state.js'
 import type { Logger } from './logger.js'
 
 interface Touch {
@@ -27,10 +28,15 @@ export interface CaptureEnv {
  * Turns one Yjs transaction into the job that persists it: the update itself plus the shadow
  * and content rows that the transaction changed, computed now — from the document as this
  * transaction left it — so that the rows on disk always match the update rows beside them.
+ * This is the shadow "observer", for local and remote transactions alike.
  */
 export function captureTransaction(env: CaptureEnv, tr: Y.Transaction, update: Uint8Array, origin: unknown): Job {
   const ctx = origin instanceof OpContext ? origin : undefined
-  const job = buildJob(env, collectTouched(env, tr), ctx, origin instanceof RemoteOrigin)
+  const remote = origin instanceof RemoteOrigin
+  const job = newJob(env.state.generation)
+  job.remote = remote
+  const touched = collectTouched(env, tr, job)
+  buildJob(env, job, touched, ctx)
   job.update = update
   if (origin instanceof RemoteOrigin) {
     job.source = origin.source
@@ -45,19 +51,29 @@ export function captureTransaction(env: CaptureEnv, tr: Y.Transaction, update: U
  * events and journal rows, and the rows of the ids it asked to refresh.
  */
 export function jobFromContext(env: CaptureEnv, ctx: OpContext): Job {
-  return buildJob(env, new Map(), ctx, false)
+  const job = newJob(env.state.generation)
+  buildJob(env, job, new Map(), ctx)
+  return job
 }
 
-function buildJob(env: CaptureEnv, touched: Map<ItemId, Touch>, ctx: OpContext | undefined, remote: boolean): Job {
-  const job = newJob(env.state.generation)
-  job.remote = remote
-  for (const id of ctx?.refresh ?? []) touch(touched, id).whole = true
-  for (const id of env.state.deferred.keys()) touch(touched, id).whole = true
-  const changedIds: ItemId[] = []
-  for (const [id, t] of touched) {
-    env.state.items.delete(id)
-    if (applyToRows(env, job, id, t, ctx)) changedIds.push(id)
+function buildJob(env: CaptureEnv, job: Job, touched: Map<Uid, Touch>, ctx: OpContext | undefined): void {
+  const { state } = env
+  // An item's rows live at the id it shows; a move (or a loss) touches both ids.
+  const ids = new Map<ItemId, Touch>()
+  for (const id of ctx?.refresh ?? []) touch(ids, id).whole = true
+  for (const [uid, t] of touched) {
+    const before = state.byUid.get(uid)
+    const after = state.claims.shownId(uid)
+    if (before !== undefined) merge(touch(ids, before), t, before !== after)
+    if (after !== undefined) merge(touch(ids, after), t, before !== after)
+    noteAnchoring(state, uid)
   }
+  const changedIds: ItemId[] = []
+  for (const [id, t] of ids) {
+    state.items.delete(id)
+    if (rowsFor(env, job, id, t, ctx)) changedIds.push(id)
+  }
+  if (state.unanchored.size > 0) job.startsReanchor = true
   if (ctx) {
     job.audit.push(...ctx.audit)
     job.events.push(...ctx.events)
@@ -65,124 +81,106 @@ function buildJob(env: CaptureEnv, touched: Map<ItemId, Touch>, ctx: OpContext |
     job.dels.push(...ctx.dels)
     ctx.job = job
   }
-  if (changedIds.length > 0) job.events.push({ type: 'changed', ids: changedIds, origin: remote ? 'remote' : 'local' })
-  return job
+  if (changedIds.length > 0) job.events.push({ type: 'changed', ids: changedIds, origin: job.remote ? 'remote' : 'local' })
 }
 
-function touch(touched: Map<ItemId, Touch>, id: ItemId): Touch {
-  let t = touched.get(id)
+function touch<K>(touched: Map<K, Touch>, key: K): Touch {
+  let t = touched.get(key)
   if (!t) {
     t = { whole: false, stages: false, slots: new Set() }
-    touched.set(id, t)
+    touched.set(key, t)
   }
   return t
 }
 
-function collectTouched(env: CaptureEnv, tr: Y.Transaction): Map<ItemId, Touch> {
-  const { parts, allocator } = env.state
-  const touched = new Map<ItemId, Touch>()
+function merge(into: Touch, from: Touch, whole: boolean): void {
+  into.whole ||= from.whole || whole
+  into.stages ||= from.stages
+  for (const slot of from.slots) into.slots.add(slot)
+}
+
+/** The items a transaction changed, by uid — with the claims and tombstones it added indexed on the way. */
+function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, Touch> {
+  const { state } = env
+  const { parts, allocator } = state
+  const touched = new Map<Uid, Touch>()
+  const whole = (uid: Uid | undefined) => {
+    if (uid !== undefined) touch(touched, uid).whole = true
+  }
   for (const [changedType, keys] of tr.changed) {
     const type: unknown = changedType
-    if (type === parts.items || type === parts.tombstones) {
+    if (type === parts.records || type === parts.items) {
+      const root = type === parts.records ? 'records' : 'items'
       for (const key of keys) {
-        if (key === null || !isItemId(key)) continue
-        allocator.observe(type === parts.items ? 'items' : 'tombstones', idToNumber(key))
-        touch(touched, key).whole = true
+        if (key === null) continue
+        if (root === 'items' && isItemId(key)) allocator.observe('items', idToNumber(key))
+        const before = root === 'items' ? state.legacy.get(key) : undefined
+        const uid = state.noteMap(root, key, (root === 'records' ? parts.records : parts.items).get(key))
+        whole(uid)
+        if (before !== uid) whole(before)
+      }
+    } else if (type === parts.claims) {
+      for (const key of keys) {
+        const claim = key === null ? undefined : parseClaimKey(key)
+        if (!claim || !parts.claims.has(key!)) continue
+        allocator.observe('items', idToNumber(claim.id))
+        whole(claim.uid)
+        for (const uid of state.claims.add(claim.id, claim.uid)) whole(uid)
+        const tomb = parts.tombstones.get(claim.id)
+        if (tomb && tomb.uid !== claim.uid) rejectTombstonedClaim(env, job, claim.id, claim.uid, tomb.uid)
+      }
+    } else if (type === parts.tombstones) {
+      for (const key of keys) {
+        if (key === null || !isItemId(key) || !parts.tombstones.has(key)) continue
+        allocator.observe('tombstones', idToNumber(key))
+        whole(state.index.get(key)?.uid)
+        for (const uid of state.claims.tombstone(key)) whole(uid)
       }
     } else if (type === parts.deleted) {
-      for (const uid of keys) {
-        const id = uid === null ? undefined : env.state.byUid.get(uid as never)
-        if (id !== undefined) touch(touched, id).whole = true
-      }
+      for (const uid of keys) if (uid !== null && isUid(uid)) whole(uid)
     } else if (type === parts.alloc) {
       for (const key of keys) {
         const value = key === null ? undefined : parts.alloc.get(key)
         if (typeof value === 'number' && Number.isSafeInteger(value)) allocator.observe('high-water', value)
       }
     } else if (type !== parts.aliases && type !== parts.meta) {
-      const where = locateInItems(parts.items, changedType as Y.AbstractType<unknown>)
-      if (!where || !isItemId(where.id)) continue
-      const t = touch(touched, where.id)
+      const where = locateItemPart(parts, changedType as Y.AbstractType<unknown>)
+      if (!where) continue
+      const uid = where.home.root === 'records' ? (isUid(where.home.key) ? where.home.key : undefined) : state.legacy.get(where.home.key)
+      if (uid === undefined) continue
+      const t = touch(touched, uid)
       if (where.part === 'stages') t.stages = true
       else if (where.part === 'content' && changedType._item?.parentSub === 'content') {
         for (const key of keys) if (key !== null) t.slots.add(key)
-      }
+      } else if (where.part === 'fields') t.whole ||= keys.has('uid')
     }
   }
   return touched
 }
 
-/** Updates the rows of one touched id, and journals whether it is (still) deferred. */
-function applyToRows(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext | undefined): boolean {
-  const before = env.state.deferred.get(id)
-  env.state.deferred.delete(id)
-  const changed = rowsFor(env, job, id, t, ctx)
-  const after = env.state.deferred.get(id)
-  if (before && !after) job.dels.push({ sublevel: 'journal', key: before.journalKey })
-  if (after && !before) job.puts.push({ sublevel: 'journal', key: after.journalKey, value: JSON.stringify({ kind: 'deferred', id, uid: after.uid, createdBy: after.createdBy }) })
-  if (after && before) after.journalKey = before.journalKey
-  return changed
-}
-
-function defer(env: CaptureEnv, id: ItemId, prev: IndexEntry): void {
-  env.state.deferred.set(id, { uid: prev.uid, createdBy: prev.createdBy, journalKey: nextUlid() })
-}
-
-/** Updates the rows (and the in-memory index) of one touched id. Returns whether it changed for readers. */
+/** Updates the rows (and the in-memory index) of one id. Returns whether it changed for readers. */
 function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext | undefined): boolean {
-  const { state, replicaId } = env
-  const map = state.parts.items.get(id)
-  const record = map ? readRecord(map) : undefined
-  const tomb = state.parts.tombstones.get(id)
+  const { state } = env
+  const uid = state.claims.uidAt(id)
+  const record = uid === undefined ? undefined : recordOf(state, uid)
+  const map = uid === undefined ? undefined : state.maps.get(uid)
   const prev = state.index.get(id)
-
-  const hiddenByTombstone = map !== undefined && record !== undefined && tomb !== undefined && tomb.uid !== record.uid
-  if (hiddenByTombstone) rejectTombstonedWrite(env, job, id, record, tomb.uid)
-  const live = map !== undefined && record !== undefined && tomb === undefined && !isDeletedUid(state.parts, record.uid)
-  /** Deleted on purpose (by id or by uid), as opposed to displaced. */
-  const deletedOnPurpose = (uid: Uid) => tomb?.uid === uid || isDeletedUid(state.parts, uid)
-  const reanchoring = ctx?.reanchorOf === id
-  if (reanchoring) state.pendingReanchor.delete(id)
-  else if (state.pendingReanchor.has(id)) return true // rows here are the evidence of our displaced item
-
-  if (!reanchoring && prev !== undefined && map !== undefined && record === undefined && readUid(map) === prev.uid) {
-    // The same item, with a field half-delivered (a change whose new value waits for updates
-    // that have not arrived, while its deletion of the old value has): not displaced, not
-    // deleted. Keep its rows as they are and look again at the next change.
-    defer(env, id, prev)
-    return false
-  }
-  if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && !deletedOnPurpose(prev.uid) && tomb === undefined && map === undefined && hasPendingUpdates(state)) {
-    // Our item is gone but no tombstone says why, and some updates wait for missing ones:
-    // its tombstone is probably among them (messages arrive out of order). Keep the rows and
-    // look again at the next change rather than resurrecting an item someone deleted.
-    defer(env, id, prev)
-    return false
-  }
-  if (!reanchoring && prev !== undefined && prev.createdBy === replicaId && !deletedOnPurpose(prev.uid) && !(live && record.uid === prev.uid)) {
-    // Our item lost its place (a concurrent create won the id, or a tombstone of another
-    // item covers it): move it to a fresh id from the rows that still hold it.
-    startReanchor(env, job, id, prev.uid, live ? 'collision' : 'tombstoned-id', 'shadow')
-    return true
-  }
-  if (!reanchoring && hiddenByTombstone && record.createdBy === replicaId && !isDeletedUid(state.parts, record.uid)) {
-    // Ours, but the shadow never held it under this id: the document is the evidence.
-    startReanchor(env, job, id, record.uid, 'tombstoned-id', 'document')
-    return true
-  }
+  const live = uid !== undefined && record !== undefined && map !== undefined && !isDeletedUid(state.parts, uid)
 
   if (!live) {
-    if (prev !== undefined) {
-      state.untrack(id)
-      job.dels.push({ sublevel: 'shadow', key: idKey(id) })
-      job.clearContent.push(id)
-      if (!reanchoring) job.events.push({ type: 'deleted', id, uid: prev.uid, origin: ctx ? 'local' : 'remote' })
+    if (prev === undefined) return false
+    state.untrack(id)
+    job.dels.push({ sublevel: 'shadow', key: idKey(id) })
+    job.clearContent.push(id)
+    // Gone on purpose (deleted, or its id deleted) — as opposed to moved to another id.
+    if (isDeletedUid(state.parts, prev.uid) || state.parts.tombstones.has(id)) {
+      job.events.push({ type: 'deleted', id, uid: prev.uid, origin: ctx ? 'local' : 'remote' })
     }
-    return prev !== undefined
+    return true
   }
 
-  const fresh = prev === undefined || prev.uid !== record.uid || t.whole
-  state.track(id, { uid: record.uid, createdBy: record.createdBy })
+  const fresh = prev === undefined || prev.uid !== uid || t.whole
+  state.track(id, { uid, createdBy: record.createdBy })
   const entries = readStageEntries(map)
   const resolution = resolveStage(entries)
   const stage = resolution?.stage ?? 'backlog'
@@ -194,8 +192,8 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   if (fresh) {
     // Rows of a previous occupant go first. An id nobody held here has no rows: the
     // allocator never proposes an id with rows, and explicit ids are checked before writing.
-    if (prev !== undefined || ctx?.reanchorOf === id) job.clearContent.push(id)
-    else if (job.remote && idToNumber(id) <= state.allocator.bySource().content) job.guard.push({ id, uid: record.uid })
+    if (prev !== undefined) job.clearContent.push(id)
+    else if (idToNumber(id) <= state.allocator.bySource().content) job.guard.push({ id, uid })
     for (const [slot, value] of content ?? []) putContent(job, id, slot, value)
   } else {
     for (const slot of t.slots) {
@@ -274,31 +272,15 @@ function reportSuperseded(env: CaptureEnv, job: Job, id: ItemId, resolution: Ret
   }
 }
 
-function rejectTombstonedWrite(env: CaptureEnv, job: Job, id: ItemId, record: ItemRecord, tombUid: Uid): void {
-  const key = `${id}/${record.uid}`
+/** A claim on a deleted id is refused loudly (once per replica): the id stays deleted, the item moves. */
+function rejectTombstonedClaim(env: CaptureEnv, job: Job, id: ItemId, uid: Uid, tombUid: Uid): void {
+  const key = `${id}/${uid}`
   if (env.state.reported.has(key)) return
   env.state.reported.add(key)
   job.puts.push({ sublevel: 'reported', key, value: id })
-  const message = `write to tombstoned id ${id} rejected: item ${record.uid} by ${record.createdBy} is hidden; the id stays deleted`
-  env.logger.warn(message)
-  job.audit.push(auditEvent('write_rejected', env.replicaId, { reason: 'tombstoned', uid: record.uid, tombstoneUid: tombUid, createdBy: record.createdBy }, id))
+  const record = recordOf(env.state, uid)
+  const createdBy = record?.createdBy ?? null
+  env.logger.warn(`write to tombstoned id ${id} rejected: item ${uid}${createdBy ? ` by ${createdBy}` : ''} does not get the id; it stays deleted`)
+  job.audit.push(auditEvent('write_rejected', env.replicaId, { reason: 'tombstoned', uid, tombstoneUid: tombUid, createdBy }, id))
   job.events.push({ type: 'write_rejected', id, reason: 'tombstoned' })
-}
-
-/**
- * Records the intent to re-anchor our displaced item; the rows at `id` are left as they are
- * (they are the evidence) and the store moves the item to a fresh id after this job commits.
- */
-function startReanchor(
-  env: CaptureEnv,
-  job: Job,
-  id: ItemId,
-  uid: Uid,
-  reason: 'collision' | 'tombstoned-id',
-  source: 'shadow' | 'document',
-): void {
-  const journalKey = nextUlid()
-  env.state.pendingReanchor.set(id, { uid, reason, source, journalKey })
-  job.puts.push({ sublevel: 'journal', key: journalKey, value: JSON.stringify({ kind: 'reanchor', id, uid, reason, source }) })
-  job.startsReanchor = true
 }

@@ -1,17 +1,16 @@
 import * as Y from 'yjs'
-import { auditEvent, nextUlid } from '../audit/audit.js'
-import { buildItemMap, isDeletedUid, readRecord } from '../crdt/layout.js'
+import { auditEvent } from '../audit/audit.js'
+import { nextIdAfter } from '../alloc/allocator.js'
+import { claimKey, type ClaimValue } from '../crdt/claims.js'
 import { DocketError } from '../errors.js'
-import { idToNumber, type ItemId, type ReplicaId } from '../ids.js'
+import { idToNumber, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
-import { createdEntry } from '../stage/advance.js'
 import type { Alias, StoreEvent, StoreListener } from '../types.js'
 import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
-import { evidenceFromDocument, evidenceFromShadow, type Evidence } from './evidence.js'
 import type { StoreHooks } from './hooks.js'
 import { OpContext, RemoteOrigin, type Job } from './job.js'
 import type { Logger } from './logger.js'
-import { DocState, LOAD_ORIGIN, loadState, type CorruptRow } from './state.js'
+import { DocState, LOAD_ORIGIN, loadState, recordOf, type CorruptRow } from './state.js'
 import { Writer } from './writer.js'
 
 /** A committed update, for replication: `remote` is true for updates that came from a peer, `source` names where it came from. */
@@ -46,8 +45,8 @@ export class Engine {
   readonly writer: Writer
   readonly listeners = new Set<StoreListener>()
   readonly updateListeners = new Set<UpdateListener>()
-  /** Re-anchorings under way, by the id the item lost. */
-  readonly reanchors = new Map<ItemId, Promise<ItemId | undefined>>()
+  /** The re-anchoring batch under way, if any. */
+  reanchoring: Promise<void> | null = null
   state: DocState
   reloading: Promise<void> | null = null
   /** Set when the engine can no longer trust its own state: every call fails with it. */
@@ -87,7 +86,7 @@ export class Engine {
     if (this.readOnly) return
     await this.reportCorrupt(this.state.corrupt)
     this.runPendingReanchors()
-    await Promise.all(this.reanchors.values())
+    await this.reanchoring
     if (this.state.liveSeqs.length > this.compactAfterRows) await this.writer.compact(this.state)
   }
 
@@ -95,9 +94,8 @@ export class Engine {
   async settle(): Promise<void> {
     for (;;) {
       await this.writer.idle()
-      const pending = [...this.reanchors.values()]
-      if (pending.length === 0) return
-      await Promise.allSettled(pending)
+      if (this.reanchoring === null) return
+      await this.reanchoring
     }
   }
 
@@ -184,12 +182,12 @@ export class Engine {
     const old = this.state
     this.reloading = (async () => {
       try {
-        const fresh = await loadState(this.dbs, old.generation + 1, this.hooks?.clientId?.())
+        const fresh = await loadState(this.dbs, old.generation + 1, this.replicaId, this.hooks?.clientId?.())
         this.state = fresh
         this.attach(fresh)
         old.destroy()
         this.logger.warn(`the store at ${this.dir} reloaded its state from disk after a failed write`)
-        // A re-anchoring whose batch failed is still in the journal: try it again.
+        // Items that still show no id (a re-anchoring whose batch failed, say) move now.
         queueMicrotask(() => this.runPendingReanchors())
       } catch (err) {
         this.broken = new DocketError('PERSIST_FAILED', `The store at ${this.dir} cannot read its own disk after a failed write (${(err as Error).message}): close it and open it again.`, {
@@ -214,67 +212,65 @@ export class Engine {
     if (ctx.audit.length > 0) await this.commit(this.state, ctx)
   }
 
+  /**
+   * Claims a fresh id for every item of this replica that shows none (it lost its id to a
+   * concurrent create, or its id was deleted). The item's data is in the document under its
+   * uid, so nothing is read from disk: the claims, the aliases and the audit events go to disk
+   * in one batch. Only the creator moves an item, so nobody renumbers it twice; if two moves
+   * collide again, the loser simply moves once more.
+   */
   runPendingReanchors(): void {
-    for (const id of this.state.pendingReanchor.keys()) {
-      if (this.reanchors.has(id)) continue
-      const run = this.reanchor(id).finally(() => this.reanchors.delete(id))
-      this.reanchors.set(id, run)
-    }
+    if (this.reanchoring || this.closing || this.readOnly || this.state.unanchored.size === 0) return
+    const run = this.reanchor()
+      .catch((err: unknown) => this.logger.warn(`re-anchoring failed (${(err as Error).message}); it is retried at the next change or open`))
+      .finally(() => {
+        this.reanchoring = null
+        // Items that lost their id while this batch was written move in the next one.
+        if (this.state.unanchored.size > 0 && !this.closing) queueMicrotask(() => this.runPendingReanchors())
+      })
+    this.reanchoring = run
   }
 
-  /**
-   * Moves our displaced item from `oldId` to a fresh id: the new CRDT entry, its rows, the
-   * alias and the journal clean-up go to disk in one batch, so a crash leaves either the
-   * displaced item with its intent (redone at the next open) or the finished move.
-   */
-  async reanchor(oldId: ItemId): Promise<ItemId | undefined> {
+  async reanchor(): Promise<void> {
     const state = this.state
-    const pending = state.pendingReanchor.get(oldId)
-    if (!pending) return undefined
-    let evidence: Evidence | string =
-      pending.source === 'shadow' ? await evidenceFromShadow(this.dbs, oldId, pending.uid) : evidenceFromDocument(state, oldId, pending.uid)
-    this.hooks?.step?.('reanchor:read', { id: oldId, uid: pending.uid })
-    if (state !== this.state || this.closing || state.pendingReanchor.get(oldId) !== pending) return undefined
-    // Decided after the read, in the tick that writes: an earlier move, or a deletion (by uid)
-    // while it waited, means nothing is re-created.
-    const stored = state.parts.aliases.get(`${oldId}/${pending.uid}`)
-    const done = stored?.uid === pending.uid && stored.oldId === oldId ? stored : undefined
-    const deleted = isDeletedUid(state.parts, pending.uid)
-    if (done) evidence = 'already re-anchored'
-    else if (deleted) evidence = 'deleted meanwhile'
-    const ctx = new OpContext('reanchor')
-    ctx.reanchorOf = oldId
-    ctx.refresh.add(oldId)
-    ctx.dels.push({ sublevel: 'journal', key: pending.journalKey })
-    if (typeof evidence === 'string') {
-      if (!done && !deleted) {
-        this.logger.error?.(`cannot re-anchor item ${pending.uid} from id ${oldId}: ${evidence}`)
-        ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: pending.uid, oldId, newId: null, failed: evidence }, oldId))
-      }
-      await this.commit(state, ctx)
-      return done?.newId
+    const moves: Array<{ uid: Uid; from: ItemId | undefined; to: ItemId; reason: 'collision' | 'tombstoned-id' | 'unclaimed'; name: string }> = []
+    let next = state.allocator.highest
+    for (const uid of [...state.unanchored].sort()) {
+      const record = recordOf(state, uid)
+      if (!record) continue
+      const loss = state.claims.lossOf(uid)
+      next += 1
+      const to = nextIdAfter(next - 1)
+      moves.push({ uid, from: loss?.id, to, reason: loss?.reason ?? 'unclaimed', name: record.name })
     }
-    const newId = this.freshId(state)
-    const alias: Alias = { uid: pending.uid, oldId, newId, at: new Date().toISOString(), by: this.replicaId, reason: pending.reason }
-    ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: pending.uid, oldId, newId, reason: pending.reason, name: evidence.record.name }, newId))
-    ctx.events.push({ type: 'reanchored', uid: pending.uid, oldId, newId, reason: pending.reason })
-    this.logger.warn(`item ${pending.uid} lost id ${oldId} (${pending.reason}); re-anchored to ${newId}`)
-    const record = { ...evidence.record, updatedAt: alias.at }
-    const entries = evidence.entries.length > 0 ? evidence.entries : [createdEntry(evidence.row?.stage ?? 'backlog', this.replicaId, record.createdAt || alias.at, nextUlid())]
+    if (moves.length === 0) return
+    this.hooks?.step?.('reanchor:planned', { count: moves.length })
+    const at = new Date().toISOString()
+    const ctx = new OpContext('reanchor')
+    for (const m of moves) {
+      const reason = m.reason === 'unclaimed' ? 'collision' : m.reason
+      ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: m.uid, oldId: m.from ?? null, newId: m.to, reason, name: m.name }, m.to))
+      if (m.from !== undefined) ctx.events.push({ type: 'reanchored', uid: m.uid, oldId: m.from, newId: m.to, reason })
+      this.logger.warn(`item ${m.uid} lost id ${m.from ?? '(none)'} (${m.reason}); re-anchored to ${m.to}`)
+    }
     state.doc.transact(() => {
-      state.parts.items.set(newId, buildItemMap(record, entries, evidence.content))
-      state.parts.aliases.set(`${oldId}/${pending.uid}`, alias)
-      this.raiseHighWater(state, newId)
-      const there = state.parts.items.get(oldId)
-      if (pending.source === 'document' && there && readRecord(there)?.uid === pending.uid) state.parts.items.delete(oldId)
+      for (const m of moves) {
+        const claim: ClaimValue = { at, by: this.replicaId, reason: m.reason === 'unclaimed' ? 'collision' : m.reason }
+        if (m.from !== undefined) claim.from = m.from
+        state.parts.claims.set(claimKey(m.to, m.uid), claim)
+        if (m.from !== undefined) {
+          const alias: Alias = { uid: m.uid, oldId: m.from, newId: m.to, at, by: this.replicaId, reason: m.reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision' }
+          state.parts.aliases.set(`${m.from}/${m.uid}`, alias)
+        }
+        this.raiseHighWater(state, m.to)
+      }
     }, ctx)
     await this.commit(state, ctx)
-    return newId
   }
 
   freshId(state: DocState): ItemId {
     const id = state.allocator.peek()
-    if (state.parts.tombstones.has(id) || state.parts.items.has(id)) {
+    if (state.parts.tombstones.has(id) || state.claims.isClaimed(id)) {
       throw new DocketError('STORE_CORRUPT', `The allocator proposed id ${id}, which is in use: run \`docket doctor\` and report this.`)
     }
     return id

@@ -1,10 +1,10 @@
-import { isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
-import { idToNumber, isItemId, type ItemId } from '../ids.js'
+import { isDeletedUid, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { idToNumber, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
 import type { Item, ItemType, ListItemsOptions, StageHistoryEntry } from '../types.js'
 import { invalid } from './validate.js'
-import type { DocState } from './state.js'
+import { recordOf, type DocState } from './state.js'
 
 /** Stages in which a dependency counts as satisfied. */
 export const SATISFIED_STAGES: ReadonlySet<Stage> = new Set<Stage>(['done', 'archived'])
@@ -18,11 +18,16 @@ export function itemAt(state: DocState, id: ItemId): Item | undefined {
   return item === undefined ? undefined : copy(item)
 }
 
+/**
+ * Live — the one definition: the item shown at `id` (its claim won the id, which is not
+ * tombstoned), whose map is readable under its uid, and whose uid was not deleted.
+ */
 function buildItem(state: DocState, id: ItemId): Item | undefined {
-  if (state.parts.tombstones.has(id)) return undefined
-  const map = state.parts.items.get(id)
-  const record = map ? readRecord(map) : undefined
-  if (!map || !record || isDeletedUid(state.parts, record.uid)) return undefined
+  const uid = state.claims.uidAt(id)
+  if (uid === undefined || isDeletedUid(state.parts, uid)) return undefined
+  const record = recordOf(state, uid)
+  const map = state.maps.get(uid)
+  if (!map || !record) return undefined
   return itemFromRecord(id, record, resolveStage(readStageEntries(map))?.stage ?? 'backlog')
 }
 
@@ -54,11 +59,10 @@ export function isLive(state: DocState, id: ItemId): boolean {
   return itemAt(state, id) !== undefined
 }
 
+/** The ids of live items, in numeric order. */
 export function liveIds(state: DocState): ItemId[] {
   const ids: ItemId[] = []
-  for (const key of state.parts.items.keys()) {
-    if (isItemId(key) && !state.parts.tombstones.has(key)) ids.push(key)
-  }
+  for (const [id] of state.claims.shownEntries()) if (itemAt(state, id) !== undefined) ids.push(id)
   return ids.sort((a, b) => idToNumber(a) - idToNumber(b))
 }
 
@@ -140,7 +144,8 @@ function findCycle(state: DocState, self: ItemId, deps: readonly ItemId[]): Item
 }
 
 export function stageHistory(state: DocState, id: ItemId): StageHistoryEntry[] {
-  const map = state.parts.items.get(id)
+  const uid = state.claims.uidAt(id)
+  const map = uid === undefined ? undefined : state.maps.get(uid)
   if (!map) return []
   const entries = readStageEntries(map)
   const resolution = resolveStage(entries)

@@ -31,7 +31,7 @@ export interface Job {
   guard: Array<{ id: ItemId; uid: string }>
   /** Forces the batch to replace every update row with one snapshot. */
   compact?: boolean
-  /** Set when the job records a displaced item that must move once the job is on disk. */
+  /** Set when, after this job, an item of this replica shows no id and must move to a fresh one. */
   startsReanchor?: boolean
   /** Runs once the job is on disk (before its promise resolves). */
   afterCommit: Array<() => void>
@@ -63,8 +63,6 @@ export class OpContext {
   readonly dels: Job['dels'] = []
   /** Ids whose rows are rewritten even if the transaction did not touch them. */
   readonly refresh = new Set<ItemId>()
-  /** Set when the re-anchoring of a displaced item runs in this transaction. */
-  reanchorOf?: ItemId
   job?: Job
 
   constructor(readonly op: string) {}

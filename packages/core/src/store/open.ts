@@ -4,15 +4,16 @@ import { auditEvent, encodeAudit } from '../audit/audit.js'
 import { DocketError } from '../errors.js'
 import { parseReplicaId, type ReplicaId } from '../ids.js'
 import { openDatabases, type Databases } from '../storage/db.js'
+import { seqKey } from '../storage/keys.js'
 import type { StoreHooks } from './hooks.js'
 import type { SyncOptions } from '../sync/client.js'
 import { stderrLogger, type Logger } from './logger.js'
 import { loadState } from './state.js'
+import { migrateInMemory, SCHEMA_VERSION, schemaMarkerUpdate, writeMigration, type MigrationReport } from './migrate.js'
 import { Store } from './store.js'
 import { invalid, requireObject } from './validate.js'
 
-/** The on-disk format this code writes. A store with a higher version is refused, not guessed at. */
-export const SCHEMA_VERSION = 1
+export { SCHEMA_VERSION } from './migrate.js'
 export const DEFAULT_DIR = '.docket'
 
 export interface OpenStoreOptions {
@@ -74,8 +75,18 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   if (opts.errorIfExists !== undefined && typeof opts.errorIfExists !== 'boolean') throw invalid('errorIfExists must be true or false.')
   const dbs = await openDatabases(dir, create)
   try {
-    const replicaId = await readOrInitMeta(dbs, dir, requestedReplica, create, opts.errorIfExists === true)
-    const state = await loadState(dbs, 1, opts.hooks?.clientId?.())
+    const { replicaId, schema } = await readOrInitMeta(dbs, dir, requestedReplica, create, opts.errorIfExists === true)
+    const state = await loadState(dbs, 1, replicaId, opts.hooks?.clientId?.())
+    let migrated: MigrationReport | undefined
+    if (schema < SCHEMA_VERSION) {
+      // A read-only open migrates in memory only: reports and dry runs see schema 2, the disk stays schema 1.
+      const migration = await migrateInMemory(dbs, state, state.intents)
+      opts.hooks?.step?.('migrate:verified', { claimed: migration.report.claimed })
+      if (!readOnly) await writeMigration(dbs, state, migration, replicaId, opts.hooks)
+      const settled = new Set(migration.report.droppedJournal.map((j) => j.key))
+      state.intents.splice(0, state.intents.length, ...state.intents.filter((i) => !settled.has(i.key)))
+      migrated = migration.report
+    }
     const store = new Store({
       dir,
       replicaId,
@@ -88,6 +99,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       readOnly,
       sync: checkSync(opts.sync),
       lastSyncedAt: (await dbs.meta.get('lastSyncedAt')) ?? null,
+      schema: { onDisk: readOnly ? schema : SCHEMA_VERSION, migrated },
     })
     try {
       await store.start()
@@ -102,7 +114,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   }
 }
 
-async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId | undefined, create: boolean, errorIfExists: boolean): Promise<ReplicaId> {
+async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId | undefined, create: boolean, errorIfExists: boolean): Promise<{ replicaId: ReplicaId; schema: number }> {
   const schemaText = await dbs.meta.get('schema')
   if (schemaText !== undefined && errorIfExists) {
     const existing = (await dbs.meta.get('replicaId')) ?? 'unknown'
@@ -120,13 +132,17 @@ async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId 
     await dbs.root.batch(
       [
         { type: 'put', sublevel: dbs.meta, key: 'schema', value: String(SCHEMA_VERSION) },
+        // The document says its schema too, so that a replica (or a sync client) of another
+        // schema can tell before it merges anything. Written by a client of its own, so the
+        // store's own updates never depend on it.
+        { type: 'put', sublevel: dbs.doc, key: seqKey(1), value: schemaMarkerUpdate() },
         { type: 'put', sublevel: dbs.meta, key: 'replicaId', value: replicaId },
         { type: 'put', sublevel: dbs.meta, key: 'createdAt', value: created.at },
         { type: 'put', sublevel: dbs.audit, ...encodeAudit(created) },
       ] as never,
       { sync: true },
     )
-    return replicaId
+    return { replicaId, schema: SCHEMA_VERSION }
   }
   const schema = Number(schemaText)
   if (!Number.isSafeInteger(schema) || schema < 1) {
@@ -155,7 +171,7 @@ async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId 
       requested,
     })
   }
-  return replicaId
+  return { replicaId, schema }
 }
 
 function checkSync(sync: SyncOptions | undefined): SyncOptions | undefined {

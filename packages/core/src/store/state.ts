@@ -1,7 +1,8 @@
 import * as Y from 'yjs'
 import { IdAllocator } from '../alloc/allocator.js'
-import { docParts, readRecord, type DocParts } from '../crdt/layout.js'
-import { idToNumber, isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { ClaimIndex, parseClaimKey } from '../crdt/claims.js'
+import { docParts, isDeletedUid, readRecord, readUid, type DocParts, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
 import { idFromKey, parseContentKey, seqFromKey } from '../storage/keys.js'
 import type { Item } from '../types.js'
@@ -12,23 +13,6 @@ export const LOAD_ORIGIN = Symbol('docket:load')
 export interface IndexEntry {
   uid: Uid
   createdBy: ReplicaId
-}
-
-/** An item of ours that vanished (or went half-delivered) while updates were pending. */
-export interface DeferredItem {
-  uid: Uid
-  createdBy: ReplicaId
-  /** The journal row that keeps the deferral across a restart. */
-  journalKey: string
-}
-
-export interface PendingReanchor {
-  uid: Uid
-  reason: 'collision' | 'tombstoned-id'
-  /** Where the item is still readable: its old rows, or (rarely) the document. */
-  source: 'shadow' | 'document'
-  /** The journal row that makes the re-anchoring survive a crash. */
-  journalKey: string
 }
 
 /** A journal row that a later open must settle. */
@@ -53,20 +37,21 @@ export class DocState {
   readonly doc: Y.Doc
   readonly parts: DocParts
   readonly allocator = new IdAllocator()
-  /** What the shadow store holds per id, as of the last captured transaction. */
+  /** Which item shows which id (crdt/claims.ts). */
+  readonly claims = new ClaimIndex()
+  /** Every item map by uid: schema 2 records, and schema 1 items where they are. */
+  readonly maps = new Map<Uid, ItemMap>()
+  /** Schema 1 item keys (ids) → the uid of the map there, to follow changes and deletions. */
+  readonly legacy = new Map<string, Uid>()
+  /** What the shadow store holds per id (the item shown there), as of the last captured transaction. */
   readonly index = new Map<ItemId, IndexEntry>()
-  /** The reverse of `index`: where each uid lives. */
+  /** The reverse of `index`: where each uid's rows are. */
   readonly byUid = new Map<Uid, ItemId>()
-  /** Ids whose rows hold a displaced item of this replica until it is re-anchored. */
-  readonly pendingReanchor = new Map<ItemId, PendingReanchor>()
-  /** Journal rows other than re-anchoring (long operations such as an import in progress). */
+  /** Items of this replica that show no id: the engine claims a fresh id for each. */
+  readonly unanchored = new Set<Uid>()
+  /** Journal rows of long operations (an import in progress, say). */
   readonly intents: Intent[] = []
-  /**
-   * Ids where an item of ours vanished without a tombstone while updates were still pending
-   * (out-of-order delivery: its tombstone may be among them). Re-examined at every change.
-   */
-  readonly deferred = new Map<ItemId, DeferredItem>()
-  /** Stage entries whose supersession has already been reported. */
+  /** Stage entries (and refused writes) whose report has already been made. */
   readonly reported = new Set<string>()
   /** Cache of resolved items; dropped per id whenever a transaction touches it. */
   readonly items = new Map<ItemId, Item | null>()
@@ -78,7 +63,7 @@ export class DocState {
   readRows = 0
   readBytes = 0
 
-  constructor(readonly generation: number, clientId?: number) {
+  constructor(readonly generation: number, readonly replicaId: ReplicaId, clientId?: number) {
     this.doc = new Y.Doc({ gc: true })
     if (clientId !== undefined) this.doc.clientID = clientId
     this.parts = docParts(this.doc)
@@ -87,6 +72,8 @@ export class DocState {
   track(id: ItemId, entry: IndexEntry): void {
     const old = this.index.get(id)
     if (old && this.byUid.get(old.uid) === id) this.byUid.delete(old.uid)
+    const at = this.byUid.get(entry.uid)
+    if (at !== undefined && at !== id && this.index.get(at)?.uid === entry.uid) this.index.delete(at)
     this.index.set(id, entry)
     this.byUid.set(entry.uid, id)
   }
@@ -97,14 +84,40 @@ export class DocState {
     this.index.delete(id)
   }
 
+  /** Records where an item map lives (a new record, or a schema 1 item) and indexes its claims. */
+  noteMap(root: 'records' | 'items', key: string, map: ItemMap | undefined): Uid | undefined {
+    if (root === 'records') {
+      if (!isUid(key)) return undefined
+      if (map) this.maps.set(key, map)
+      else if (this.maps.get(key) !== undefined && this.parts.records.get(key) === undefined) {
+        // A schema 1 map of the same uid, if any, takes over again.
+        const legacyKey = [...this.legacy.entries()].find(([, uid]) => uid === key)?.[0]
+        const legacyMap = legacyKey === undefined ? undefined : this.parts.items.get(legacyKey)
+        if (legacyMap) this.maps.set(key, legacyMap)
+        else this.maps.delete(key)
+      }
+      return key
+    }
+    const uid = map ? readUid(map) : this.legacy.get(key)
+    if (uid === undefined) return undefined
+    if (map) {
+      this.legacy.set(key, uid)
+      if (!this.parts.records.has(uid)) this.maps.set(uid, map)
+    } else {
+      this.legacy.delete(key)
+      if (this.maps.get(uid) !== undefined && !this.parts.records.has(uid)) this.maps.delete(uid)
+    }
+    return uid
+  }
+
   destroy(): void {
     this.doc.destroy()
   }
 }
 
 /** Builds a DocState from the update rows on disk and the highest ids of the content store. */
-export async function loadState(dbs: Databases, generation: number, clientId?: number): Promise<DocState> {
-  const state = new DocState(generation, clientId)
+export async function loadState(dbs: Databases, generation: number, replicaId: ReplicaId, clientId?: number): Promise<DocState> {
+  const state = new DocState(generation, replicaId, clientId)
   const corruptSeqs = new Set<number>()
   const rows: Array<[number, Uint8Array, string]> = []
   for await (const [key, value] of dbs.doc.iterator()) {
@@ -145,38 +158,62 @@ async function loadJournal(dbs: Databases, state: DocState): Promise<void> {
       state.corrupt.push({ sublevel: 'journal', key, error: 'not JSON' })
       continue
     }
-    const { kind, id, uid, reason, source } = data
-    if (kind === 'deferred' && isItemId(id) && isUid(uid) && isReplicaId(data.createdBy)) {
-      // The item is not in the document now; what the shadow store holds for it stays tracked.
-      state.deferred.set(id, { uid, createdBy: data.createdBy, journalKey: key })
-      if (!state.index.has(id)) state.track(id, { uid, createdBy: data.createdBy })
-    } else if (kind === 'reanchor' && isItemId(id) && isUid(uid)) {
-      state.pendingReanchor.set(id, {
-        uid,
-        reason: reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision',
-        source: source === 'document' ? 'document' : 'shadow',
-        journalKey: key,
-      })
-    } else {
-      state.intents.push({ key, kind: typeof kind === 'string' ? kind : 'unknown', data })
-    }
+    const { kind } = data
+    state.intents.push({ key, kind: typeof kind === 'string' ? kind : 'unknown', data })
   }
 }
 
-function buildIndexes(state: DocState): void {
-  const { items, tombstones, alloc } = state.parts
+/** Indexes the document as loaded: item maps, claims, tombstones, high-water marks, the rows' owners. */
+export function buildIndexes(state: DocState): void {
+  const { items, records, claims, tombstones, alloc } = state.parts
   for (const [key, map] of items) {
-    if (!isItemId(key)) continue
-    state.allocator.observe('items', idToNumber(key))
-    const record = readRecord(map)
-    if (record) state.track(key, { uid: record.uid, createdBy: record.createdBy })
+    if (isItemId(key)) state.allocator.observe('items', idToNumber(key))
+    state.noteMap('items', key, map)
+  }
+  for (const [key, map] of records) state.noteMap('records', key, map)
+  for (const key of claims.keys()) {
+    const claim = parseClaimKey(key)
+    if (!claim) continue
+    state.allocator.observe('items', idToNumber(claim.id))
+    state.claims.add(claim.id, claim.uid)
   }
   for (const key of tombstones.keys()) {
-    if (isItemId(key)) state.allocator.observe('tombstones', idToNumber(key))
+    if (!isItemId(key)) continue
+    state.allocator.observe('tombstones', idToNumber(key))
+    state.claims.tombstone(key)
   }
   for (const value of alloc.values()) {
     if (typeof value === 'number' && Number.isSafeInteger(value)) state.allocator.observe('high-water', value)
   }
+  for (const [id, uid] of state.claims.shownEntries()) {
+    const record = recordOf(state, uid)
+    if (record && !isDeletedUid(state.parts, uid)) state.track(id, { uid, createdBy: record.createdBy })
+  }
+  for (const uid of state.maps.keys()) noteAnchoring(state, uid)
+}
+
+/** The readable record of an item map, by uid (the map must say the same uid). */
+export function recordOf(state: DocState, uid: Uid): ItemRecord | undefined {
+  const map = state.maps.get(uid)
+  const record = map ? readRecord(map) : undefined
+  return record?.uid === uid ? record : undefined
+}
+
+/**
+ * Keeps `unanchored` right for one item: an item of this replica that is readable, not
+ * deleted, has claimed an id (or is a schema 2 record) and shows none must be re-anchored.
+ * A schema 1 item without any claim was written by a docket that predates claims: not ours to move.
+ */
+export function noteAnchoring(state: DocState, uid: Uid): void {
+  const record = recordOf(state, uid)
+  const candidate =
+    record !== undefined &&
+    record.createdBy === state.replicaId &&
+    !isDeletedUid(state.parts, uid) &&
+    state.claims.shownId(uid) === undefined &&
+    (state.claims.hasClaims(uid) || state.parts.records.has(uid))
+  if (candidate) state.unanchored.add(uid)
+  else state.unanchored.delete(uid)
 }
 
 /**

@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import { auditEvent, decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
+import { claimKey } from '../crdt/claims.js'
 import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
@@ -25,14 +26,15 @@ import type {
 } from '../types.js'
 import { hasPendingUpdates, pendingOnlyJob } from './capture.js'
 import { decodeContent } from './evidence.js'
-import { checkDependencies, itemAt, itemFromRecord, listItems, stageHistory } from './items.js'
+import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, stageHistory } from './items.js'
 import { OpContext, RemoteOrigin } from './job.js'
-import { DocState, type CorruptRow, type Intent } from './state.js'
+import { DocState, recordOf, type CorruptRow, type Intent } from './state.js'
 import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
 import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
+import type { MigrationReport } from './migrate.js'
 
 export interface AdoptResult {
   oldId: ItemId
@@ -75,6 +77,13 @@ export interface StoreStats {
 export interface StoreInit extends EngineInit {
   sync: SyncOptions | undefined
   lastSyncedAt: string | null
+  schema: StoreSchema
+}
+
+/** The store's schema: what its disk holds, and the migration this open made (or, read-only, made in memory). */
+export interface StoreSchema {
+  onDisk: number
+  migrated: MigrationReport | undefined
 }
 
 /**
@@ -88,6 +97,8 @@ export class Store implements AsyncDisposable {
   readonly #e: Engine
   readonly #adopting = new Set<ItemId>()
   readonly #syncOptions: SyncOptions | undefined
+  /** The schema on disk, and what this open migrated. */
+  readonly schema: StoreSchema
   #sync: SyncClient | undefined
   #lastSyncedAt: string | null
   #syncedNotedAt = 0
@@ -100,6 +111,7 @@ export class Store implements AsyncDisposable {
     this.#e = new Engine(init)
     this.#syncOptions = init.sync
     this.#lastSyncedAt = init.lastSyncedAt
+    this.schema = init.schema
   }
 
   /** @internal Settles what a previous session left in the journal, then joins the sync server. */
@@ -151,7 +163,7 @@ export class Store implements AsyncDisposable {
     if (state.parts.tombstones.has(id)) {
       await this.#e.rejectWrite(id, 'create', checked.id !== undefined ? 'requested id is tombstoned' : 'allocator proposed a tombstoned id')
     }
-    if (state.parts.items.has(id) || state.pendingReanchor.has(id)) {
+    if (state.claims.isClaimed(id)) {
       throw new DocketError('ALREADY_EXISTS', `Item ${id} already exists: ${checked.id !== undefined ? 'import it under another id or skip it' : 'this is an allocator bug, please report it'}.`, {
         details: { id },
       })
@@ -185,7 +197,9 @@ export class Store implements AsyncDisposable {
         refused = true
         return
       }
-      state.parts.items.set(id, buildItemMap(record, [entry], checked.content))
+      // Under its uid, where no other item can overwrite it; the claim says which id it shows.
+      state.parts.records.set(uid, buildItemMap(record, [entry], checked.content))
+      state.parts.claims.set(claimKey(id, uid), { at: now, by: this.replicaId, reason: 'created' })
       this.#e.raiseHighWater(state, id)
     }, ctx)
     this.#e.hooks?.step?.('create:crdt-written', { id, uid })
@@ -218,18 +232,14 @@ export class Store implements AsyncDisposable {
   async #settleCreated(id: ItemId, uid: Uid, record: ItemRecord, stage: Item['stage']): Promise<Item> {
     for (let round = 0; round < 1000; round++) {
       const state = this.#e.state
-      const where = state.byUid.get(uid)
+      const where = state.claims.shownId(uid)
       const item = where === undefined ? undefined : itemAt(state, where)
-      if (item?.uid === uid && !state.pendingReanchor.has(where!)) return item
+      if (item?.uid === uid) return item
       if (isDeletedUid(state.parts, uid)) return itemFromRecord(id, record, stage) // created, then deleted by someone
-      const moving = [...state.pendingReanchor.entries()].find(([, p]) => p.uid === uid)
-      if (moving) {
-        await this.#e.writer.idle()
-        await (this.#e.reanchors.get(moving[0]) ?? Promise.resolve())
-        continue
-      }
-      if (where !== undefined && state.deferred.has(where)) return itemFromRecord(where, record, stage) // half-delivered, not moved
-      break
+      if (!state.unanchored.has(uid) || this.#e.closing) break
+      // It lost its id while being written: it moves to a fresh one in the next batch.
+      this.#e.runPendingReanchors()
+      await this.#e.settle()
     }
     throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document after its write: nothing of it is kept. Create it again.`, {
       details: { id, uid },
@@ -242,7 +252,7 @@ export class Store implements AsyncDisposable {
     // content store held at open cannot have rows of its own, so no read is needed.
     if (idToNumber(id) > this.#e.state.allocator.bySource().content && !this.#e.state.index.has(id)) return
     const rows = await readStoredRows(this.#e.dbs, id)
-    if ((rows.shadow || rows.slots.length > 0) && !this.#e.state.parts.items.has(id)) {
+    if ((rows.shadow || rows.slots.length > 0) && this.#e.state.claims.uidAt(id) === undefined) {
       throw new DocketError(
         'ALREADY_EXISTS',
         `Id ${id} has rows in the shadow content store but no item (an orphan): inspect it with \`docket recover --story-ids ${id}\`, or create the item under another id.`,
@@ -335,7 +345,7 @@ export class Store implements AsyncDisposable {
    * may have moved it meanwhile; as the write left it if it has been deleted since.
    */
   #afterWrite(written: Item): Item {
-    const where = this.#e.state.byUid.get(written.uid)
+    const where = this.#e.state.claims.shownId(written.uid)
     const now = where === undefined ? undefined : itemAt(this.#e.state, where)
     return now?.uid === written.uid ? now : written
   }
@@ -357,7 +367,9 @@ export class Store implements AsyncDisposable {
     state.doc.transact(() => {
       state.parts.tombstones.set(itemId, tombstone)
       state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })
-      state.parts.items.delete(itemId)
+      // The data goes; the claims, the tombstone and the deleted uid stay (grow-only).
+      if (state.parts.records.has(item.uid)) state.parts.records.delete(item.uid)
+      for (const [key, uid] of state.legacy) if (uid === item.uid) state.parts.items.delete(key)
     }, ctx)
     await this.#e.commit(state, ctx)
     return { id: itemId, uid: item.uid, alreadyDeleted: false }
@@ -384,13 +396,13 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const itemId = parseItemId(id)
     if (!itemAt(this.#e.state, itemId)) throw this.#missing(itemId)
-    return contentSlots(this.#e.state.parts.items.get(itemId)!)
+    return contentSlots(this.#e.state.maps.get(this.#e.state.claims.uidAt(itemId)!)!)
   }
 
   #contentValue(id: ItemId, slot: string): ContentValue | undefined {
     this.#assertOpen()
     if (!itemAt(this.#e.state, id)) throw this.#missing(id)
-    return readContentValue(this.#e.state.parts.items.get(id)!, slot)
+    return readContentValue(this.#e.state.maps.get(this.#e.state.claims.uidAt(id)!)!, slot)
   }
 
   /** Writes a content slot; `null` removes the slot. */
@@ -569,9 +581,8 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const itemId = parseItemId(id)
     const state = this.#e.state
-    if (state.parts.tombstones.has(itemId) || !state.parts.items.has(itemId)) return undefined
-    const uid = state.index.get(itemId)?.uid
-    return uid === undefined || isDeletedUid(state.parts, uid) ? undefined : uid
+    const uid = state.claims.uidAt(itemId)
+    return uid === undefined || isDeletedUid(state.parts, uid) || itemAt(state, itemId) === undefined ? undefined : uid
   }
 
   /** Whether the item with this uid was deleted (wherever it lives now). */
@@ -580,10 +591,11 @@ export class Store implements AsyncDisposable {
     return isDeletedUid(this.#e.state.parts, uid)
   }
 
-  /** Ids whose rows hold an item of this replica that is waiting to be re-anchored. */
+  /** The ids that items of this replica lost and are being re-anchored from (they move in the next batch). */
   pendingReanchors(): ItemId[] {
     this.#assertOpen()
-    return [...this.#e.state.pendingReanchor.keys()]
+    const state = this.#e.state
+    return [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? [])
   }
 
   /** One content row of the shadow content store (not the CRDT): raw bytes, or undefined. */
@@ -641,9 +653,13 @@ export class Store implements AsyncDisposable {
     )
     ctx.events.push({ type: 'reanchored', uid: plan.record.uid, oldId, newId, reason: 'recovery' })
     this.#e.hooks?.step?.('adopt:before-commit', { oldId, newId })
+    const uid = plan.record.uid
     state.doc.transact(() => {
-      state.parts.items.set(newId, buildItemMap(plan.record, plan.entries, plan.content))
-      state.parts.aliases.set(`${oldId}/${plan.record.uid}`, alias)
+      // An item the document still holds (one that lost its id) only needs a claim; anything
+      // else is re-created from the rows under its uid.
+      if (recordOf(state, uid) === undefined) state.parts.records.set(uid, buildItemMap(plan.record, plan.entries, plan.content))
+      state.parts.claims.set(claimKey(newId, uid), { at, by: this.replicaId, reason: 'recovery', from: oldId })
+      state.parts.aliases.set(`${oldId}/${uid}`, alias)
       this.#e.raiseHighWater(state, newId)
     }, ctx)
     const written = itemAt(state, newId)!
@@ -739,7 +755,7 @@ export class Store implements AsyncDisposable {
     if (!isUid(t.uid)) throw invalid('tombstone.uid must be a ULID.')
     const state = this.#e.state
     if (state.parts.tombstones.has(itemId)) return false
-    if (state.parts.items.has(itemId)) throw new DocketError('ALREADY_EXISTS', `Item ${itemId} is live here, so its tombstone from elsewhere was not applied: check which store is right.`, { details: { id: itemId } })
+    if (state.claims.uidAt(itemId) !== undefined) throw new DocketError('ALREADY_EXISTS', `Item ${itemId} is live here, so its tombstone from elsewhere was not applied: check which store is right.`, { details: { id: itemId } })
     const tomb: Tombstone = {
       uid: t.uid as Uid,
       at: typeof t.at === 'string' ? t.at : new Date().toISOString(),
@@ -820,7 +836,7 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const state = this.#e.state
     return {
-      items: [...state.index.entries()].filter(([id, e]) => !state.parts.tombstones.has(id) && !isDeletedUid(state.parts, e.uid)).length,
+      items: liveIds(state).length,
       tombstones: state.parts.tombstones.size,
       highestId: state.allocator.highest,
       updateRows: state.liveSeqs.length,
@@ -828,7 +844,7 @@ export class Store implements AsyncDisposable {
       openedBytes: state.readBytes,
       compactions: this.#e.writer.compactions,
       corruptRows: state.corrupt.length,
-      pendingReanchors: state.pendingReanchor.size,
+      pendingReanchors: state.unanchored.size,
     }
   }
 
@@ -925,7 +941,8 @@ export class Store implements AsyncDisposable {
   #liveNow(id: ItemId): { state: DocState; map: Y.Map<unknown>; item: Item } | 'tombstoned' {
     const state = this.#e.state
     if (state.parts.tombstones.has(id)) return 'tombstoned'
-    const map = state.parts.items.get(id)
+    const uid = state.claims.uidAt(id)
+    const map = uid === undefined ? undefined : state.maps.get(uid)
     const item = map ? itemAt(state, id) : undefined
     if (!map || !item) throw notFound(id)
     return { state, map, item }

@@ -1,4 +1,4 @@
-import { contentOf, readRecord, readStageEntries } from '../crdt/layout.js'
+import { contentOf, readStageEntries } from '../crdt/layout.js'
 import type { ItemId } from '../ids.js'
 import type { Databases } from '../storage/db.js'
 import { idKey } from '../storage/keys.js'
@@ -7,7 +7,7 @@ import type { ShadowRow } from '../storage/shadow.js'
 import type { Stage } from '../stage/stages.js'
 import { shadowRow } from './capture.js'
 import { itemAt, liveIds } from './items.js'
-import type { CorruptRow, DocState, Intent } from './state.js'
+import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
 
 /** How well the shadow content store matches the CRDT, for `docket doctor`. */
 export interface ConsistencyReport {
@@ -43,7 +43,7 @@ export async function verifyStore(dbs: Databases, state: DocState): Promise<Cons
     untracked: [],
     corrupt: state.corrupt.map((row) => ({ ...row })),
     pendingIntents: state.intents.map((intent) => ({ ...intent })),
-    pendingReanchors: [...state.pendingReanchor.keys()],
+    pendingReanchors: [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? []),
     ok: false,
   }
   const seen = new Set<ItemId>()
@@ -74,9 +74,8 @@ function checkRows(state: DocState, rows: StoredRows, report: ConsistencyReport)
     report.corrupt.push({ sublevel: 'shadow', key: idKey(id), error: rows.shadow.error })
   }
   const item = itemAt(state, id)
-  const map = state.parts.items.get(id)
-  const record = map ? readRecord(map) : undefined
-  if (state.pendingReanchor.has(id)) return
+  const map = item ? state.maps.get(item.uid) : undefined
+  const record = item ? recordOf(state, item.uid) : undefined
   if (!item || !map || !record || (rows.shadow && 'uid' in rows.shadow && rows.shadow.uid !== item.uid)) {
     report.untracked.push(id)
     return

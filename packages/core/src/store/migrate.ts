@@ -1,0 +1,210 @@
+import * as Y from 'yjs'
+import { auditEvent, encodeAudit } from '../audit/audit.js'
+import { claimKey, type ClaimValue } from '../crdt/claims.js'
+import { buildItemMap, isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { DocketError } from '../errors.js'
+import { idToNumber, isItemId, isUid, numberToId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import type { Databases } from '../storage/db.js'
+import { seqKey } from '../storage/keys.js'
+import { readStoredRows } from '../storage/scan.js'
+import { decodeShadow } from '../storage/shadow.js'
+import { createdEntry } from '../stage/advance.js'
+import { resolveStage } from '../stage/resolve.js'
+import type { Alias, ContentValue } from '../types.js'
+import { decodeContent } from './evidence.js'
+import type { StoreHooks } from './hooks.js'
+import { buildIndexes, type DocState, type Intent } from './state.js'
+import { itemAt } from './items.js'
+
+/** The on-disk format this code writes. A store with a higher version is refused, not guessed at. */
+export const SCHEMA_VERSION = 2
+
+/** Marks the migration's own transaction: it is persisted by the migration batch, not by capture. */
+export const MIGRATE_ORIGIN = Symbol('docket:migrate')
+
+/** What a migration did (or, in a dry run, would do). */
+export interface MigrationReport {
+  from: number
+  to: number
+  /** Schema 1 items that now show their id through a claim. */
+  claimed: number
+  /** Items whose schema 1 re-anchoring had not finished: moved to a fresh id now. */
+  reanchored: Array<{ uid: Uid; oldId: ItemId; newId: ItemId }>
+  /** Journal rows of schema 1 that schema 2 needs no more (deferrals), with what they held. */
+  droppedJournal: Array<{ key: string; kind: string }>
+  /** Schema 1 item maps that were unreadable (invisible in schema 1 too), left as they were. */
+  unreadable: string[]
+  /** Live items before and after; equal, or the migration stops. */
+  liveBefore: number
+  liveAfter: number
+  tombstones: number
+  aliases: number
+}
+
+interface Reanchor {
+  key: string
+  id: ItemId
+  uid: Uid
+  reason: Alias['reason']
+  record: ItemRecord | undefined
+  entries: ReturnType<typeof readStageEntries>
+  content: Map<string, ContentValue>
+}
+
+/**
+ * Schema 1 → 2, in memory: every schema 1 item stays where it is (under the id it was created
+ * with) and gets a claim of that id; an item whose schema 1 re-anchoring was interrupted is
+ * moved to a fresh id now, from the rows that held it; the document is marked schema 2. Then
+ * every live item, tombstone and alias is checked against what schema 1 showed: any
+ * difference stops the migration (MIGRATION_FAILED) and nothing is written.
+ *
+ * Why items are not copied under their uid: several replicas migrate the same pipeline, each
+ * from its own, possibly stale copy. Copies made by two replicas would be concurrent writes of
+ * one key, and the merge would keep one of them whole — a stale copy could win and take stage
+ * entries with it. Claims written by every replica are identical (the same key, the same
+ * value derived from the item), so any number of replicas can migrate in any order.
+ */
+export async function migrateInMemory(dbs: Databases, state: DocState, intents: Intent[]): Promise<{ report: MigrationReport; update: Uint8Array | undefined }> {
+  const { parts } = state
+  const before = new Map<ItemId, { uid: Uid; name: string; stage: string }>()
+  const unreadable: string[] = []
+  for (const [key, map] of parts.items) {
+    const record = readRecord(map)
+    if (!record || !isItemId(key)) {
+      unreadable.push(key)
+      continue
+    }
+    if (parts.tombstones.has(key) || isDeletedUid(parts, record.uid)) continue
+    before.set(key, { uid: record.uid, name: record.name, stage: resolveStage(readStageEntries(map))?.stage ?? 'backlog' })
+  }
+
+  const reanchors: Reanchor[] = []
+  const droppedJournal: MigrationReport['droppedJournal'] = []
+  for (const intent of intents) {
+    const { id, uid, reason, source } = intent.data
+    if (intent.kind === 'deferred') droppedJournal.push({ key: intent.key, kind: intent.kind })
+    if (intent.kind !== 'reanchor') continue
+    if (!isItemId(id) || !isUid(uid)) throw failed(`journal row ${intent.key} (an interrupted re-anchoring) names no valid id and uid`, { key: intent.key })
+    droppedJournal.push({ key: intent.key, kind: intent.kind })
+    // `document`: the item is still in the document (hidden by a tombstone); its claim makes
+    // it an item of this replica without an id, which the store moves once it is open.
+    if (source === 'document') continue
+    const rows = await readStoredRows(dbs, id)
+    const parsed = rows.shadow ? decodeShadow(rows.shadow.text) : undefined
+    const row = parsed?.ok ? parsed.row : undefined
+    if (!row || row.uid !== uid) {
+      throw failed(`the interrupted re-anchoring of item ${uid} from id ${id} has no shadow row of that item to move it from; run schema 1's docket once to finish it, or recover the rows with \`docket recover --story-ids ${id}\` before migrating`, { key: intent.key, id, uid })
+    }
+    const content = new Map<string, ContentValue>()
+    for (const { slot, value } of rows.slots) content.set(slot, decodeContent(value))
+    const record: ItemRecord = { uid, name: row.name, type: row.type, dependsOn: row.dependsOn, blocked: row.blocked, frozen: row.frozen, agent: row.agent, retries: row.retries, createdAt: row.createdAt, updatedAt: row.updatedAt, createdBy: row.createdBy }
+    reanchors.push({ key: intent.key, id, uid, reason: reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision', record, entries: row.stages, content })
+  }
+
+  const updates: Uint8Array[] = []
+  const collect = (update: Uint8Array, origin: unknown) => {
+    if (origin === MIGRATE_ORIGIN) updates.push(update)
+  }
+  state.doc.on('update', collect)
+  let claimed = 0
+  const moved: MigrationReport['reanchored'] = []
+  try {
+    state.doc.transact(() => {
+      for (const [key, map] of parts.items) {
+        const record = readRecord(map)
+        if (!record || !isItemId(key)) continue
+        const ck = claimKey(key, record.uid)
+        if (parts.claims.has(ck)) continue
+        // Derived from the item alone: every replica that migrates writes the same value.
+        parts.claims.set(ck, { at: record.createdAt, by: record.createdBy, reason: 'migrated' } satisfies ClaimValue)
+        claimed++
+      }
+      let highest = state.allocator.highest
+      for (const key of parts.claims.keys()) {
+        const id = key.slice(0, key.indexOf('/'))
+        if (isItemId(id)) highest = Math.max(highest, idToNumber(id))
+      }
+      for (const r of reanchors) {
+        if (parts.records.has(r.uid) || isDeletedUid(parts, r.uid)) continue
+        const newId = numberToId(++highest)
+        const at = new Date().toISOString()
+        const entries = r.entries.length > 0 && resolveStage(r.entries) ? r.entries : [createdEntry('backlog', state.replicaId, at, r.key)]
+        parts.records.set(r.uid, buildItemMap(r.record!, entries, r.content))
+        parts.claims.set(claimKey(newId, r.uid), { at, by: state.replicaId, reason: r.reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision', from: r.id })
+        parts.aliases.set(`${r.id}/${r.uid}`, { uid: r.uid, oldId: r.id, newId, at, by: state.replicaId, reason: r.reason })
+        const mark = parts.alloc.get(state.replicaId)
+        if (typeof mark !== 'number' || mark < highest) parts.alloc.set(state.replicaId, highest)
+        moved.push({ uid: r.uid, oldId: r.id, newId })
+      }
+      parts.meta.set('schema', SCHEMA_VERSION)
+    }, MIGRATE_ORIGIN)
+  } finally {
+    state.doc.off('update', collect)
+  }
+  buildIndexes(state)
+
+  // Verify before anything is written: schema 1's live items are live under the same id.
+  for (const [id, was] of before) {
+    const now = itemAt(state, id)
+    if (now?.uid !== was.uid || now.name !== was.name || now.stage !== was.stage) {
+      throw failed(`item ${id} (${was.uid}) would not be the same after the migration (${now ? `it would be ${now.uid} in ${now.stage}` : 'it would not be live'}); nothing was changed`, { id, uid: was.uid })
+    }
+  }
+  let liveAfter = 0
+  for (const [id] of state.claims.shownEntries()) if (itemAt(state, id)) liveAfter++
+  if (liveAfter !== before.size + moved.length) {
+    throw failed(`the migrated document holds ${liveAfter} live items where schema 1 showed ${before.size} (+${moved.length} moved): nothing was changed`, {})
+  }
+  const report: MigrationReport = {
+    from: 1,
+    to: SCHEMA_VERSION,
+    claimed,
+    reanchored: moved,
+    droppedJournal,
+    unreadable,
+    liveBefore: before.size,
+    liveAfter,
+    tombstones: parts.tombstones.size,
+    aliases: parts.aliases.size,
+  }
+  return { report, update: updates.length === 0 ? undefined : Y.mergeUpdates(updates) }
+}
+
+/**
+ * Writes a verified migration in one batch: the document's update, the schema marker, the
+ * journal rows it settled and its audit event. A crash leaves schema 1 untouched (and it is
+ * migrated again at the next open) or schema 2 complete — never a mixture.
+ */
+export async function writeMigration(
+  dbs: Databases,
+  state: DocState,
+  migration: { report: MigrationReport; update: Uint8Array | undefined },
+  replicaId: ReplicaId,
+  hooks: StoreHooks | undefined,
+): Promise<void> {
+  const ops: Array<Record<string, unknown>> = []
+  if (migration.update) {
+    const seq = state.nextSeq++
+    state.liveSeqs.push(seq)
+    ops.push({ type: 'put', sublevel: dbs.doc, key: seqKey(seq), value: migration.update })
+  }
+  for (const { key } of migration.report.droppedJournal) ops.push({ type: 'del', sublevel: dbs.journal, key })
+  ops.push({ type: 'put', sublevel: dbs.audit, ...encodeAudit(auditEvent('schema_migrated', replicaId, { ...migration.report })) })
+  ops.push({ type: 'put', sublevel: dbs.meta, key: 'schema', value: String(SCHEMA_VERSION) })
+  hooks?.step?.('migrate:before-write', { ops: ops.length })
+  await dbs.root.batch(ops as never, { sync: true })
+  hooks?.step?.('migrate:written')
+}
+
+/** A Yjs update, by a client of its own, that marks a document as this schema. */
+export function schemaMarkerUpdate(): Uint8Array {
+  const doc = new Y.Doc()
+  doc.getMap('meta').set('schema', SCHEMA_VERSION)
+  const update = Y.encodeStateAsUpdate(doc)
+  doc.destroy()
+  return update
+}
+
+function failed(message: string, details: Record<string, unknown>): DocketError {
+  return new DocketError('MIGRATION_FAILED', `The store could not be migrated to schema ${SCHEMA_VERSION}: ${message}. It is still schema 1 and unchanged; report this with the output of \`docket migrate --dry-run --json\`.`, { details })
+}
