@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { isDocketError, openStore, type Store, type SyncOptions } from '@docket/core'
+import { DocketError, isDocketError, openStore, type Store, type SyncOptions } from '@docket/core'
 import type { Command } from 'commander'
 import { Output, type Io } from './output.js'
 
@@ -65,7 +65,7 @@ export class Context {
   /** Opens the store for one command and closes it afterwards, whatever happens. */
   async withStore<T>(
     command: Command,
-    options: { readOnly?: boolean; sync?: SyncMode; offline?: boolean },
+    options: { readOnly?: boolean; sync?: SyncMode; offline?: boolean; acceptDamage?: boolean; allowDamage?: boolean },
     fn: (store: Store) => Promise<T>,
   ): Promise<T> {
     const out = this.output(command)
@@ -75,9 +75,24 @@ export class Context {
       dir: this.dir(command),
       create: false, // only `docket init` creates a store
       readOnly,
+      ...(options.acceptDamage === true ? { acceptDamage: true } : {}),
       ...(sync ? { sync } : {}),
       logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} },
     })
+    const damage = store.readOnly ? store.damage() : undefined
+    if (damage) {
+      // Never silently: a report on a store that lost acknowledged work says so, and only the
+      // commands that help with it (doctor, a recovery dry run, export) go on.
+      if (!options.allowDamage) {
+        await store.close()
+        throw new DocketError(
+          'STORE_CORRUPT',
+          `The store at ${store.dir} is missing work it had acknowledged: ${damage.findings.join('; ')}. Run \`docket doctor\` to see what survived; \`docket export\` saves what is readable; \`docket doctor --fix --accept-loss\` goes on with it.`,
+          { details: { ...damage } },
+        )
+      }
+      out.warn(`the store is missing work it had acknowledged: ${damage.findings.join('; ')}`)
+    }
     try {
       if (sync) await this.#catchUp(store, out, readOnly ? 'read' : (options.sync ?? 'write'), options.offline === true)
       return await fn(store)

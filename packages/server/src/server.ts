@@ -46,6 +46,25 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }
 
+/** The document schema this server serves (docs/FORMAT.md); replicas say theirs when they connect. */
+export const DOCUMENT_SCHEMA = 2
+
+/**
+ * A replica authenticates with `{"schema":N,"token":"…"}`; a bare token comes from a docket
+ * that predates schema 2 (and is refused, after its token is checked).
+ */
+export function parseCredentials(text: string): { token: string; schema: number | undefined } {
+  if (text.startsWith('{')) {
+    try {
+      const value = JSON.parse(text) as { token?: unknown; schema?: unknown }
+      if (typeof value.token === 'string') return { token: value.token, schema: typeof value.schema === 'number' ? value.schema : -1 }
+    } catch {
+      // not JSON: a bare token that happens to start with a brace
+    }
+  }
+  return { token: text, schema: undefined }
+}
+
 /** Starts a Hocuspocus server persisting to y-leveldb, refusing clients without the token. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   if (typeof options.token !== 'string' || options.token.length === 0) {
@@ -87,10 +106,20 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     maxDebounce: options.maxDebounceMs ?? 1000,
     extensions,
     async onAuthenticate({ token, documentName, requestHeaders }) {
-      const given = digest(typeof token === 'string' ? token : '')
-      if (!timingSafeEqual(given, expected)) {
-        logger.warn(`refused a client for ${documentName} from ${requestHeaders['x-forwarded-for'] ?? 'a socket'}: ${token ? 'wrong token' : 'no token'}`)
+      const from = requestHeaders['x-forwarded-for'] ?? 'a socket'
+      const credentials = parseCredentials(typeof token === 'string' ? token : '')
+      if (!timingSafeEqual(digest(credentials.token), expected)) {
+        logger.warn(`refused a client for ${documentName} from ${from}: ${token ? 'wrong token' : 'no token'}`)
         throw Object.assign(new Error('invalid token'), { reason: 'invalid-token' })
+      }
+      // Replicas of two schemas must never merge into one document: the older one would write
+      // what the newer one reads differently. Refused with a reason the client shows.
+      if (credentials.schema !== DOCUMENT_SCHEMA) {
+        const theirs = credentials.schema === undefined ? 'a docket older than schema 2' : `schema ${credentials.schema}`
+        logger.warn(`refused a client for ${documentName} from ${from}: it speaks ${theirs}, this server serves schema ${DOCUMENT_SCHEMA}`)
+        throw Object.assign(new Error('schema mismatch'), {
+          reason: `schema-mismatch: this server serves docket schema ${DOCUMENT_SCHEMA} documents and the replica runs ${theirs}; run the same docket version on the server and every replica (a store migrates when that version first opens it)`,
+        })
       }
     },
     async connected({ documentName, instance }) {

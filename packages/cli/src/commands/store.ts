@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
 import type { Command } from 'commander'
-import { AUDIT_KINDS, DocketError, openStore, type AuditEvent, type AuditKind, type ConsistencyReport } from '@docket/core'
+import { AUDIT_KINDS, DocketError, openStore, SCHEMA_VERSION, type AuditEvent, type AuditKind, type ConsistencyReport } from '@docket/core'
 import { parseId, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { EXIT, UsageError } from '../exit.js'
@@ -65,13 +65,15 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
     .description('check that the shadow content store matches the CRDT; --fix repairs the shadow (never a stage, never an orphan)')
     .option('--fix', 'rewrite missing, stale or damaged shadow rows from the CRDT and settle interrupted operations')
     .option('--offline', 'fix even though this replica cannot confirm it is synced with its server')
+    .option('--accept-loss', 'with --fix: go on with what survived when acknowledged work is missing from the LevelDB (a torn or damaged log); the loss is recorded in the audit log')
     .addHelpText(
       'after',
       '\nExamples:\n  docket doctor\n  docket doctor --fix\n\nExit codes: 0 consistent, 1 problems found (not fixed), 3 problems remain after --fix (e.g. orphans: see docket recover), 4 refused.',
     )
-    .action(async (flags: { fix?: boolean; offline?: boolean }, command: Command) => {
+    .action(async (flags: { fix?: boolean; offline?: boolean; acceptLoss?: boolean }, command: Command) => {
+      if (flags.acceptLoss && !flags.fix) throw new UsageError('--accept-loss goes with --fix: `docket doctor --fix --accept-loss`')
       const out = ctx.output(command)
-      const result = await ctx.withStore(command, { readOnly: flags.fix !== true, sync: 'repair', offline: flags.offline === true }, async (store) => {
+      const result = await ctx.withStore(command, { readOnly: flags.fix !== true, sync: 'repair', offline: flags.offline === true, acceptDamage: flags.acceptLoss === true, allowDamage: true }, async (store) => {
         // Loaded on demand: a command pays only for the modules it uses (startup time is an agent's latency).
         const { discoverOrphans } = await import('@docket/recover')
         const fixed: { repaired: string[]; settled: string[] } = { repaired: [], settled: [] }
@@ -97,6 +99,32 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
       out.result(result, () => renderDoctor(out, result.report, result.orphans, result.fixed))
       // report.ok also counts the untracked ids, which are the orphans
       if (!result.report.ok) ctx.exitCode = flags.fix ? EXIT.partial : EXIT.failure
+    })
+
+  program
+    .command('migrate')
+    .description(`bring a store to schema ${SCHEMA_VERSION} (opening it with this docket does the same); --dry-run reports and writes nothing`)
+    .option('--dry-run', 'migrate in memory, check the result, report it, and write nothing')
+    .addHelpText('after', '\nExamples:\n  docket migrate --dry-run\n  docket migrate\n\nExit codes: 0 migrated (or already current), 1 the migration could not be verified (nothing was written).')
+    .action(async (flags: { dryRun?: boolean }, command: Command) => {
+      const out = ctx.output(command)
+      const result = await ctx.withStore(command, { readOnly: flags.dryRun === true }, async (store) => ({
+        dryRun: flags.dryRun === true,
+        schema: SCHEMA_VERSION,
+        onDisk: store.schema.onDisk,
+        migration: store.schema.migrated ?? null,
+      }))
+      out.result(result, () => {
+        const m = result.migration
+        if (!m) return `the store is already schema ${result.schema}; nothing to do`
+        const verb = result.dryRun ? 'would migrate' : 'migrated'
+        return [
+          `${verb} schema ${m.from} → ${m.to}: ${m.liveBefore} live item(s) keep their ids (${m.liveAfter} after), ${m.tombstones} tombstone(s), ${m.aliases} alias(es)`,
+          ...m.reanchored.map((r) => `  finished an interrupted re-anchoring: ${r.uid} #${r.oldId} → #${r.newId}`),
+          ...(m.unreadable.length > 0 ? [`  ${m.unreadable.length} unreadable schema 1 entr(ies) left as they were (invisible before too): ${m.unreadable.slice(0, 10).join(', ')}`] : []),
+          result.dryRun ? 'Nothing was written.' : '',
+        ].filter(Boolean).join('\n')
+      })
     })
 
   program
@@ -140,7 +168,7 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
       if (flags.format === 'folders' && flags.out === undefined) throw new UsageError('--format folders needs --out FOLDER')
       const out = ctx.output(command)
       const { exportFolders, exportJsonl } = await import('../legacy/export.js')
-      await ctx.withStore(command, { readOnly: true }, async (store) => {
+      await ctx.withStore(command, { readOnly: true, allowDamage: true }, async (store) => {
         if (flags.format === 'folders') {
           const summary = await exportFolders(store, resolve(ctx.io.cwd, flags.out!)).catch((err: NodeJS.ErrnoException) => {
             if (typeof err.code === 'string' && !(err instanceof DocketError)) throw new UsageError(`cannot write the export to ${flags.out}: ${err.code} (${err.message})`)
@@ -204,9 +232,11 @@ function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: numbe
     ['interrupted operations', r.pendingIntents.length, r.pendingIntents.map((i) => ` ${i.kind} ${i.key}`).join(',')],
     ['re-anchorings pending', r.pendingReanchors.length, ids(r.pendingReanchors)],
     ['orphans (shadow only)', orphans.count, Object.entries(orphans.byKind).map(([k, n]) => ` ${k} ${n}`).join(',')],
+    ['acknowledged work missing', r.damage ? r.damage.findings.length : 0, r.damage ? `: ${r.damage.findings.join('; ')}` : ''],
   ]
   const lines = rows.map(([label, n, detail]) => `${label.padEnd(32)} ${n === 0 || label.startsWith('live') ? String(n) : c.yellow(String(n))}${detail}`)
   if (fixed) lines.push('', `repaired ${fixed.repaired.length} item(s) from the CRDT${ids(fixed.repaired)}; settled ${fixed.settled.length} interrupted operation(s)`)
+  if (r.damage) lines.push('', c.red('the LevelDB is missing work it had acknowledged:') + ' a replica that syncs gets back from its server what reached it; recover orphans with `docket recover`; then `docket doctor --fix --accept-loss` goes on with what survived.')
   if (orphans.count > 0) lines.push('', `${orphans.count} orphan(s): inspect them with \`docket recover\` (a dry run), re-anchor chosen ones with \`docket recover --story-ids … --apply\`.`)
   else if (r.ok) lines.push('', c.green('the shadow content store matches the CRDT'))
   else if (!fixed) lines.push('', 'run `docket doctor --fix` to repair the shadow rows from the CRDT')

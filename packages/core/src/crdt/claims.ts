@@ -15,6 +15,9 @@ import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } fr
  *
  * Losing is monotone: claims and tombstones only grow, so a claim that has lost once never
  * wins again. That is why a re-anchoring, once decided, is never undone by later updates.
+ *
+ * A schema 1 item implies a claim of the id it is stored under, for as long as it is stored
+ * there: schema 1's own merge of concurrent writes to one id is thereby kept exactly as it was.
  */
 export type ClaimReason = 'created' | 'collision' | 'tombstoned-id' | 'recovery' | 'migrated' | 'unclaimed'
 
@@ -65,8 +68,13 @@ export class ClaimIndex {
   readonly #shown = new Map<Uid, ItemId>()
   readonly #at = new Map<ItemId, Uid>()
 
+  /** How many sources hold each claim (an explicit claim and a schema 1 item may both). */
+  readonly #sources = new Map<string, number>()
+
   /** Records a claim; returns the uids whose shown id may have changed. */
   add(id: ItemId, uid: Uid): Set<Uid> {
+    const key = claimKey(id, uid)
+    this.#sources.set(key, (this.#sources.get(key) ?? 0) + 1)
     const uids = this.#byId.get(id) ?? new Set<Uid>()
     if (uids.has(uid)) return new Set()
     uids.add(uid)
@@ -75,6 +83,30 @@ export class ClaimIndex {
     ids.add(id)
     this.#byUid.set(uid, ids)
     return this.#resolveId(id, new Set([uid]))
+  }
+
+  /**
+   * Drops one source of a claim. Only a schema 1 item's implied claim ever goes (its map was
+   * replaced at that key by a concurrent schema 1 write, or deleted): claims proper only grow.
+   */
+  remove(id: ItemId, uid: Uid): Set<Uid> {
+    const key = claimKey(id, uid)
+    const count = this.#sources.get(key) ?? 0
+    if (count > 1) {
+      this.#sources.set(key, count - 1)
+      return new Set()
+    }
+    if (count === 0) return new Set()
+    this.#sources.delete(key)
+    const uids = this.#byId.get(id)
+    uids?.delete(uid)
+    if (uids?.size === 0) this.#byId.delete(id)
+    const ids = this.#byUid.get(uid)
+    ids?.delete(id)
+    if (ids?.size === 0) this.#byUid.delete(uid)
+    const affected = this.#resolveId(id, new Set([uid]))
+    this.#reshow(uid)
+    return affected
   }
 
   /** Records a tombstone: the id dies for whoever won it. Returns the uids affected. */
@@ -124,6 +156,10 @@ export class ClaimIndex {
   /** The uid whose claim won `id` (it may show another id: then `id` is one of its aliases). */
   winnerAt(id: ItemId): Uid | undefined {
     return this.#winner.get(id)
+  }
+
+  isTombstoned(id: ItemId): boolean {
+    return this.#tombstoned.has(id)
   }
 
   isClaimed(id: ItemId): boolean {

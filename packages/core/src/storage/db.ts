@@ -43,6 +43,10 @@ export async function openDatabases(dir: string, create: boolean): Promise<Datab
   } catch (err) {
     throw openError(absolute, err)
   }
+  return withSublevels(root)
+}
+
+function withSublevels(root: RootDb): Databases {
   return {
     root,
     meta: root.sublevel<string, string>('meta', { valueEncoding: 'utf8' }),
@@ -53,6 +57,21 @@ export async function openDatabases(dir: string, create: boolean): Promise<Datab
     audit: root.sublevel<string, string>('audit', { valueEncoding: 'utf8' }),
     reported: root.sublevel<string, string>('reported', { valueEncoding: 'utf8' }),
   }
+}
+
+/**
+ * Closes and reopens the LevelDB in place (every holder of `dbs` sees the new handles). After
+ * a failed batch LevelDB must not append to the same log: a record written behind a torn one
+ * is dropped when the log is next recovered, so it would be acknowledged and then lost.
+ */
+export async function reopenDatabases(dir: string, dbs: Databases): Promise<void> {
+  if (dbs.root.status === 'open') await dbs.root.close()
+  try {
+    await dbs.root.open({ createIfMissing: false })
+  } catch (err) {
+    throw openError(resolve(dir), err)
+  }
+  Object.assign(dbs, withSublevels(dbs.root))
 }
 
 async function ensureDirectory(dir: string, create: boolean): Promise<void> {
@@ -116,6 +135,14 @@ function openError(dir: string, err: unknown): DocketError {
       { cause: err, details: { dir } },
     )
   }
+  const message = messageOf(err)
+  if (/No such file or directory/.test(message) && /(MANIFEST|CURRENT|\.ldb|\.sst|\.log)|\/db\/[^/]+:/.test(message)) {
+    return new DocketError(
+      'STORE_CORRUPT',
+      `The LevelDB of the store at ${dir} is damaged: a file it needs is missing or its CURRENT file is garbled (${message}). Restore the directory from a backup; a replica that syncs can be moved aside and replaced by a new one (\`docket init\`) that gets everything back from its server.`,
+      { cause: err, details: { dir, files: 'missing' } },
+    )
+  }
   if (codes.includes('LEVEL_IO_ERROR') || codes.some((c) => c === 'EACCES' || c === 'EROFS' || c === 'EPERM')) {
     return new DocketError('STORE_UNWRITABLE', `Cannot open the store at ${dir} for writing: check its permissions and free disk space.`, {
       cause: err,
@@ -126,6 +153,19 @@ function openError(dir: string, err: unknown): DocketError {
     cause: err,
     details: { dir },
   })
+}
+
+/**
+ * A read that hit a damaged table file (LevelDB's LEVEL_CORRUPTION) becomes STORE_CORRUPT that
+ * says what to do; anything else is passed through.
+ */
+export function storageError(dir: string, err: unknown): unknown {
+  if (err instanceof DocketError || !errorCodes(err).includes('LEVEL_CORRUPTION')) return err
+  return new DocketError(
+    'STORE_CORRUPT',
+    `The LevelDB of the store at ${dir} is damaged (${messageOf(err)}): restore the directory from a backup, or — for a replica that syncs — move it aside and let a new replica (\`docket init\`) get everything back from its server. \`docket export\` may still save what is readable.`,
+    { cause: err, details: { dir } },
+  )
 }
 
 function errorCodes(err: unknown): string[] {

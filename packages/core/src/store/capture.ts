@@ -114,15 +114,13 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
       for (const key of keys) {
         if (key === null) continue
         if (root === 'items' && isItemId(key)) allocator.observe('items', idToNumber(key))
-        const before = root === 'items' ? state.legacy.get(key) : undefined
-        const uid = state.noteMap(root, key, (root === 'records' ? parts.records : parts.items).get(key))
-        whole(uid)
-        if (before !== uid) whole(before)
+        for (const uid of state.noteMap(root, key, (root === 'records' ? parts.records : parts.items).get(key))) whole(uid)
       }
     } else if (type === parts.claims) {
       for (const key of keys) {
         const claim = key === null ? undefined : parseClaimKey(key)
-        if (!claim || !parts.claims.has(key!)) continue
+        if (!claim || !parts.claims.has(key!) || state.explicit.has(key!)) continue
+        state.explicit.add(key!)
         allocator.observe('items', idToNumber(claim.id))
         whole(claim.uid)
         for (const uid of state.claims.add(claim.id, claim.uid)) whole(uid)

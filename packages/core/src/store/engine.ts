@@ -4,7 +4,11 @@ import { nextIdAfter } from '../alloc/allocator.js'
 import { claimKey, type ClaimValue } from '../crdt/claims.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, type ItemId, type ReplicaId, type Uid } from '../ids.js'
-import type { Databases } from '../storage/db.js'
+import { reopenDatabases, type Databases } from '../storage/db.js'
+import { writeCheckpoint } from '../storage/health.js'
+
+/** How often a running store writes its checkpoint while fsync'd batches are written. */
+const CHECKPOINT_EVERY_MS = 2000
 import type { Alias, StoreEvent, StoreListener } from '../types.js'
 import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
 import type { StoreHooks } from './hooks.js'
@@ -51,6 +55,13 @@ export class Engine {
   reloading: Promise<void> | null = null
   /** Set when the engine can no longer trust its own state: every call fails with it. */
   broken: DocketError | null = null
+  /** Set after a failed write until the LevelDB has been reopened: nothing is acknowledged meanwhile. */
+  unavailable: DocketError | null = null
+  recovering: Promise<void> | null = null
+  readonly fsync: boolean
+  checkpointed = -1
+  checkpointedAt = 0
+  checkpointing: Promise<void> | null = null
   /** Set when the store starts closing: background work stops starting. */
   closing = false
 
@@ -63,6 +74,7 @@ export class Engine {
     this.state = init.state
     this.compactAfterRows = init.compactAfterRows
     this.readOnly = init.readOnly
+    this.fsync = init.fsync
     this.writer = new Writer({
       dir: init.dir,
       replicaId: init.replicaId,
@@ -158,7 +170,45 @@ export class Engine {
     })
   }
 
+  /**
+   * Writes the commit counter outside the LevelDB (storage/health.ts), so that the next open
+   * can tell if acknowledged batches went missing. At close, and at most every few seconds
+   * while fsync'd batches are written; never on the path of an acknowledgement.
+   */
+  async checkpoint(final: boolean): Promise<void> {
+    // One at a time, in order: a later mark must never be overwritten by an earlier one.
+    const previous = this.#checkpointChain
+    const next = previous.then(() => this.#writeCheckpoint(final))
+    this.#checkpointChain = next.catch(() => {})
+    return next
+  }
+
+  #checkpointChain: Promise<void> = Promise.resolve()
+
+  async #writeCheckpoint(final: boolean): Promise<void> {
+    if (this.readOnly || this.unavailable || this.broken) return
+    const commit = this.state.commit
+    if (commit === this.checkpointed) return
+    // Relaxed batches may still sit in the page cache: the mark must not get ahead of the log.
+    if (!this.fsync) {
+      if (!final) return
+      await this.dbs.root.batch([{ type: 'put', sublevel: this.dbs.meta, key: 'commit', value: String(commit) }] as never, { sync: true })
+    }
+    await writeCheckpoint(this.dir, { commit, at: new Date().toISOString() })
+    this.checkpointed = commit
+  }
+
+  #maybeCheckpoint(): void {
+    const now = Date.now()
+    if (!this.fsync || this.checkpointing || now - this.checkpointedAt < CHECKPOINT_EVERY_MS) return
+    this.checkpointedAt = now
+    this.checkpointing = this.checkpoint(false)
+      .catch((err: unknown) => this.logger.warn(`could not write the checkpoint of ${this.dir} (${(err as Error).message}); losses after a crash may go unnoticed`))
+      .finally(() => (this.checkpointing = null))
+  }
+
   committed(job: Job): void {
+    this.#maybeCheckpoint()
     if (job.update) {
       for (const listener of this.updateListeners) this.safely(() => listener(job.update!, { remote: job.remote, source: job.source }))
     }
@@ -177,7 +227,12 @@ export class Engine {
     }
   }
 
-  /** After a failed write: throw away memory and rebuild it from what reached the disk. */
+  /**
+   * After a failed write: memory is rebuilt from what reached the disk (read through the old
+   * handle, which still reads), then the LevelDB is reopened — LevelDB must not append behind a
+   * record it failed to write. If the reopen fails too (the disk is still full), the store
+   * acknowledges nothing until a later call manages to reopen it (`recover`).
+   */
   async reload(error: DocketError): Promise<void> {
     const old = this.state
     this.reloading = (async () => {
@@ -187,17 +242,52 @@ export class Engine {
         this.attach(fresh)
         old.destroy()
         this.logger.warn(`the store at ${this.dir} reloaded its state from disk after a failed write`)
-        // Items that still show no id (a re-anchoring whose batch failed, say) move now.
-        queueMicrotask(() => this.runPendingReanchors())
       } catch (err) {
         this.broken = new DocketError('PERSIST_FAILED', `The store at ${this.dir} cannot read its own disk after a failed write (${(err as Error).message}): close it and open it again.`, {
           cause: error,
         })
+        return
       } finally {
         this.reloading = null
       }
+      this.unavailable = error
+      await this.recover().catch(() => {})
     })()
     await this.reloading
+  }
+
+  /**
+   * Reopens the LevelDB after a failed write and checks that what it holds is what memory
+   * holds (the commit counter); only then are writes accepted again.
+   */
+  recover(): Promise<void> {
+    if (this.unavailable === null) return Promise.resolve()
+    this.recovering ??= (async () => {
+      try {
+        this.hooks?.step?.('recover:reopen')
+        await reopenDatabases(this.dir, this.dbs)
+        const onDisk = Number((await this.dbs.meta.get('commit')) ?? '0')
+        if (onDisk !== this.state.commit) {
+          throw new DocketError('STORE_CORRUPT', `The store at ${this.dir} holds ${onDisk} batches after reopening, memory ${this.state.commit}: close it and run \`docket doctor\`.`, {
+            details: { onDisk, inMemory: this.state.commit },
+          })
+        }
+        this.unavailable = null
+        this.logger.warn(`the store at ${this.dir} was reopened after a failed write; writes resume`)
+        queueMicrotask(() => this.runPendingReanchors())
+      } catch (err) {
+        if (err instanceof DocketError && err.code === 'STORE_CORRUPT') this.broken = err
+        this.unavailable = new DocketError(
+          'PERSIST_FAILED',
+          `The store at ${this.dir} cannot write (${(err as Error).message}): nothing more is acknowledged until it can. Free disk space or fix permissions; the next call retries.`,
+          { cause: err, details: { dir: this.dir } },
+        )
+        throw this.unavailable
+      } finally {
+        this.recovering = null
+      }
+    })()
+    return this.recovering
   }
 
   async reportCorrupt(rows: readonly CorruptRow[]): Promise<void> {
@@ -220,18 +310,23 @@ export class Engine {
    * collide again, the loser simply moves once more.
    */
   runPendingReanchors(): void {
-    if (this.reanchoring || this.closing || this.readOnly || this.state.unanchored.size === 0) return
-    const run = this.reanchor()
-      .catch((err: unknown) => this.logger.warn(`re-anchoring failed (${(err as Error).message}); it is retried at the next change or open`))
-      .finally(() => {
+    if (this.reanchoring || this.closing || this.readOnly || this.unavailable || this.state.unanchored.size === 0) return
+    this.reanchoring = this.reanchor().then(
+      (moved) => {
         this.reanchoring = null
-        // Items that lost their id while this batch was written move in the next one.
-        if (this.state.unanchored.size > 0 && !this.closing) queueMicrotask(() => this.runPendingReanchors())
-      })
-    this.reanchoring = run
+        // Items that lost their id while this batch was written move in the next one. (Only
+        // after progress: an item that cannot move now is retried at the next change or open.)
+        if (moved > 0 && this.state.unanchored.size > 0 && !this.closing) queueMicrotask(() => this.runPendingReanchors())
+      },
+      (err: unknown) => {
+        this.reanchoring = null
+        this.logger.warn(`re-anchoring failed (${(err as Error).message}); it is retried at the next change or open`)
+      },
+    )
   }
 
-  async reanchor(): Promise<void> {
+  /** Moves this replica's items that show no id; returns how many it moved. */
+  async reanchor(): Promise<number> {
     const state = this.state
     const moves: Array<{ uid: Uid; from: ItemId | undefined; to: ItemId; reason: 'collision' | 'tombstoned-id' | 'unclaimed'; name: string }> = []
     let next = state.allocator.highest
@@ -243,7 +338,7 @@ export class Engine {
       const to = nextIdAfter(next - 1)
       moves.push({ uid, from: loss?.id, to, reason: loss?.reason ?? 'unclaimed', name: record.name })
     }
-    if (moves.length === 0) return
+    if (moves.length === 0) return 0
     this.hooks?.step?.('reanchor:planned', { count: moves.length })
     const at = new Date().toISOString()
     const ctx = new OpContext('reanchor')
@@ -266,6 +361,7 @@ export class Engine {
       }
     }, ctx)
     await this.commit(state, ctx)
+    return moves.length
   }
 
   freshId(state: DocState): ItemId {

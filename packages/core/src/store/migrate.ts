@@ -1,19 +1,20 @@
 import * as Y from 'yjs'
 import { auditEvent, encodeAudit } from '../audit/audit.js'
-import { claimKey, type ClaimValue } from '../crdt/claims.js'
-import { buildItemMap, isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { claimKey } from '../crdt/claims.js'
+import { buildItemMap, contentOf, isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
-import { idToNumber, isItemId, isUid, numberToId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { isItemId, isUid, numberToId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
-import { seqKey } from '../storage/keys.js'
+import { contentKey, idKey, seqKey } from '../storage/keys.js'
 import { readStoredRows } from '../storage/scan.js'
-import { decodeShadow } from '../storage/shadow.js'
+import { decodeShadow, encodeShadow } from '../storage/shadow.js'
 import { createdEntry } from '../stage/advance.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Alias, ContentValue } from '../types.js'
 import { decodeContent } from './evidence.js'
 import type { StoreHooks } from './hooks.js'
-import { buildIndexes, type DocState, type Intent } from './state.js'
+import { buildIndexes, recordOf, type DocState, type Intent } from './state.js'
+import { shadowRow } from './capture.js'
 import { itemAt } from './items.js'
 
 /** The on-disk format this code writes. A store with a higher version is refused, not guessed at. */
@@ -26,7 +27,7 @@ export const MIGRATE_ORIGIN = Symbol('docket:migrate')
 export interface MigrationReport {
   from: number
   to: number
-  /** Schema 1 items that now show their id through a claim. */
+  /** Schema 1 items, each of which now claims the id it is stored under. */
   claimed: number
   /** Items whose schema 1 re-anchoring had not finished: moved to a fresh id now. */
   reanchored: Array<{ uid: Uid; oldId: ItemId; newId: ItemId }>
@@ -49,22 +50,37 @@ interface Reanchor {
   record: ItemRecord | undefined
   entries: ReturnType<typeof readStageEntries>
   content: Map<string, ContentValue>
+  slotsAtOld: string[]
+}
+
+/** A row the migration batch writes besides the document: the shadow of the items it moved. */
+export interface MigrationRow {
+  type: 'put' | 'del'
+  sublevel: 'shadow' | 'content'
+  key: string
+  value?: string | Uint8Array
 }
 
 /**
- * Schema 1 → 2, in memory: every schema 1 item stays where it is (under the id it was created
- * with) and gets a claim of that id; an item whose schema 1 re-anchoring was interrupted is
+ * Schema 1 → 2, in memory. Every schema 1 item stays where it is, under the id it was stored
+ * under, and that place is its claim of the id (crdt/claims.ts): so schema 1's own merge of
+ * concurrent writes to one id stands exactly as it was, on every replica, whenever and from
+ * whatever copy each replica migrates. An item whose schema 1 re-anchoring was interrupted is
  * moved to a fresh id now, from the rows that held it; the document is marked schema 2. Then
- * every live item, tombstone and alias is checked against what schema 1 showed: any
- * difference stops the migration (MIGRATION_FAILED) and nothing is written.
+ * every live item is checked against what schema 1 showed: any difference stops the
+ * migration (MIGRATION_FAILED) and nothing is written.
  *
- * Why items are not copied under their uid: several replicas migrate the same pipeline, each
- * from its own, possibly stale copy. Copies made by two replicas would be concurrent writes of
- * one key, and the merge would keep one of them whole — a stale copy could win and take stage
- * entries with it. Claims written by every replica are identical (the same key, the same
- * value derived from the item), so any number of replicas can migrate in any order.
+ * Why items are neither copied under their uid nor given claims by the migration: several
+ * replicas migrate one pipeline, each from its own, possibly stale copy. Copies would be
+ * concurrent writes of one key, and the merge would keep one copy whole — a stale copy could
+ * win and take stage entries with it. Claims written from a stale copy would assert a stale
+ * owner of an id (the item schema 1 had moved away), and take the id from the item that holds it.
  */
-export async function migrateInMemory(dbs: Databases, state: DocState, intents: Intent[]): Promise<{ report: MigrationReport; update: Uint8Array | undefined }> {
+export async function migrateInMemory(
+  dbs: Databases,
+  state: DocState,
+  intents: Intent[],
+): Promise<{ report: MigrationReport; update: Uint8Array | undefined; rows: MigrationRow[] }> {
   const { parts } = state
   const before = new Map<ItemId, { uid: Uid; name: string; stage: string }>()
   const unreadable: string[] = []
@@ -98,32 +114,19 @@ export async function migrateInMemory(dbs: Databases, state: DocState, intents: 
     const content = new Map<string, ContentValue>()
     for (const { slot, value } of rows.slots) content.set(slot, decodeContent(value))
     const record: ItemRecord = { uid, name: row.name, type: row.type, dependsOn: row.dependsOn, blocked: row.blocked, frozen: row.frozen, agent: row.agent, retries: row.retries, createdAt: row.createdAt, updatedAt: row.updatedAt, createdBy: row.createdBy }
-    reanchors.push({ key: intent.key, id, uid, reason: reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision', record, entries: row.stages, content })
+    reanchors.push({ key: intent.key, id, uid, reason: reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision', record, entries: row.stages, content, slotsAtOld: rows.slots.map((x) => x.slot) })
   }
 
+  let claimed = 0
   const updates: Uint8Array[] = []
   const collect = (update: Uint8Array, origin: unknown) => {
     if (origin === MIGRATE_ORIGIN) updates.push(update)
   }
   state.doc.on('update', collect)
-  let claimed = 0
   const moved: MigrationReport['reanchored'] = []
   try {
     state.doc.transact(() => {
-      for (const [key, map] of parts.items) {
-        const record = readRecord(map)
-        if (!record || !isItemId(key)) continue
-        const ck = claimKey(key, record.uid)
-        if (parts.claims.has(ck)) continue
-        // Derived from the item alone: every replica that migrates writes the same value.
-        parts.claims.set(ck, { at: record.createdAt, by: record.createdBy, reason: 'migrated' } satisfies ClaimValue)
-        claimed++
-      }
       let highest = state.allocator.highest
-      for (const key of parts.claims.keys()) {
-        const id = key.slice(0, key.indexOf('/'))
-        if (isItemId(id)) highest = Math.max(highest, idToNumber(id))
-      }
       for (const r of reanchors) {
         if (parts.records.has(r.uid) || isDeletedUid(parts, r.uid)) continue
         const newId = numberToId(++highest)
@@ -142,6 +145,7 @@ export async function migrateInMemory(dbs: Databases, state: DocState, intents: 
     state.doc.off('update', collect)
   }
   buildIndexes(state)
+  for (const [, map] of parts.items) if (readRecord(map)) claimed++
 
   // Verify before anything is written: schema 1's live items are live under the same id.
   for (const [id, was] of before) {
@@ -167,7 +171,35 @@ export async function migrateInMemory(dbs: Databases, state: DocState, intents: 
     tombstones: parts.tombstones.size,
     aliases: parts.aliases.size,
   }
-  return { report, update: updates.length === 0 ? undefined : Y.mergeUpdates(updates) }
+  return { report, update: updates.length === 0 ? undefined : Y.mergeUpdates(updates), rows: movedRows(state, reanchors, moved) }
+}
+
+/**
+ * The shadow rows of what the migration moved, as schema 1's own re-anchoring would have
+ * written them: the moved item's rows at its new id; at its old id, the rows of the item that
+ * holds that id now (the moved item's copies there are its stale evidence, superseded).
+ */
+function movedRows(state: DocState, reanchors: Reanchor[], moved: MigrationReport['reanchored']): MigrationRow[] {
+  const rows: MigrationRow[] = []
+  const put = (id: ItemId) => {
+    const item = itemAt(state, id)
+    const map = item ? state.maps.get(item.uid) : undefined
+    const record = item ? recordOf(state, item.uid) : undefined
+    if (!item || !map || !record) return
+    const entries = readStageEntries(map)
+    rows.push({ type: 'put', sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, item.stage, entries)) })
+    for (const [slot, value] of contentOf(map) ?? []) {
+      if (typeof value === 'string' || value instanceof Uint8Array) rows.push({ type: 'put', sublevel: 'content', key: contentKey(id, slot), value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value })
+    }
+  }
+  for (const m of moved) {
+    const r = reanchors.find((x) => x.uid === m.uid)!
+    for (const slot of r.slotsAtOld) rows.push({ type: 'del', sublevel: 'content', key: contentKey(m.oldId, slot) })
+    if (itemAt(state, m.oldId) === undefined) rows.push({ type: 'del', sublevel: 'shadow', key: idKey(m.oldId) })
+    put(m.oldId)
+    put(m.newId)
+  }
+  return rows
 }
 
 /**
@@ -178,7 +210,7 @@ export async function migrateInMemory(dbs: Databases, state: DocState, intents: 
 export async function writeMigration(
   dbs: Databases,
   state: DocState,
-  migration: { report: MigrationReport; update: Uint8Array | undefined },
+  migration: { report: MigrationReport; update: Uint8Array | undefined; rows: MigrationRow[] },
   replicaId: ReplicaId,
   hooks: StoreHooks | undefined,
 ): Promise<void> {
@@ -188,6 +220,7 @@ export async function writeMigration(
     state.liveSeqs.push(seq)
     ops.push({ type: 'put', sublevel: dbs.doc, key: seqKey(seq), value: migration.update })
   }
+  for (const row of migration.rows) ops.push({ ...row, sublevel: dbs[row.sublevel] })
   for (const { key } of migration.report.droppedJournal) ops.push({ type: 'del', sublevel: dbs.journal, key })
   ops.push({ type: 'put', sublevel: dbs.audit, ...encodeAudit(auditEvent('schema_migrated', replicaId, { ...migration.report })) })
   ops.push({ type: 'put', sublevel: dbs.meta, key: 'schema', value: String(SCHEMA_VERSION) })

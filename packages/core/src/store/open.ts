@@ -3,12 +3,13 @@ import { ulid } from 'ulid'
 import { auditEvent, encodeAudit } from '../audit/audit.js'
 import { DocketError } from '../errors.js'
 import { parseReplicaId, type ReplicaId } from '../ids.js'
-import { openDatabases, type Databases } from '../storage/db.js'
+import { openDatabases, storageError, type Databases } from '../storage/db.js'
 import { seqKey } from '../storage/keys.js'
 import type { StoreHooks } from './hooks.js'
 import type { SyncOptions } from '../sync/client.js'
 import { stderrLogger, type Logger } from './logger.js'
-import { loadState } from './state.js'
+import { loadState, type DocState } from './state.js'
+import { logCorruptionAtOpen, missingSeqs, readCheckpoint, readDamage, recordDamage, type StorageDamage } from '../storage/health.js'
 import { migrateInMemory, SCHEMA_VERSION, schemaMarkerUpdate, writeMigration, type MigrationReport } from './migrate.js'
 import { Store } from './store.js'
 import { invalid, requireObject } from './validate.js'
@@ -42,6 +43,12 @@ export interface OpenStoreOptions {
    * every mutation fails with STORE_READ_ONLY. For reports and dry runs. Default: false.
    */
   readOnly?: boolean
+  /**
+   * Open a store although it is missing acknowledged work (a torn or damaged LevelDB log, a
+   * checkpoint ahead of the log): the loss is recorded in the audit log and the store goes on
+   * with what survived. Without it such a store opens only read-only. Default: false.
+   */
+  acceptDamage?: boolean
   /** Fault-injection seams for tests. Default: none. */
   hooks?: StoreHooks
   /**
@@ -87,6 +94,14 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       state.intents.splice(0, state.intents.length, ...state.intents.filter((i) => !settled.has(i.key)))
       migrated = migration.report
     }
+    const damage = await detectDamage(dir, state)
+    if (damage && !readOnly && opts.acceptDamage !== true) {
+      throw new DocketError(
+        'STORE_CORRUPT',
+        `The store at ${dir} is missing work it had acknowledged: ${damage.findings.join('; ')}. Nothing was changed. See what survived with \`docket doctor\` (read-only) and recover orphans with \`docket recover\`; a replica that syncs gets back from its server what reached it. To keep working with what survived, run \`docket doctor --fix --accept-loss\`.`,
+        { details: { dir, ...damage } },
+      )
+    }
     const store = new Store({
       dir,
       replicaId,
@@ -100,6 +115,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       sync: checkSync(opts.sync),
       lastSyncedAt: (await dbs.meta.get('lastSyncedAt')) ?? null,
       schema: { onDisk: readOnly ? schema : SCHEMA_VERSION, migrated },
+      damage,
     })
     try {
       await store.start()
@@ -110,7 +126,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
     return store
   } catch (err) {
     if (dbs.root.status === 'open') await dbs.root.close().catch(() => {})
-    throw err
+    throw storageError(dir, err)
   }
 }
 
@@ -172,6 +188,38 @@ async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId 
     })
   }
   return { replicaId, schema }
+}
+
+/**
+ * What says that acknowledged work is missing: a checkpoint ahead of the LevelDB's commit
+ * counter (a torn or truncated log), a hole in the update rows, or LevelDB's own report of log
+ * records it dropped. Remembered in DAMAGE.json, since the next open could no longer see it.
+ */
+async function detectDamage(dir: string, state: DocState): Promise<StorageDamage | undefined> {
+  const known = await readDamage(dir)
+  const findings: string[] = []
+  const checkpoint = await readCheckpoint(dir)
+  const found: Partial<StorageDamage> = {}
+  if (checkpoint && checkpoint.commit > state.commit) {
+    findings.push(`its checkpoint of ${checkpoint.at} counted ${checkpoint.commit} batches, its LevelDB holds ${state.commit} (${checkpoint.commit - state.commit} acknowledged batches lost)`)
+    found.expectedCommit = checkpoint.commit
+    found.foundCommit = state.commit
+  }
+  const live = new Set(state.liveSeqs)
+  const holes = missingSeqs(state.loadedSeqs, new Set(state.loadedSeqs.filter((seq) => !live.has(seq))))
+  if (holes.length > 0) {
+    findings.push(`update rows ${holes.slice(0, 5).join(', ')}${holes.length > 5 ? ', …' : ''} are missing between the ones on disk`)
+    found.missingUpdateRows = holes
+  }
+  const log = await logCorruptionAtOpen(dir)
+  if (log.length > 0) {
+    findings.push(`LevelDB dropped damaged records of its log while opening (${log.length} report${log.length === 1 ? '' : 's'})`)
+    found.logCorruption = log.slice(0, 20)
+  }
+  if (findings.length === 0) return known
+  const damage: StorageDamage = { ...known, ...found, findings: [...(known?.findings ?? []), ...findings], detectedAt: known?.detectedAt ?? new Date().toISOString() }
+  await recordDamage(dir, damage)
+  return damage
 }
 
 function checkSync(sync: SyncOptions | undefined): SyncOptions | undefined {

@@ -41,6 +41,8 @@ export class DocState {
   readonly claims = new ClaimIndex()
   /** Every item map by uid: schema 2 records, and schema 1 items where they are. */
   readonly maps = new Map<Uid, ItemMap>()
+  /** Claim keys already indexed (a claim is indexed once, however often a transaction touches it). */
+  readonly explicit = new Set<string>()
   /** Schema 1 item keys (ids) → the uid of the map there, to follow changes and deletions. */
   readonly legacy = new Map<string, Uid>()
   /** What the shadow store holds per id (the item shown there), as of the last captured transaction. */
@@ -60,6 +62,10 @@ export class DocState {
   /** Rows that could not be applied; kept on disk (never compacted away) and reported. */
   corrupt: CorruptRow[] = []
   nextSeq = 1
+  /** Batches written since the store was created (meta/commit). */
+  commit = 0
+  /** Sequence numbers of every update row found at load, damaged ones included. */
+  loadedSeqs: number[] = []
   readRows = 0
   readBytes = 0
 
@@ -84,30 +90,44 @@ export class DocState {
     this.index.delete(id)
   }
 
-  /** Records where an item map lives (a new record, or a schema 1 item) and indexes its claims. */
-  noteMap(root: 'records' | 'items', key: string, map: ItemMap | undefined): Uid | undefined {
+  /**
+   * Records where an item map lives (a schema 2 record, or a schema 1 item under its id) and
+   * keeps the claim a schema 1 item implies. Returns the uids whose id or data may have changed.
+   */
+  noteMap(root: 'records' | 'items', key: string, map: ItemMap | undefined): Set<Uid> {
+    const affected = new Set<Uid>()
     if (root === 'records') {
-      if (!isUid(key)) return undefined
+      if (!isUid(key)) return affected
+      affected.add(key)
       if (map) this.maps.set(key, map)
-      else if (this.maps.get(key) !== undefined && this.parts.records.get(key) === undefined) {
+      else {
         // A schema 1 map of the same uid, if any, takes over again.
         const legacyKey = [...this.legacy.entries()].find(([, uid]) => uid === key)?.[0]
         const legacyMap = legacyKey === undefined ? undefined : this.parts.items.get(legacyKey)
         if (legacyMap) this.maps.set(key, legacyMap)
         else this.maps.delete(key)
       }
-      return key
+      return affected
     }
-    const uid = map ? readUid(map) : this.legacy.get(key)
-    if (uid === undefined) return undefined
-    if (map) {
-      this.legacy.set(key, uid)
-      if (!this.parts.records.has(uid)) this.maps.set(uid, map)
-    } else {
-      this.legacy.delete(key)
-      if (this.maps.get(uid) !== undefined && !this.parts.records.has(uid)) this.maps.delete(uid)
+    const before = this.legacy.get(key)
+    const after = map ? readUid(map) : undefined
+    if (before !== undefined) {
+      affected.add(before)
+      if (before !== after) {
+        this.legacy.delete(key)
+        if (!this.parts.records.has(before)) this.maps.delete(before)
+        if (isItemId(key)) for (const uid of this.claims.remove(key, before)) affected.add(uid)
+      }
     }
-    return uid
+    if (after !== undefined && map) {
+      affected.add(after)
+      if (!this.parts.records.has(after)) this.maps.set(after, map)
+      if (before !== after) {
+        this.legacy.set(key, after)
+        if (isItemId(key)) for (const uid of this.claims.add(key, after)) affected.add(uid)
+      }
+    }
+    return affected
   }
 
   destroy(): void {
@@ -140,7 +160,10 @@ export async function loadState(dbs: Databases, generation: number, replicaId: R
       }
     }
   }, LOAD_ORIGIN)
-  state.liveSeqs = rows.map(([seq]) => seq).filter((seq) => !corruptSeqs.has(seq))
+  state.loadedSeqs = rows.map(([seq]) => seq)
+  state.liveSeqs = state.loadedSeqs.filter((seq) => !corruptSeqs.has(seq))
+  const commit = Number((await dbs.meta.get('commit')) ?? '0')
+  state.commit = Number.isSafeInteger(commit) && commit >= 0 ? commit : 0
   state.nextSeq = rows.length === 0 ? 1 : rows[rows.length - 1]![0] + 1
   buildIndexes(state)
   state.allocator.observe('content', await highestStoredId(dbs))
@@ -168,17 +191,18 @@ export function buildIndexes(state: DocState): void {
   const { items, records, claims, tombstones, alloc } = state.parts
   for (const [key, map] of items) {
     if (isItemId(key)) state.allocator.observe('items', idToNumber(key))
-    state.noteMap('items', key, map)
+    if (state.legacy.get(key) === undefined) state.noteMap('items', key, map)
   }
   for (const [key, map] of records) state.noteMap('records', key, map)
   for (const key of claims.keys()) {
     const claim = parseClaimKey(key)
-    if (!claim) continue
+    if (!claim || state.explicit.has(key)) continue
+    state.explicit.add(key)
     state.allocator.observe('items', idToNumber(claim.id))
     state.claims.add(claim.id, claim.uid)
   }
   for (const key of tombstones.keys()) {
-    if (!isItemId(key)) continue
+    if (!isItemId(key) || state.claims.isTombstoned(key)) continue
     state.allocator.observe('tombstones', idToNumber(key))
     state.claims.tombstone(key)
   }
@@ -202,7 +226,6 @@ export function recordOf(state: DocState, uid: Uid): ItemRecord | undefined {
 /**
  * Keeps `unanchored` right for one item: an item of this replica that is readable, not
  * deleted, has claimed an id (or is a schema 2 record) and shows none must be re-anchored.
- * A schema 1 item without any claim was written by a docket that predates claims: not ours to move.
  */
 export function noteAnchoring(state: DocState, uid: Uid): void {
   const record = recordOf(state, uid)

@@ -20,6 +20,7 @@ import type {
   Item,
   ListItemsOptions,
   StageHistoryEntry,
+  StageEntry,
   StoreListener,
   Tombstone,
   UpdateItemInput,
@@ -35,6 +36,8 @@ import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
 import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
 import type { MigrationReport } from './migrate.js'
+import { acknowledgeDamage, type StorageDamage } from '../storage/health.js'
+import { storageError } from '../storage/db.js'
 
 export interface AdoptResult {
   oldId: ItemId
@@ -78,6 +81,7 @@ export interface StoreInit extends EngineInit {
   sync: SyncOptions | undefined
   lastSyncedAt: string | null
   schema: StoreSchema
+  damage: StorageDamage | undefined
 }
 
 /** The store's schema: what its disk holds, and the migration this open made (or, read-only, made in memory). */
@@ -99,6 +103,7 @@ export class Store implements AsyncDisposable {
   readonly #syncOptions: SyncOptions | undefined
   /** The schema on disk, and what this open migrated. */
   readonly schema: StoreSchema
+  #damage: StorageDamage | undefined
   #sync: SyncClient | undefined
   #lastSyncedAt: string | null
   #syncedNotedAt = 0
@@ -112,11 +117,13 @@ export class Store implements AsyncDisposable {
     this.#syncOptions = init.sync
     this.#lastSyncedAt = init.lastSyncedAt
     this.schema = init.schema
+    this.#damage = init.damage
   }
 
   /** @internal Settles what a previous session left in the journal, then joins the sync server. */
   async start(): Promise<void> {
     await this.#e.start()
+    if (this.#damage && !this.#e.readOnly) await this.#acknowledgeDamage(this.#damage)
     if (this.#syncOptions && !this.#e.readOnly) {
       await this.#e.publishContentHighWater()
       // Loaded only by stores that sync: the provider and its WebSocket are not free to load.
@@ -488,12 +495,16 @@ export class Store implements AsyncDisposable {
     const limit = q.limit ?? Infinity
     if (limit === 0) return
     let count = 0
-    for await (const [key, text] of this.#e.dbs.audit.iterator(q.since ? { gt: q.since } : {})) {
-      const event = decodeAudit(key, text)
-      if (kinds && !kinds.has(event.kind)) continue
-      if (itemId !== undefined && event.itemId !== itemId) continue
-      yield event
-      if (++count >= limit) return
+    try {
+      for await (const [key, text] of this.#e.dbs.audit.iterator(q.since ? { gt: q.since } : {})) {
+        const event = decodeAudit(key, text)
+        if (kinds && !kinds.has(event.kind)) continue
+        if (itemId !== undefined && event.itemId !== itemId) continue
+        yield event
+        if (++count >= limit) return
+      }
+    } catch (err) {
+      throw this.#storageError(err)
     }
   }
 
@@ -532,6 +543,7 @@ export class Store implements AsyncDisposable {
     // injection) can interleave it precisely with local operations.
     if (this.#e.readOnly) return this.#ready()
     if (this.#e.reloading) return this.#e.reloading.then(() => this.applyUpdate(update, source))
+    if (this.#e.unavailable) return this.#e.recover().then(() => this.applyUpdate(update, source))
     if (!(update instanceof Uint8Array)) return Promise.reject(invalid('applyUpdate needs a Uint8Array holding a Yjs update.'))
     const origin = new RemoteOrigin(source, update)
     const state = this.#e.state
@@ -573,7 +585,25 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const opts = requireObject(options, 'scanStoredRows options') as { ids?: readonly string[]; onMalformedKey?: (key: MalformedKey) => void }
     const ids = opts.ids?.map((id) => parseItemId(id))
-    return scanStoredRows(this.#e.dbs, { ...(ids ? { ids } : {}), ...(opts.onMalformedKey ? { malformed: opts.onMalformedKey } : {}) })
+    return this.#mapErrors(scanStoredRows(this.#e.dbs, { ...(ids ? { ids } : {}), ...(opts.onMalformedKey ? { malformed: opts.onMalformedKey } : {}) }))
+  }
+
+  async *#mapErrors<T>(rows: AsyncGenerator<T>): AsyncGenerator<T> {
+    try {
+      yield* rows
+    } catch (err) {
+      throw this.#storageError(err)
+    }
+  }
+
+  /** A LevelDB failure as the DocketError it stands for: damage, or a store closed under the reader. */
+  #storageError(err: unknown): unknown {
+    const code = (err as { code?: unknown })?.code
+    if (this.#closing !== null && (code === 'LEVEL_ITERATOR_NOT_OPEN' || code === 'LEVEL_DATABASE_NOT_OPEN')) {
+      return new DocketError('STORE_CLOSED', `The store at ${this.dir} was closed while it was being read: open it again and retry.`, { cause: err, details: { dir: this.dir } })
+    }
+    if (this.#e.unavailable && (code === 'LEVEL_ITERATOR_NOT_OPEN' || code === 'LEVEL_DATABASE_NOT_OPEN')) return this.#e.unavailable
+    return storageError(this.dir, err)
   }
 
   /** The uid of the live item at `id`, or undefined. O(1): for scans that must not build items. */
@@ -601,14 +631,18 @@ export class Store implements AsyncDisposable {
   /** One content row of the shadow content store (not the CRDT): raw bytes, or undefined. */
   async readStoredContent(id: ItemId | string, slot = 'body'): Promise<Uint8Array | undefined> {
     this.#assertOpen()
-    const value = await this.#e.dbs.content.get(contentKey(parseItemId(id), parseSlot(slot)))
+    const value = await this.#e.dbs.content.get(contentKey(parseItemId(id), parseSlot(slot))).catch((err: unknown) => {
+      throw this.#storageError(err)
+    })
     return value === undefined ? undefined : new Uint8Array(value)
   }
 
   /** The shadow row at `id`, parsed defensively: the row, why it is unreadable, or undefined. */
   async readShadowRow(id: ItemId | string): Promise<{ row: ShadowRow } | { error: string; text: string } | undefined> {
     this.#assertOpen()
-    const text = await this.#e.dbs.shadow.get(idKey(parseItemId(id)))
+    const text = await this.#e.dbs.shadow.get(idKey(parseItemId(id))).catch((err: unknown) => {
+      throw this.#storageError(err)
+    })
     if (text === undefined) return undefined
     const parsed = parseShadowRow(text)
     return 'row' in parsed ? parsed : { error: parsed.error, text }
@@ -727,7 +761,7 @@ export class Store implements AsyncDisposable {
   async repairShadow(): Promise<{ repaired: ItemId[]; before: ConsistencyReport }> {
     await this.#ready()
     await this.flush()
-    const report = await verifyStore(this.#e.dbs, this.#e.state)
+    const report = await verifyStore(this.#e.dbs, this.#e.state, this.#damage)
     const ids = new Set<ItemId>([
       ...report.crdtOnly,
       ...report.staleShadow.map((s) => s.id),
@@ -737,10 +771,30 @@ export class Store implements AsyncDisposable {
     const untracked = new Set(report.untracked)
     const repaired = [...ids].filter((id) => !untracked.has(id) && itemAt(this.#e.state, id) !== undefined).sort((a, b) => idToNumber(a) - idToNumber(b))
     if (repaired.length === 0) return { repaired, before: report }
+    // A shadow row that holds stage entries the document lacks is the last evidence of
+    // transitions the document lost (a damaged log): those entries go back into the stage log
+    // — which only grows, so this never moves a stage backwards — instead of being overwritten.
+    const restore = new Map<ItemId, StageEntry[]>()
+    for (const id of repaired) {
+      const shadow = await this.readShadowRow(id)
+      const uid = this.#e.state.claims.uidAt(id)
+      const map = uid === undefined ? undefined : this.#e.state.maps.get(uid)
+      if (!shadow || !('row' in shadow) || !map || shadow.row.uid !== uid) continue
+      const known = new Set(readStageEntries(map).map((e) => e.id))
+      const lost = shadow.row.stages.filter((e) => !known.has(e.id))
+      if (lost.length > 0) restore.set(id, lost)
+    }
+    const state = this.#e.state
     const ctx = new OpContext('repair')
     for (const id of repaired) ctx.refresh.add(id)
-    ctx.audit.push(auditEvent('doctor_fix', this.replicaId, { repaired }))
-    await this.#e.commit(this.#e.state, ctx)
+    const restoredEntries = Object.fromEntries([...restore].map(([id, entries]) => [id, entries.map((e) => e.id)]))
+    ctx.audit.push(auditEvent('doctor_fix', this.replicaId, { repaired, ...(restore.size > 0 ? { restoredEntries } : {}) }))
+    if (restore.size > 0) {
+      state.doc.transact(() => {
+        for (const [id, entries] of restore) stagesOf(state.maps.get(state.claims.uidAt(id)!)!)?.push(entries.map((e) => ({ ...e })))
+      }, ctx)
+    }
+    await this.#e.commit(state, ctx)
     return { repaired, before: report }
   }
 
@@ -809,7 +863,7 @@ export class Store implements AsyncDisposable {
     this.#lastSyncedAt = at
     const now = Date.now()
     // Persisted at most once a second: it is a hint for reports, not a log.
-    if (now - this.#syncedNotedAt < 1000 || this.#closing !== null) return
+    if (now - this.#syncedNotedAt < 1000 || this.#closing !== null || this.#e.unavailable) return
     this.#syncedNotedAt = now
     const ctx = new OpContext('synced')
     ctx.puts.push({ sublevel: 'meta', key: 'lastSyncedAt', value: at })
@@ -855,7 +909,9 @@ export class Store implements AsyncDisposable {
   async verify(): Promise<ConsistencyReport> {
     this.#assertOpen()
     await this.flush()
-    return verifyStore(this.#e.dbs, this.#e.state)
+    return verifyStore(this.#e.dbs, this.#e.state, this.#damage).catch((err: unknown) => {
+      throw this.#storageError(err)
+    })
   }
 
   /** Rows that could not be read at open (they are kept on disk, never compacted away). */
@@ -894,12 +950,32 @@ export class Store implements AsyncDisposable {
       await this.#e.settle()
       await this.#sync?.close()
       await this.#e.settle()
+      await this.#e.checkpointing
+      await this.#e.checkpoint(true).catch((err: unknown) => this.#e.logger.warn(`could not write the checkpoint of ${this.dir} (${(err as Error).message})`))
     } finally {
       this.#e.listeners.clear()
       this.#e.updateListeners.clear()
       this.#e.state.destroy()
       await this.#e.dbs.root.close()
     }
+  }
+
+  /**
+   * Acknowledged work that was found missing at open (storage/health.ts), or undefined. Such a
+   * store opens writable only with `acceptDamage: true`, which records the loss.
+   */
+  damage(): StorageDamage | undefined {
+    this.#assertOpen()
+    return this.#damage === undefined ? undefined : structuredClone(this.#damage)
+  }
+
+  async #acknowledgeDamage(damage: StorageDamage): Promise<void> {
+    const ctx = new OpContext('damage')
+    ctx.audit.push(auditEvent('storage_loss_acknowledged', this.replicaId, { ...damage }))
+    await this.#e.commit(this.#e.state, ctx)
+    const kept = await acknowledgeDamage(this.dir)
+    this.#e.logger.warn(`the loss found in ${this.dir} was acknowledged (kept as ${kept}); the store goes on with what survived`)
+    await this.#e.checkpoint(true)
   }
 
   // ───────────────────────────── internals ─────────────────────────────
@@ -917,6 +993,7 @@ export class Store implements AsyncDisposable {
       throw new DocketError('STORE_READ_ONLY', `The store at ${this.dir} was opened read-only: open it without readOnly to change it.`, { details: { dir: this.dir } })
     }
     if (this.#e.reloading) await this.#e.reloading
+    if (this.#e.unavailable) await this.#e.recover()
     this.#assertOpen()
   }
 

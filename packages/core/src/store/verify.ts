@@ -5,6 +5,7 @@ import { idKey } from '../storage/keys.js'
 import { scanStoredRows, parseShadowRow, type StoredRows } from '../storage/scan.js'
 import type { ShadowRow } from '../storage/shadow.js'
 import type { Stage } from '../stage/stages.js'
+import type { StorageDamage } from '../storage/health.js'
 import { shadowRow } from './capture.js'
 import { itemAt, liveIds } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
@@ -28,11 +29,13 @@ export interface ConsistencyReport {
   corrupt: CorruptRow[]
   pendingIntents: Intent[]
   pendingReanchors: ItemId[]
+  /** Acknowledged work found missing at open (a torn or damaged log), if any. */
+  damage: StorageDamage | null
   /** True when there is nothing to repair or recover. */
   ok: boolean
 }
 
-export async function verifyStore(dbs: Databases, state: DocState): Promise<ConsistencyReport> {
+export async function verifyStore(dbs: Databases, state: DocState, damage?: StorageDamage): Promise<ConsistencyReport> {
   const report: ConsistencyReport = {
     items: 0,
     storedIds: 0,
@@ -44,6 +47,7 @@ export async function verifyStore(dbs: Databases, state: DocState): Promise<Cons
     corrupt: state.corrupt.map((row) => ({ ...row })),
     pendingIntents: state.intents.map((intent) => ({ ...intent })),
     pendingReanchors: [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? []),
+    damage: damage ?? null,
     ok: false,
   }
   const seen = new Set<ItemId>()
@@ -64,7 +68,8 @@ export async function verifyStore(dbs: Databases, state: DocState): Promise<Cons
     report.untracked.length === 0 &&
     report.corrupt.length === 0 &&
     report.pendingIntents.length === 0 &&
-    report.pendingReanchors.length === 0
+    report.pendingReanchors.length === 0 &&
+    report.damage === null
   return report
 }
 

@@ -102,6 +102,7 @@ export class Writer {
       for (const job of failed) job.reject(error)
       return
     }
+    state.commit++
     if (snapshot) {
       state.liveSeqs = seqs
       this.compactions++
@@ -140,6 +141,9 @@ export class Writer {
       set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: snapshot })
       for (const old of state.liveSeqs) set({ type: 'del', sublevel: 'doc', key: seqKey(old) })
     }
+    // Every batch advances the commit counter: a checkpoint outside the LevelDB that is ahead
+    // of it at the next open means acknowledged batches were lost (storage/health.ts).
+    set({ type: 'put', sublevel: 'meta', key: 'commit', value: String(state.commit + 1) })
     for (const job of jobs) {
       if (job.update && !snapshot) {
         const seq = state.nextSeq++

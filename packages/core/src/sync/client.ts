@@ -3,6 +3,7 @@ import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { DocketError } from '../errors.js'
 import type { Logger } from '../store/logger.js'
+import { SCHEMA_VERSION } from '../store/migrate.js'
 
 /** How a store joins a sync server. */
 export interface SyncOptions {
@@ -98,7 +99,9 @@ export class SyncClient {
       websocketProvider: this.#socket,
       name: this.#options.document,
       document: this.#net,
-      token: options.token ?? null,
+      // The schema travels with the token: a server of another schema refuses this replica
+      // before anything is merged (packages/server: parseCredentials).
+      token: JSON.stringify({ schema: SCHEMA_VERSION, token: options.token ?? '' }),
     })
     this.#provider.on('status', ({ status }: { status: string }) => {
       const connected = status === 'connected'
@@ -113,7 +116,12 @@ export class SyncClient {
     })
     this.#provider.on('unsyncedChanges', () => this.#changed())
     this.#provider.on('authenticationFailed', ({ reason }: { reason: string }) => {
-      this.#error = { code: 'SYNC_UNAUTHORIZED', message: `the server at ${options.url} refused this replica's token (${reason}): pass the server's token (DOCKET_TOKEN).` }
+      this.#error = reason.startsWith('schema-mismatch')
+        ? { code: 'SCHEMA_MISMATCH', message: `the server at ${options.url} refused this replica: ${reason.replace(/^schema-mismatch: /, '')}.` }
+        : {
+            code: 'SYNC_UNAUTHORIZED',
+            message: `the server at ${options.url} refused this replica's token (${reason}): pass the server's token (DOCKET_TOKEN); a server that runs a docket older than schema ${SCHEMA_VERSION} refuses newer replicas too.`,
+          }
       this.#logger.warn(`sync stopped: ${this.#error.message} The store keeps working offline.`)
       this.#offUpdate()
       this.#destroyConnection()
@@ -171,7 +179,7 @@ export class SyncClient {
         check: (synced: boolean) => {
           if (this.#error) {
             done()
-            reject(new DocketError('SYNC_UNAUTHORIZED', this.#error.message, { details: { url: this.#options.url } }))
+            reject(new DocketError(this.#error.code === 'SCHEMA_MISMATCH' ? 'SCHEMA_MISMATCH' : 'SYNC_UNAUTHORIZED', this.#error.message, { details: { url: this.#options.url } }))
           } else if (synced) {
             done()
             resolve(this.state())
