@@ -56,7 +56,7 @@ const MUTATIONS: Mutation[] = [
   {
     name: 'deletions are recorded by id only (an orphan of the deleted item comes back under its old uid)',
     file: 'packages/core/src/store/store.ts',
-    edits: [{ find: '      state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })\n', replace: '' }],
+    edits: [{ find: '        state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })\n', replace: '' }],
     // Schema 2 deletes the item's data with it, so a re-anchoring finds nothing to move; the
     // deleted uid still matters where the same uid comes back from rows (an orphan adopted).
     tests: ['test/properties/deletes.property.test.ts', 'packages/core/test/orphans.test.ts'],
@@ -71,7 +71,7 @@ const MUTATIONS: Mutation[] = [
     name: 'createItem neither honours the tombstone guard nor reads the entry back',
     file: 'packages/core/src/store/store.ts',
     edits: [
-      { find: '    if (refused) {\n      ctx.audit.length = 0', replace: '    if (false) {\n      ctx.audit.length = 0' },
+      { find: '    if (refused) {\n      this.#e.logger.warn(', replace: '    if (false) {\n      this.#e.logger.warn(' },
       { find: "    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document", replace: "    return itemFromRecord(id, record, stage)\n    throw new DocketError('CREATE_NOT_MATERIALIZED', `Item ${id} (${uid}) is not in the document" },
     ],
     tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts', 'packages/core/test/create.test.ts'],

@@ -120,6 +120,9 @@ export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts
     createdBy: replicaId,
   }
   let entries: StageEntry[] = row && opts.stage === undefined && resolveStage(row.stages) ? row.stages : []
+  if (row && row.stages.length > 0 && entries.length === 0 && opts.stage === undefined) {
+    warnings.push(`its stage log (${row.stages.length} entries) does not resolve to a stage; it starts a new log in ${row.stage}`)
+  }
   if (entries.length === 0) {
     entries = [createdEntry(opts.stage ?? row?.stage ?? 'backlog', replicaId, now, nextUlid())]
   }

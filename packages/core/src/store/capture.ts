@@ -1,6 +1,7 @@
 import type * as Y from 'yjs'
 import { auditEvent } from '../audit/audit.js'
 import { parseClaimKey } from '../crdt/claims.js'
+import { encodeRescued } from '../crdt/rescue.js'
 import { contentOf, contentSlots, isDeletedUid, locateItemPart, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey } from '../storage/keys.js'
@@ -9,7 +10,7 @@ import { resolveStage } from '../stage/resolve.js'
 import type { ContentValue } from '../types.js'
 import { itemFromRecord } from './items.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
-import { noteAnchoring, recordOf, type DocState } from './state.js'
+import { noteAnchoring, recordOf, type DocState, type IndexEntry } from './state.js'
 import type { Logger } from './logger.js'
 
 interface Touch {
@@ -68,11 +69,16 @@ function buildJob(env: CaptureEnv, job: Job, touched: Map<Uid, Touch>, ctx: OpCo
     if (after !== undefined) merge(touch(ids, after), t, before !== after)
     noteAnchoring(state, uid)
   }
+  // Who held each id's rows before this job, taken before any id is rewritten: an item that
+  // moves is tracked at its new id as soon as that id is processed, and its old id must still
+  // see it as the previous occupant, in whatever order the ids come.
+  const before = new Map([...ids.keys()].map((id) => [id, state.index.get(id)]))
   const changedIds: ItemId[] = []
   for (const [id, t] of ids) {
     state.items.delete(id)
-    if (rowsFor(env, job, id, t, ctx)) changedIds.push(id)
+    if (rowsFor(env, job, id, t, ctx, before.get(id))) changedIds.push(id)
   }
+  journalRescues(state, job)
   if (state.unanchored.size > 0) job.startsReanchor = true
   if (ctx) {
     job.audit.push(...ctx.audit)
@@ -157,21 +163,20 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
 }
 
 /** Updates the rows (and the in-memory index) of one id. Returns whether it changed for readers. */
-function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext | undefined): boolean {
+function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext | undefined, prev: IndexEntry | undefined): boolean {
   const { state } = env
   const uid = state.claims.uidAt(id)
   const record = uid === undefined ? undefined : recordOf(state, uid)
   const map = uid === undefined ? undefined : state.maps.get(uid)
-  const prev = state.index.get(id)
   const live = uid !== undefined && record !== undefined && map !== undefined && !isDeletedUid(state.parts, uid)
 
   if (!live) {
     if (prev === undefined) return false
-    state.untrack(id)
+    if (state.index.get(id)?.uid === prev.uid) state.untrack(id)
     job.dels.push({ sublevel: 'shadow', key: idKey(id) })
     job.clearContent.push(id)
-    // Gone on purpose (deleted, or its id deleted) — as opposed to moved to another id.
-    if (isDeletedUid(state.parts, prev.uid) || state.parts.tombstones.has(id)) {
+    // Deleted — as opposed to moved to another id, or about to move (its id was taken or deleted).
+    if (isDeletedUid(state.parts, prev.uid) || state.parts.tombstones.get(id)?.uid === prev.uid) {
       job.events.push({ type: 'deleted', id, uid: prev.uid, origin: ctx ? 'local' : 'remote' })
     }
     return true
@@ -201,6 +206,24 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
     }
   }
   return true
+}
+
+/**
+ * Rescued schema 1 items (crdt/rescue.ts) are journaled in the batch of the update that
+ * replaced their map, so a crash before their re-creation does not lose them; one that was
+ * deleted meanwhile, or whose map is back, needs no rescue.
+ */
+function journalRescues(state: DocState, job: Job): void {
+  for (const [uid, rescue] of state.rescues) {
+    if (rescue.journaled) continue
+    if (isDeletedUid(state.parts, uid) || recordOf(state, uid) !== undefined) {
+      state.rescues.delete(uid)
+      continue
+    }
+    rescue.journaled = true
+    job.puts.push({ sublevel: 'journal', key: rescue.journalKey, value: JSON.stringify({ kind: 'rescue', uid, oldId: rescue.oldId, ...encodeRescued(rescue.item) }) })
+    noteAnchoring(state, uid)
+  }
 }
 
 /** A job that only keeps an update whose every part waits for updates not received yet. */

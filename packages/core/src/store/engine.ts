@@ -1,21 +1,43 @@
 import * as Y from 'yjs'
-import { auditEvent } from '../audit/audit.js'
+import { auditEvent, nextUlid } from '../audit/audit.js'
 import { nextIdAfter } from '../alloc/allocator.js'
 import { claimKey, type ClaimValue } from '../crdt/claims.js'
+import { buildItemMap } from '../crdt/layout.js'
+import { readReplacedItem } from '../crdt/rescue.js'
 import { DocketError } from '../errors.js'
-import { idToNumber, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { idToNumber, isItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { reopenDatabases, type Databases } from '../storage/db.js'
 import { writeCheckpoint } from '../storage/health.js'
 
 /** How often a running store writes its checkpoint while fsync'd batches are written. */
 const CHECKPOINT_EVERY_MS = 2000
-import type { Alias, StoreEvent, StoreListener } from '../types.js'
+import type { Alias, AuditEvent, AuditKind, StoreEvent, StoreListener } from '../types.js'
 import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
 import type { StoreHooks } from './hooks.js'
 import { OpContext, RemoteOrigin, type Job } from './job.js'
 import type { Logger } from './logger.js'
 import { DocState, LOAD_ORIGIN, loadState, recordOf, type CorruptRow } from './state.js'
 import { Writer } from './writer.js'
+
+/** One local mutation, as `Engine.write` takes it. */
+export interface Mutation<T = void> {
+  /** Audit events, `[kind, data, itemId?]` or made already; a function is evaluated after the change. */
+  audit?: Array<AuditSpec | AuditEvent> | (() => AuditSpec[])
+  events?: StoreEvent[] | (() => StoreEvent[])
+  /** Journal and meta rows. */
+  puts?: Job['puts']
+  dels?: Job['dels']
+  /** Ids whose rows are rewritten even if the change does not touch them. */
+  refresh?: Iterable<ItemId>
+  /** The document change: one Yjs transaction, synchronous; it must not throw. */
+  change?: (state: DocState) => void
+  /** Runs right after the change (fault-injection steps). */
+  afterChange?: () => void
+  /** What the mutation returns, read right after the change. */
+  read?: (state: DocState) => T
+}
+
+export type AuditSpec = [AuditKind, Record<string, unknown>, ItemId?]
 
 /** A committed update, for replication: `remote` is true for updates that came from a peer, `source` names where it came from. */
 export type UpdateListener = (update: Uint8Array, info: { remote: boolean; source: string }) => void
@@ -113,10 +135,7 @@ export class Engine {
 
   async rejectWrite(id: ItemId, op: string, reason: string): Promise<never> {
     this.logger.warn(`${op} on item ${id} rejected: ${reason}; deleted ids are never written again`)
-    const ctx = new OpContext('reject')
-    ctx.audit.push(auditEvent('write_rejected', this.replicaId, { op, reason }, id))
-    ctx.events.push({ type: 'write_rejected', id, reason })
-    await this.commit(this.state, ctx)
+    await this.write('reject', { audit: [['write_rejected', { op, reason }, id]], events: [{ type: 'write_rejected', id, reason }] })
     throw new DocketError('TOMBSTONED', `Item ${id} was deleted, so ${op} was refused: deleted ids are never written or reused. Create a new item instead.`, {
       details: { id, op },
     })
@@ -132,15 +151,47 @@ export class Engine {
     const highest = state.allocator.bySource().content
     const mark = state.parts.alloc.get(this.replicaId)
     if (highest === 0 || (typeof mark === 'number' && mark >= highest)) return
-    const ctx = new OpContext('publish-high-water')
-    state.doc.transact(() => state.parts.alloc.set(this.replicaId, highest), ctx)
-    await this.commit(state, ctx)
+    await this.write('publish-high-water', { change: () => state.parts.alloc.set(this.replicaId, highest) })
   }
 
   raiseHighWater(state: DocState, id: ItemId): void {
     const n = idToNumber(id)
     const mark = state.parts.alloc.get(this.replicaId)
     if (typeof mark !== 'number' || mark < n) state.parts.alloc.set(this.replicaId, n)
+  }
+
+  /**
+   * The one way a local mutation reaches disk. Its checks are done (synchronously, in the same
+   * tick); `change` edits the document in one Yjs transaction — capture.ts derives the shadow
+   * and content rows from it — and the batch (update, rows, audit events, journal rows) goes
+   * through the writer. Resolves with `read`'s result, taken right after the change (the item
+   * as written), once everything is on disk. `audit` and `events` may be functions, evaluated
+   * right after the change, inside its transaction (a change can decide to refuse itself).
+   */
+  async write<T = void>(op: string, m: Mutation<T>): Promise<T> {
+    const state = this.state
+    const ctx = new OpContext(op)
+    ctx.puts.push(...(m.puts ?? []))
+    ctx.dels.push(...(m.dels ?? []))
+    for (const id of m.refresh ?? []) ctx.refresh.add(id)
+    const toEvents = (specs: Array<AuditSpec | AuditEvent>) => specs.map((spec) => (Array.isArray(spec) ? auditEvent(spec[0], this.replicaId, spec[1], spec[2]) : spec))
+    if (Array.isArray(m.audit)) ctx.audit.push(...toEvents(m.audit))
+    if (Array.isArray(m.events)) ctx.events.push(...m.events)
+    const decided = () => {
+      // Known only once the change has run, still inside its transaction: capture reads them.
+      if (typeof m.audit === 'function') ctx.audit.push(...toEvents(m.audit()))
+      if (typeof m.events === 'function') ctx.events.push(...m.events())
+    }
+    if (m.change) {
+      state.doc.transact(() => {
+        m.change!(state)
+        decided()
+      }, ctx)
+    } else decided()
+    m.afterChange?.()
+    const result = m.read ? m.read(state) : (undefined as T)
+    await this.commit(state, ctx)
+    return result
   }
 
   /** Submits the job of a local transaction (or of an operation that changed nothing). */
@@ -154,6 +205,17 @@ export class Engine {
   }
 
   attach(state: DocState): void {
+    // Before Yjs collects it: a schema 1 item of ours whose map a peer's concurrent schema 1
+    // write replaced (both replicas migrated before they met) is read out and rescued.
+    state.parts.items.observe((event, tr) => {
+      if (!(tr.origin instanceof RemoteOrigin) || state !== this.state) return
+      for (const [key, change] of event.changes.keys) {
+        if ((change.action !== 'update' && change.action !== 'delete') || !(change.oldValue instanceof Y.Map) || !isItemId(key)) continue
+        const item = readReplacedItem(change.oldValue, tr)
+        if (!item || item.record.createdBy !== this.replicaId || state.rescues.has(item.record.uid)) continue
+        state.rescues.set(item.record.uid, { oldId: key, item, journalKey: nextUlid(), journaled: false })
+      }
+    })
     state.doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, tr: Y.Transaction) => {
       if (origin === LOAD_ORIGIN || state !== this.state) return
       let job: Job
@@ -291,15 +353,13 @@ export class Engine {
   }
 
   async reportCorrupt(rows: readonly CorruptRow[]): Promise<void> {
-    const ctx = new OpContext('corrupt')
-    for (const row of rows) {
-      const key = `corrupt:${row.sublevel}/${row.key}`
-      if (this.state.reported.has(key)) continue
-      this.state.reported.add(key)
-      ctx.puts.push({ sublevel: 'reported', key, value: '' })
-      ctx.audit.push(auditEvent('corrupt_row', this.replicaId, { ...row }))
-    }
-    if (ctx.audit.length > 0) await this.commit(this.state, ctx)
+    const fresh = rows.filter((row) => !this.state.reported.has(`corrupt:${row.sublevel}/${row.key}`))
+    if (fresh.length === 0) return
+    for (const row of fresh) this.state.reported.add(`corrupt:${row.sublevel}/${row.key}`)
+    await this.write('corrupt', {
+      puts: fresh.map((row) => ({ sublevel: 'reported' as const, key: `corrupt:${row.sublevel}/${row.key}`, value: '' })),
+      audit: fresh.map((row): AuditSpec => ['corrupt_row', { ...row }]),
+    })
   }
 
   /**
@@ -331,36 +391,45 @@ export class Engine {
     const moves: Array<{ uid: Uid; from: ItemId | undefined; to: ItemId; reason: 'collision' | 'tombstoned-id' | 'unclaimed'; name: string }> = []
     let next = state.allocator.highest
     for (const uid of [...state.unanchored].sort()) {
-      const record = recordOf(state, uid)
+      const rescue = state.rescues.get(uid)
+      const record = recordOf(state, uid) ?? rescue?.item.record
       if (!record) continue
       const loss = state.claims.lossOf(uid)
       next += 1
       const to = nextIdAfter(next - 1)
-      moves.push({ uid, from: loss?.id, to, reason: loss?.reason ?? 'unclaimed', name: record.name })
+      moves.push({ uid, from: loss?.id ?? rescue?.oldId, to, reason: loss?.reason ?? (rescue ? 'collision' : 'unclaimed'), name: record.name })
     }
     if (moves.length === 0) return 0
     this.hooks?.step?.('reanchor:planned', { count: moves.length })
     const at = new Date().toISOString()
-    const ctx = new OpContext('reanchor')
-    for (const m of moves) {
-      const reason = m.reason === 'unclaimed' ? 'collision' : m.reason
-      ctx.audit.push(auditEvent('reanchored', this.replicaId, { uid: m.uid, oldId: m.from ?? null, newId: m.to, reason, name: m.name }, m.to))
-      if (m.from !== undefined) ctx.events.push({ type: 'reanchored', uid: m.uid, oldId: m.from, newId: m.to, reason })
-      this.logger.warn(`item ${m.uid} lost id ${m.from ?? '(none)'} (${m.reason}); re-anchored to ${m.to}`)
-    }
-    state.doc.transact(() => {
-      for (const m of moves) {
-        const claim: ClaimValue = { at, by: this.replicaId, reason: m.reason === 'unclaimed' ? 'collision' : m.reason }
-        if (m.from !== undefined) claim.from = m.from
-        state.parts.claims.set(claimKey(m.to, m.uid), claim)
-        if (m.from !== undefined) {
-          const alias: Alias = { uid: m.uid, oldId: m.from, newId: m.to, at, by: this.replicaId, reason: m.reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision' }
-          state.parts.aliases.set(`${m.from}/${m.uid}`, alias)
+    for (const m of moves) this.logger.warn(`item ${m.uid} lost id ${m.from ?? '(none)'} (${m.reason}); re-anchored to ${m.to}`)
+    const rescued = moves.flatMap((m) => {
+      const rescue = recordOf(state, m.uid) === undefined ? state.rescues.get(m.uid) : undefined
+      return rescue ? [{ uid: m.uid, rescue }] : []
+    })
+    const reasonOf = (m: (typeof moves)[number]) => (m.reason === 'unclaimed' ? 'collision' : m.reason)
+    await this.write('reanchor', {
+      dels: rescued.map(({ rescue }) => ({ sublevel: 'journal' as const, key: rescue.journalKey })),
+      audit: moves.map((m): AuditSpec => ['reanchored', { uid: m.uid, oldId: m.from ?? null, newId: m.to, reason: reasonOf(m), name: m.name }, m.to]),
+      events: moves.flatMap((m) => (m.from === undefined ? [] : [{ type: 'reanchored' as const, uid: m.uid, oldId: m.from, newId: m.to, reason: reasonOf(m) }])),
+      change: () => {
+        for (const { uid, rescue } of rescued) {
+          // Re-created under its uid, from what its replaced schema 1 map held.
+          state.parts.records.set(uid, buildItemMap({ ...rescue.item.record, updatedAt: at }, rescue.item.entries, rescue.item.content))
+          state.rescues.delete(uid)
         }
-        this.raiseHighWater(state, m.to)
-      }
-    }, ctx)
-    await this.commit(state, ctx)
+        for (const m of moves) {
+          const claim: ClaimValue = { at, by: this.replicaId, reason: reasonOf(m) }
+          if (m.from !== undefined) claim.from = m.from
+          state.parts.claims.set(claimKey(m.to, m.uid), claim)
+          if (m.from !== undefined) {
+            const alias: Alias = { uid: m.uid, oldId: m.from, newId: m.to, at, by: this.replicaId, reason: reasonOf(m) }
+            state.parts.aliases.set(`${m.from}/${m.uid}`, alias)
+          }
+          this.raiseHighWater(state, m.to)
+        }
+      },
+    })
     return moves.length
   }
 

@@ -1,6 +1,7 @@
 import * as Y from 'yjs'
 import { IdAllocator } from '../alloc/allocator.js'
 import { ClaimIndex, parseClaimKey } from '../crdt/claims.js'
+import { decodeRescued, type RescuedItem } from '../crdt/rescue.js'
 import { docParts, isDeletedUid, readRecord, readUid, type DocParts, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
@@ -13,6 +14,15 @@ export const LOAD_ORIGIN = Symbol('docket:load')
 export interface IndexEntry {
   uid: Uid
   createdBy: ReplicaId
+}
+
+/** A schema 1 item of this replica rescued from a replaced map, and its journal row. */
+export interface Rescue {
+  oldId: ItemId
+  item: RescuedItem
+  journalKey: string
+  /** Whether its journal row has been put in a batch yet. */
+  journaled: boolean
 }
 
 /** A journal row that a later open must settle. */
@@ -51,6 +61,11 @@ export class DocState {
   readonly byUid = new Map<Uid, ItemId>()
   /** Items of this replica that show no id: the engine claims a fresh id for each. */
   readonly unanchored = new Set<Uid>()
+  /**
+   * Schema 1 items of this replica whose map a concurrent schema 1 write of the same id
+   * replaced (crdt/rescue.ts): re-created under their uid by the next re-anchoring batch.
+   */
+  readonly rescues = new Map<Uid, Rescue>()
   /** Journal rows of long operations (an import in progress, say). */
   readonly intents: Intent[] = []
   /** Stage entries (and refused writes) whose report has already been made. */
@@ -169,6 +184,7 @@ export async function loadState(dbs: Databases, generation: number, replicaId: R
   state.allocator.observe('content', await highestStoredId(dbs))
   for await (const key of dbs.reported.keys()) state.reported.add(key)
   await loadJournal(dbs, state)
+  for (const uid of state.rescues.keys()) noteAnchoring(state, uid)
   return state
 }
 
@@ -182,6 +198,11 @@ async function loadJournal(dbs: Databases, state: DocState): Promise<void> {
       continue
     }
     const { kind } = data
+    const item = kind === 'rescue' ? decodeRescued(data) : undefined
+    if (item && isItemId(data.oldId)) {
+      state.rescues.set(item.record.uid, { oldId: data.oldId, item, journalKey: key, journaled: true })
+      continue
+    }
     state.intents.push({ key, kind: typeof kind === 'string' ? kind : 'unknown', data })
   }
 }
@@ -214,6 +235,7 @@ export function buildIndexes(state: DocState): void {
     if (record && !isDeletedUid(state.parts, uid)) state.track(id, { uid, createdBy: record.createdBy })
   }
   for (const uid of state.maps.keys()) noteAnchoring(state, uid)
+  for (const uid of state.rescues.keys()) noteAnchoring(state, uid)
 }
 
 /** The readable record of an item map, by uid (the map must say the same uid). */
@@ -229,12 +251,12 @@ export function recordOf(state: DocState, uid: Uid): ItemRecord | undefined {
  */
 export function noteAnchoring(state: DocState, uid: Uid): void {
   const record = recordOf(state, uid)
+  const rescued = state.rescues.has(uid) && record === undefined
   const candidate =
-    record !== undefined &&
-    record.createdBy === state.replicaId &&
     !isDeletedUid(state.parts, uid) &&
     state.claims.shownId(uid) === undefined &&
-    (state.claims.hasClaims(uid) || state.parts.records.has(uid))
+    (rescued ||
+      (record !== undefined && record.createdBy === state.replicaId && (state.claims.hasClaims(uid) || state.parts.records.has(uid))))
   if (candidate) state.unanchored.add(uid)
   else state.unanchored.delete(uid)
 }

@@ -3,7 +3,7 @@ import { auditEvent, decodeAudit, isAuditKind, nextUlid } from '../audit/audit.j
 import { claimKey } from '../crdt/claims.js'
 import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
-import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { idToNumber, isItemId, isReplicaId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey, parseSlot } from '../storage/keys.js'
 import { parseShadowRow, readStoredRows, scanStoredRows, type MalformedKey, type StoredRows } from '../storage/scan.js'
 import type { ShadowRow } from '../storage/shadow.js'
@@ -28,7 +28,7 @@ import type {
 import { hasPendingUpdates, pendingOnlyJob } from './capture.js'
 import { decodeContent } from './evidence.js'
 import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, stageHistory } from './items.js'
-import { OpContext, RemoteOrigin } from './job.js'
+import { RemoteOrigin } from './job.js'
 import { DocState, recordOf, type CorruptRow, type Intent } from './state.js'
 import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
@@ -193,38 +193,39 @@ export class Store implements AsyncDisposable {
       createdBy: this.replicaId,
     }
     const entry = createdEntry(checked.stage, this.replicaId, now, nextUlid())
-    const ctx = new OpContext('create')
-    ctx.audit.push(auditEvent('created', this.replicaId, { uid, name: record.name, type: record.type, stage: checked.stage, slots: [...checked.content.keys()] }, id))
     this.#e.hooks?.step?.('create:before-crdt-write', { id, uid })
 
     let refused = false
-    state.doc.transact(() => {
-      // The tombstone guard: the last check, inside the transaction that writes.
-      if (state.parts.tombstones.has(id)) {
-        refused = true
-        return
-      }
-      // Under its uid, where no other item can overwrite it; the claim says which id it shows.
-      state.parts.records.set(uid, buildItemMap(record, [entry], checked.content))
-      state.parts.claims.set(claimKey(id, uid), { at: now, by: this.replicaId, reason: 'created' })
-      this.#e.raiseHighWater(state, id)
-    }, ctx)
-    this.#e.hooks?.step?.('create:crdt-written', { id, uid })
-
+    await this.#e.write('create', {
+      change: (state) => {
+        // The tombstone guard: the last check, inside the transaction that writes.
+        if (state.parts.tombstones.has(id)) {
+          refused = true
+          return
+        }
+        // Under its uid, where no other item can overwrite it; the claim says which id it shows.
+        state.parts.records.set(uid, buildItemMap(record, [entry], checked.content))
+        state.parts.claims.set(claimKey(id, uid), { at: now, by: this.replicaId, reason: 'created' })
+        this.#e.raiseHighWater(state, id)
+      },
+      afterChange: () => this.#e.hooks?.step?.('create:crdt-written', { id, uid }),
+      audit: () =>
+        refused
+          ? [
+              ['write_rejected', { op: 'create', reason: 'tombstoned', uid }, id],
+              ['create_rolled_back', { uid, name: record.name, reason: 'tombstoned' }, id],
+            ]
+          : [['created', { uid, name: record.name, type: record.type, stage: checked.stage, slots: [...checked.content.keys()] }, id]],
+      events: () => (refused ? [{ type: 'write_rejected', id, reason: 'tombstoned' }] : []),
+    })
     if (refused) {
-      ctx.audit.length = 0
       this.#e.logger.warn(`create of item ${id} refused by the tombstone guard (tombstoned); nothing was kept`)
-      ctx.audit.push(auditEvent('write_rejected', this.replicaId, { op: 'create', reason: 'tombstoned', uid }, id))
-      ctx.audit.push(auditEvent('create_rolled_back', this.replicaId, { uid, name: record.name, reason: 'tombstoned' }, id))
-      ctx.events.push({ type: 'write_rejected', id, reason: 'tombstoned' })
-      await this.#e.commit(state, ctx)
       throw new DocketError(
         'CREATE_NOT_MATERIALIZED',
         `Item ${id} was not created: its id was deleted concurrently (the tombstone guard refused the write). Nothing was kept; create the item again to get a fresh id.`,
         { details: { id, uid, reason: 'tombstoned' } },
       )
     }
-    await this.#e.commit(state, ctx)
     this.#e.hooks?.step?.('create:committed', { id, uid })
     // Read back, once on disk: the entry must be in the document under its uid — where a
     // concurrent update may have moved it.
@@ -296,17 +297,14 @@ export class Store implements AsyncDisposable {
     }
     const now = new Date().toISOString()
     const entry = nextEntry(resolution, reason === undefined ? { type: ev.type } : { type: ev.type, reason }, this.replicaId, now, nextUlid())
-    const next = entry.stage
-    const ctx = new OpContext('apply')
-    ctx.audit.push(
-      auditEvent('transitioned', this.replicaId, { event: ev.type, from: resolution.stage, to: next, entryId: entry.id, epoch: entry.epoch, ...(reason ? { reason } : {}) }, itemId),
-    )
-    state.doc.transact(() => {
-      stagesOf(map)?.push([entry])
-      map.set(F.updatedAt, now)
-    }, ctx)
-    const written = itemAt(state, itemId)!
-    await this.#e.commit(state, ctx)
+    const written = await this.#e.write('apply', {
+      audit: [['transitioned', { event: ev.type, from: resolution.stage, to: entry.stage, entryId: entry.id, epoch: entry.epoch, ...(reason ? { reason } : {}) }, itemId]],
+      change: () => {
+        stagesOf(map)?.push([entry])
+        map.set(F.updatedAt, now)
+      },
+      read: () => itemAt(state, itemId)!,
+    })
     return this.#afterWrite(written)
   }
 
@@ -327,23 +325,23 @@ export class Store implements AsyncDisposable {
     if (checked.dependsOn) checkDependencies(state, checked.dependsOn, itemId, false, true)
     const changes: Record<string, { from: unknown; to: unknown }> = {}
     const now = new Date().toISOString()
-    const ctx = new OpContext('update')
     for (const [field, value] of Object.entries(checked)) {
       const old = field === 'agent' ? (before.agent ?? null) : (before as unknown as Record<string, unknown>)[field]
       if (JSON.stringify(old) !== JSON.stringify(value)) changes[field] = { from: old, to: value }
     }
     if (Object.keys(changes).length === 0) return before
-    ctx.audit.push(auditEvent('updated', this.replicaId, { changes }, itemId))
-    state.doc.transact(() => {
-      for (const field of Object.keys(changes)) {
-        const value = (checked as Record<string, unknown>)[field]
-        if (field === 'agent' && value === null) map.delete(F.agent)
-        else map.set(field, Array.isArray(value) ? [...value] : value)
-      }
-      map.set(F.updatedAt, now)
-    }, ctx)
-    const written = itemAt(state, itemId)!
-    await this.#e.commit(state, ctx)
+    const written = await this.#e.write('update', {
+      audit: [['updated', { changes }, itemId]],
+      change: () => {
+        for (const field of Object.keys(changes)) {
+          const value = (checked as Record<string, unknown>)[field]
+          if (field === 'agent' && value === null) map.delete(F.agent)
+          else map.set(field, Array.isArray(value) ? [...value] : value)
+        }
+        map.set(F.updatedAt, now)
+      },
+      read: () => itemAt(state, itemId)!,
+    })
     return this.#afterWrite(written)
   }
 
@@ -369,16 +367,16 @@ export class Store implements AsyncDisposable {
     const item = itemAt(state, itemId)
     if (!item) throw notFound(itemId)
     const tombstone: Tombstone = { uid: item.uid, at: new Date().toISOString(), by: this.replicaId, reason }
-    const ctx = new OpContext('delete')
-    ctx.audit.push(auditEvent('deleted', this.replicaId, { uid: item.uid, name: item.name, stage: item.stage, reason }, itemId))
-    state.doc.transact(() => {
-      state.parts.tombstones.set(itemId, tombstone)
-      state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })
-      // The data goes; the claims, the tombstone and the deleted uid stay (grow-only).
-      if (state.parts.records.has(item.uid)) state.parts.records.delete(item.uid)
-      for (const [key, uid] of state.legacy) if (uid === item.uid) state.parts.items.delete(key)
-    }, ctx)
-    await this.#e.commit(state, ctx)
+    await this.#e.write('delete', {
+      audit: [['deleted', { uid: item.uid, name: item.name, stage: item.stage, reason }, itemId]],
+      change: () => {
+        state.parts.tombstones.set(itemId, tombstone)
+        state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })
+        // The data goes; the claims, the tombstone and the deleted uid stay (grow-only).
+        if (state.parts.records.has(item.uid)) state.parts.records.delete(item.uid)
+        for (const [key, uid] of state.legacy) if (uid === item.uid) state.parts.items.delete(key)
+      },
+    })
     return { id: itemId, uid: item.uid, alreadyDeleted: false }
   }
 
@@ -420,21 +418,21 @@ export class Store implements AsyncDisposable {
     const checked = value === null ? null : checkContentValue(value, name)
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'writeContent', 'tombstoned')
-    const { state, map } = found
-    const ctx = new OpContext('writeContent')
+    const { map } = found
     const bytes = checked === null ? 0 : typeof checked === 'string' ? Buffer.byteLength(checked, 'utf8') : checked.byteLength
-    ctx.audit.push(auditEvent('content_written', this.replicaId, { slot: name, bytes, removed: checked === null }, itemId))
-    state.doc.transact(() => {
-      let content = contentOf(map)
-      if (!content) {
-        content = new Y.Map<ContentValue>()
-        map.set(F.content, content)
-      }
-      if (checked === null) content.delete(name)
-      else content.set(name, checked)
-      map.set(F.updatedAt, new Date().toISOString())
-    }, ctx)
-    await this.#e.commit(state, ctx)
+    await this.#e.write('writeContent', {
+      audit: [['content_written', { slot: name, bytes, removed: checked === null }, itemId]],
+      change: () => {
+        let content = contentOf(map)
+        if (!content) {
+          content = new Y.Map<ContentValue>()
+          map.set(F.content, content)
+        }
+        if (checked === null) content.delete(name)
+        else content.set(name, checked)
+        map.set(F.updatedAt, new Date().toISOString())
+      },
+    })
   }
 
   // ───────────────────────────── tombstones, ids, aliases ─────────────────────────────
@@ -678,26 +676,23 @@ export class Store implements AsyncDisposable {
     const newId = this.#e.freshId(state)
     const at = new Date().toISOString()
     const alias: Alias = { uid: plan.record.uid, oldId, newId, at, by: this.replicaId, reason: 'recovery' }
-    const ctx = new OpContext('adopt')
-    ctx.refresh.add(oldId)
-    if (rows.shadow) ctx.dels.push({ sublevel: 'shadow', key: idKey(oldId) })
-    for (const { slot } of rows.slots) ctx.dels.push({ sublevel: 'content', key: contentKey(oldId, slot) })
-    ctx.audit.push(
-      auditEvent('orphan_adopted', this.replicaId, { oldId, newId, uid: plan.record.uid, shadowUid: plan.shadowUid, kind: plan.kind, name: plan.record.name, warnings: plan.warnings }, newId),
-    )
-    ctx.events.push({ type: 'reanchored', uid: plan.record.uid, oldId, newId, reason: 'recovery' })
     this.#e.hooks?.step?.('adopt:before-commit', { oldId, newId })
     const uid = plan.record.uid
-    state.doc.transact(() => {
-      // An item the document still holds (one that lost its id) only needs a claim; anything
-      // else is re-created from the rows under its uid.
-      if (recordOf(state, uid) === undefined) state.parts.records.set(uid, buildItemMap(plan.record, plan.entries, plan.content))
-      state.parts.claims.set(claimKey(newId, uid), { at, by: this.replicaId, reason: 'recovery', from: oldId })
-      state.parts.aliases.set(`${oldId}/${uid}`, alias)
-      this.#e.raiseHighWater(state, newId)
-    }, ctx)
-    const written = itemAt(state, newId)!
-    await this.#e.commit(state, ctx)
+    const written = await this.#e.write('adopt', {
+      refresh: [oldId],
+      dels: [...(rows.shadow ? [{ sublevel: 'shadow' as const, key: idKey(oldId) }] : []), ...rows.slots.map(({ slot }) => ({ sublevel: 'content' as const, key: contentKey(oldId, slot) }))],
+      audit: [['orphan_adopted', { oldId, newId, uid, shadowUid: plan.shadowUid, kind: plan.kind, name: plan.record.name, warnings: plan.warnings }, newId]],
+      events: [{ type: 'reanchored', uid, oldId, newId, reason: 'recovery' }],
+      change: () => {
+        // An item the document still holds (one that lost its id) only needs a claim; anything
+        // else is re-created from the rows under its uid.
+        if (recordOf(state, uid) === undefined) state.parts.records.set(uid, buildItemMap(plan.record, plan.entries, plan.content))
+        state.parts.claims.set(claimKey(newId, uid), { at, by: this.replicaId, reason: 'recovery', from: oldId })
+        state.parts.aliases.set(`${oldId}/${uid}`, alias)
+        this.#e.raiseHighWater(state, newId)
+      },
+      read: () => itemAt(state, newId)!,
+    })
     return { oldId, newId, uid: plan.record.uid, kind: plan.kind, warnings: plan.warnings, item: this.#afterWrite(written) }
   }
 
@@ -709,9 +704,7 @@ export class Store implements AsyncDisposable {
     await this.#ready()
     if (kind !== 'recovery_run' && kind !== 'import_run' && kind !== 'doctor_fix') throw invalid(`recordRun records recovery_run, import_run or doctor_fix, not ${JSON.stringify(kind)}.`)
     const event = auditEvent(kind, this.replicaId, JSON.parse(JSON.stringify(requireObject(data, 'run data'))) as Record<string, unknown>)
-    const ctx = new OpContext('record')
-    ctx.audit.push(event)
-    await this.#e.commit(this.#e.state, ctx)
+    await this.#e.write('record', { audit: [event] })
     return event
   }
 
@@ -728,9 +721,7 @@ export class Store implements AsyncDisposable {
     }
     const key = nextUlid()
     const intent: Intent = { key, kind, data: { ...requireObject(data, 'intent data'), startedAt: new Date().toISOString() } }
-    const ctx = new OpContext('intent')
-    ctx.puts.push({ sublevel: 'journal', key, value: JSON.stringify({ kind, ...intent.data }) })
-    await this.#e.commit(this.#e.state, ctx)
+    await this.#e.write('intent', { puts: [{ sublevel: 'journal', key, value: JSON.stringify({ kind, ...intent.data }) }] })
     this.#e.state.intents.push(intent)
     return key
   }
@@ -744,10 +735,10 @@ export class Store implements AsyncDisposable {
     const state = this.#e.state
     const at = state.intents.findIndex((i) => i.key === key)
     if (at < 0) throw new DocketError('NOT_FOUND', `There is no pending intent ${JSON.stringify(key)}: list them with \`docket doctor\`.`, { details: { key } })
-    const ctx = new OpContext('intent')
-    ctx.dels.push({ sublevel: 'journal', key })
-    if (outcome) ctx.audit.push(auditEvent(outcome.kind, this.replicaId, JSON.parse(JSON.stringify(outcome.data)) as Record<string, unknown>))
-    await this.#e.commit(state, ctx)
+    await this.#e.write('intent', {
+      dels: [{ sublevel: 'journal', key }],
+      audit: outcome ? [[outcome.kind, JSON.parse(JSON.stringify(outcome.data)) as Record<string, unknown>]] : [],
+    })
     const still = state.intents.findIndex((i) => i.key === key)
     if (still >= 0) state.intents.splice(still, 1)
   }
@@ -784,17 +775,16 @@ export class Store implements AsyncDisposable {
       const lost = shadow.row.stages.filter((e) => !known.has(e.id))
       if (lost.length > 0) restore.set(id, lost)
     }
-    const state = this.#e.state
-    const ctx = new OpContext('repair')
-    for (const id of repaired) ctx.refresh.add(id)
     const restoredEntries = Object.fromEntries([...restore].map(([id, entries]) => [id, entries.map((e) => e.id)]))
-    ctx.audit.push(auditEvent('doctor_fix', this.replicaId, { repaired, ...(restore.size > 0 ? { restoredEntries } : {}) }))
-    if (restore.size > 0) {
-      state.doc.transact(() => {
-        for (const [id, entries] of restore) stagesOf(state.maps.get(state.claims.uidAt(id)!)!)?.push(entries.map((e) => ({ ...e })))
-      }, ctx)
-    }
-    await this.#e.commit(state, ctx)
+    await this.#e.write('repair', {
+      refresh: repaired,
+      audit: [['doctor_fix', { repaired, ...(restore.size > 0 ? { restoredEntries } : {}) }]],
+      ...(restore.size > 0
+        ? { change: (state: DocState) => {
+            for (const [id, entries] of restore) stagesOf(state.maps.get(state.claims.uidAt(id)!)!)?.push(entries.map((e) => ({ ...e })))
+          } }
+        : {}),
+    })
     return { repaired, before: report }
   }
 
@@ -809,20 +799,27 @@ export class Store implements AsyncDisposable {
     if (!isUid(t.uid)) throw invalid('tombstone.uid must be a ULID.')
     const state = this.#e.state
     if (state.parts.tombstones.has(itemId)) return false
-    if (state.claims.uidAt(itemId) !== undefined) throw new DocketError('ALREADY_EXISTS', `Item ${itemId} is live here, so its tombstone from elsewhere was not applied: check which store is right.`, { details: { id: itemId } })
+    if (itemAt(state, itemId) !== undefined) throw new DocketError('ALREADY_EXISTS', `Item ${itemId} is live here, so its tombstone from elsewhere was not applied: check which store is right.`, { details: { id: itemId } })
+    const liveAs = state.claims.shownId(t.uid as Uid)
+    if (liveAs !== undefined && itemAt(state, liveAs)?.uid === t.uid) {
+      throw new DocketError('ALREADY_EXISTS', `The tombstone of ${itemId} names item ${t.uid}, which is live here as #${liveAs}: it was not applied (it would delete that item). Check which store is right.`, {
+        details: { id: itemId, uid: t.uid, liveAs },
+      })
+    }
+    if (t.by !== undefined && !isReplicaId(t.by)) throw invalid(`tombstone.by must be a replica id (1–64 letters, digits, "_" or "-"), got ${JSON.stringify(t.by)}.`)
     const tomb: Tombstone = {
       uid: t.uid as Uid,
       at: typeof t.at === 'string' ? t.at : new Date().toISOString(),
-      by: (typeof t.by === 'string' && t.by.length > 0 ? t.by : this.replicaId) as ReplicaId,
+      by: isReplicaId(t.by) ? t.by : this.replicaId,
       reason: typeof t.reason === 'string' ? t.reason : null,
     }
-    const ctx = new OpContext('importTombstone')
-    ctx.audit.push(auditEvent('deleted', this.replicaId, { uid: tomb.uid, imported: true, reason: tomb.reason }, itemId))
-    state.doc.transact(() => {
-      state.parts.tombstones.set(itemId, tomb)
-      state.parts.deleted.set(tomb.uid, { id: itemId, at: tomb.at, by: tomb.by })
-    }, ctx)
-    await this.#e.commit(state, ctx)
+    await this.#e.write('importTombstone', {
+      audit: [['deleted', { uid: tomb.uid, imported: true, reason: tomb.reason }, itemId]],
+      change: () => {
+        state.parts.tombstones.set(itemId, tomb)
+        state.parts.deleted.set(tomb.uid, { id: itemId, at: tomb.at, by: tomb.by })
+      },
+    })
     return true
   }
 
@@ -865,9 +862,7 @@ export class Store implements AsyncDisposable {
     // Persisted at most once a second: it is a hint for reports, not a log.
     if (now - this.#syncedNotedAt < 1000 || this.#closing !== null || this.#e.unavailable) return
     this.#syncedNotedAt = now
-    const ctx = new OpContext('synced')
-    ctx.puts.push({ sublevel: 'meta', key: 'lastSyncedAt', value: at })
-    this.#e.commit(this.#e.state, ctx).catch((err: unknown) => this.#e.logger.warn(`could not record the sync time: ${(err as Error).message}`))
+    this.#e.write('synced', { puts: [{ sublevel: 'meta', key: 'lastSyncedAt', value: at }] }).catch((err: unknown) => this.#e.logger.warn(`could not record the sync time: ${(err as Error).message}`))
   }
 
   // ───────────────────────────── health ─────────────────────────────
@@ -970,9 +965,7 @@ export class Store implements AsyncDisposable {
   }
 
   async #acknowledgeDamage(damage: StorageDamage): Promise<void> {
-    const ctx = new OpContext('damage')
-    ctx.audit.push(auditEvent('storage_loss_acknowledged', this.replicaId, { ...damage }))
-    await this.#e.commit(this.#e.state, ctx)
+    await this.#e.write('damage', { audit: [['storage_loss_acknowledged', { ...damage }]] })
     const kept = await acknowledgeDamage(this.dir)
     this.#e.logger.warn(`the loss found in ${this.dir} was acknowledged (kept as ${kept}); the store goes on with what survived`)
     await this.#e.checkpoint(true)

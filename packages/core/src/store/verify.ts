@@ -46,7 +46,7 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
     untracked: [],
     corrupt: state.corrupt.map((row) => ({ ...row })),
     pendingIntents: state.intents.map((intent) => ({ ...intent })),
-    pendingReanchors: [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? []),
+    pendingReanchors: [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? state.rescues.get(uid)?.oldId ?? []),
     damage: damage ?? null,
     ok: false,
   }
