@@ -1,13 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { openStore, type Item, type Store, type StoreHooks, type Uid } from '@docket/core'
+import type { Item, Store, StoreHooks, Uid } from '@docket/core'
 import { converged, eventually } from '@docket/core/testing'
-import { startServer } from '@docket/server'
 import { FakeNetwork, isExtensive, networkSteps, peerOf, pick, propertyParameters, runNetworkStep, type Message, type NetworkStep } from '../src/index.js'
-import { clientIds, openReplicas } from './helpers.js'
+import { openReplicas, serverWithReplicas } from './helpers.js'
 import { expectConverged } from './replicas.js'
 
 /**
@@ -48,7 +44,7 @@ function follow(store: Store, uid: Uid, id: string): { item: Item | undefined; h
 
 /** The checks of both properties, once every replica holds everything. */
 async function expectNothingLost(stores: readonly Store[], acks: readonly Ack[], stats: { maxHops: number }): Promise<void> {
-  for (const store of stores) expect(store.pendingReanchors(), `${store.replicaId} still has items to re-anchor`).toEqual([])
+  for (const store of stores) expect(store.maintenance.pendingReanchors(), `${store.replicaId} still has items to re-anchor`).toEqual([])
   await expectConverged(stores)
   for (const store of stores) {
     const items = store.listItems()
@@ -251,7 +247,6 @@ describe('the reconnect burst (issue 9) over a fake network', () => {
 
 function noop(): void {}
 
-const TOKEN = 'burst'
 
 describe('the reconnect burst (issue 9) through a real Hocuspocus server', () => {
   const name = 'every acknowledged create survives replicas coming online together and creating concurrently, through the server'
@@ -270,18 +265,8 @@ describe('the reconnect burst (issue 9) through a real Hocuspocus server', () =>
           }),
         ),
         async ({ replicas, seed, offline, online, pauses }) => {
-          const root = await mkdtemp(join(tmpdir(), 'docket-burst-'))
-          const server = await startServer({ dir: join(root, 'server'), port: 0, token: TOKEN, debounceMs: 20, maxDebounceMs: 100, logger: { info: () => {}, warn: () => {} } })
-          const ids = Array.from({ length: replicas }, (_, i) => clientIds(seed, i))
-          const open = (i: number, sync: boolean) =>
-            openStore({
-              dir: join(root, `r${i}`),
-              durability: 'relaxed',
-              replicaId: `replica-${i}`,
-              logger: { warn: () => {}, error: () => {} },
-              hooks: { clientId: ids[i]! },
-              ...(sync ? { sync: { url: server.url, token: TOKEN, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } } : {}),
-            })
+          const cluster = await serverWithReplicas('docket-burst', replicas, seed)
+          const open = cluster.open
           const acks: Ack[] = []
           const failures: string[] = []
           const stores: Store[] = []
@@ -321,8 +306,7 @@ describe('the reconnect burst (issue 9) through a real Hocuspocus server', () =>
             stats.reanchorings += stores[0]!.aliases().length
           } finally {
             await Promise.allSettled(stores.map((s) => s.close()))
-            await server.close()
-            await rm(root, { recursive: true, force: true })
+            await cluster.close()
           }
         },
       ),

@@ -59,7 +59,7 @@ const CASES: Case[] = [
     check: async (store, ctx, completed) => {
       expect(store.isTombstoned(ctx.id as string)).toBe(completed)
       expect(store.getItem(ctx.id as string) === undefined).toBe(completed)
-      if (completed) expect(await store.readStoredContent(ctx.id as string)).toBeUndefined()
+      if (completed) expect(await store.maintenance.readStoredContent(ctx.id as string)).toBeUndefined()
     },
   },
   {
@@ -69,7 +69,7 @@ const CASES: Case[] = [
     check: async (store, ctx, completed) => {
       const text = completed ? 'rewritten' : (ctx.old as string)
       expect(await store.readContent(ctx.id as string)).toBe(text)
-      expect(Buffer.from((await store.readStoredContent(ctx.id as string))!).toString()).toBe(text)
+      expect(Buffer.from((await store.maintenance.readStoredContent(ctx.id as string))!).toString()).toBe(text)
     },
   },
   {
@@ -87,7 +87,7 @@ const CASES: Case[] = [
       let recovered = 0
       for (const [i, uid] of uids.entries()) {
         const live = store.listItems().find((x) => x.uid === uid)
-        const row = await store.readShadowRow(String(900 + i))
+        const row = await store.maintenance.readShadowRow(String(900 + i))
         expect(Boolean(live) !== Boolean(row), `orphan ${uid}: live ${Boolean(live)}, rows ${Boolean(row)}`).toBe(true)
         if (live) recovered++
       }
@@ -120,7 +120,7 @@ const CASES: Case[] = [
       const now = store.listItems().find((i) => i.uid === mine.uid)
       expect(now, 'our item was lost').toBeDefined()
       expect(await store.readContent(now!.id)).toBe('my body')
-      expect(store.pendingIntents()).toEqual([])
+      expect(store.maintenance.pendingIntents()).toEqual([])
       if (now!.id !== mine.id) expect(store.aliases(mine.id)).toMatchObject([{ uid: mine.uid, newId: now!.id }])
     },
   },

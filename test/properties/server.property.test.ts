@@ -1,13 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { openStore, type Store, type Uid } from '@docket/core'
+import type { Store, Uid } from '@docket/core'
 import { converged, eventually } from '@docket/core/testing'
-import { startServer } from '@docket/server'
 import { itemName, pick, propertyParameters } from '../src/index.js'
-import { clientIds } from './helpers.js'
+import { serverWithReplicas } from './helpers.js'
 import { localStep, type Step } from './network-steps.js'
 import { expectConverged } from './replicas.js'
 
@@ -18,7 +14,6 @@ import { expectConverged } from './replicas.js'
  */
 type ServerStep = Extract<Step, { replica: number }> | { kind: 'offline'; replica: number } | { kind: 'online'; replica: number }
 
-const TOKEN = 'property'
 
 const stepArb = (n: number): fc.Arbitrary<ServerStep> => {
   const replica = fc.nat(n - 1)
@@ -39,18 +34,8 @@ describe('replicas through a real Hocuspocus server', () => {
       fc.asyncProperty(
         fc.integer({ min: 2, max: 3 }).chain((n) => fc.record({ replicas: fc.constant(n), seed: fc.integer(), steps: fc.array(stepArb(n), { minLength: 5, maxLength: 30 }) })),
         async ({ replicas, seed, steps }) => {
-          const root = await mkdtemp(join(tmpdir(), 'docket-server-prop-'))
-          const server = await startServer({ dir: join(root, 'server'), port: 0, token: TOKEN, debounceMs: 20, maxDebounceMs: 100, logger: { info: () => {}, warn: () => {} } })
-          const ids = Array.from({ length: replicas }, (_, i) => clientIds(seed, i))
-          const open = (i: number, online: boolean) =>
-            openStore({
-              dir: join(root, `r${i}`),
-              durability: 'relaxed',
-              replicaId: `replica-${i}`,
-              logger: { warn: () => {}, error: () => {} },
-              hooks: { clientId: ids[i]! },
-              ...(online ? { sync: { url: server.url, token: TOKEN, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } } : {}),
-            })
+          const cluster = await serverWithReplicas('docket-server-prop', replicas, seed)
+          const open = cluster.open
           const stores: Store[] = []
           const online: boolean[] = []
           for (let i = 0; i < replicas; i++) {
@@ -84,8 +69,7 @@ describe('replicas through a real Hocuspocus server', () => {
             for (const uid of deleted) expect(live.has(uid), `deleted item ${uid} came back`).toBe(false)
           } finally {
             await Promise.allSettled(stores.map((s) => s.close()))
-            await server.close()
-            await rm(root, { recursive: true, force: true })
+            await cluster.close()
           }
         },
       ),

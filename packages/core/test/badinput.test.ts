@@ -145,7 +145,7 @@ describe('bad directories and stores', () => {
     await putRaw(dir, '!doc!00000000000000ff', new Uint8Array([1, 2, 3, 250, 251]))
     const reopened = await testStore({ dir })
     expect(reopened.getItem('1')?.name).toBe('one')
-    expect(reopened.corruptRows()).toEqual([{ sublevel: 'doc', key: '00000000000000ff', error: expect.stringContaining('not a Yjs update') }])
+    expect(reopened.maintenance.corruptRows()).toEqual([{ sublevel: 'doc', key: '00000000000000ff', error: expect.stringContaining('not a Yjs update') }])
     expect(reopened.log.lines.some((l) => l.includes('corrupt row in doc at key "00000000000000ff"'))).toBe(true)
     await reopened.createItem({ name: 'two' })
     await reopened.compact()

@@ -40,7 +40,7 @@ describe('createItem survives kill -9 at every step', () => {
           expect(item).toBeUndefined()
           expect(store.peekNextId()).toBe('3')
         }
-        expect(store.pendingIntents()).toEqual([])
+        expect(store.maintenance.pendingIntents()).toEqual([])
         expect(store.getItem('2')).toBeUndefined()
         expect(store.isTombstoned('2')).toBe(true)
       } finally {

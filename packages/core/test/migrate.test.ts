@@ -153,7 +153,7 @@ async function expectItemsKept(store: Store, summary: Schema1Summary, alsoLive: 
   expect(store.listItems().map((i) => i.id)).toEqual([...summary.items.map((i) => i.id), ...alsoLive].sort((x, y) => num(x) - num(y)))
   for (const old of summary.items) {
     expect(store.getItem(old.id), `item ${old.id}`).toEqual(itemOnly(old))
-    expect(store.uidAt(old.id)).toBe(old.uid)
+    expect(store.maintenance.uidAt(old.id)).toBe(old.uid)
     expect(store.contentSlots(old.id), `slots of ${old.id}`).toEqual(Object.keys(old.slots).sort())
     for (const [slot, hex] of Object.entries(old.slots)) {
       expect(Buffer.from((await store.readContentBytes(old.id, slot))!).toString('hex'), `slot ${slot} of ${old.id}`).toBe(hex)
@@ -169,7 +169,7 @@ function expectTombstonesKept(store: Store, summary: Schema1Summary): void {
     const { id, ...tomb } = t
     expect(store.tombstone(id)).toEqual(tomb)
     expect(store.getItem(id)).toBeUndefined()
-    expect(store.isDeletedUid(t.uid)).toBe(true)
+    expect(store.maintenance.isDeletedUid(t.uid)).toBe(true)
   }
   // Never reissued: the next id is past every id schema 1 ever used (items, tombstones, orphan rows).
   const used = [...summary.items.map((i) => i.id), ...summary.tombstones.map((t) => t.id), ...(summary.orphan ? [summary.orphan.id] : []), ...(summary.interrupted ? [summary.interrupted.id] : [])]
@@ -249,7 +249,7 @@ describe('opening a schema 1 store migrates it', () => {
     expect(store.getItem(summary.collision.newId)?.uid).toBe(summary.collision.loserUid)
     expect(store.aliases()).toEqual(summary.aliases)
     expect(store.aliases(summary.collision.id)).toEqual(summary.aliases)
-    expect(store.pendingReanchors()).toEqual([])
+    expect(store.maintenance.pendingReanchors()).toEqual([])
 
     // Consistent, except for the orphan planted behind schema 1's back — which discovery still finds.
     const report = await store.verify()
@@ -267,7 +267,7 @@ describe('opening a schema 1 store migrates it', () => {
     })
     const discovery = await discoverOrphans(store)
     expect(discovery.orphans).toEqual([expect.objectContaining({ id: summary.orphan!.id, kind: 'missing', uid: summary.orphan!.uid, name: summary.orphan!.name })])
-    expect(await store.readStoredContent(summary.orphan!.id)).toEqual(new Uint8Array(Buffer.from(summary.orphan!.body)))
+    expect(await store.maintenance.readStoredContent(summary.orphan!.id)).toEqual(new Uint8Array(Buffer.from(summary.orphan!.body)))
 
     // The audit log of schema 1 is kept, plus exactly one schema_migrated event.
     const events = await collect(store.audit())
@@ -426,8 +426,8 @@ describe('schema 1 journal rows', () => {
     expect(store.aliases(lost.id)).toEqual([expect.objectContaining({ uid: lost.uid, oldId: lost.id, newId, reason: 'collision' })])
     await expectItemsKept(store, summary, [lost.id, newId])
     expectTombstonesKept(store, summary)
-    expect(store.pendingIntents()).toEqual([])
-    expect(store.pendingReanchors()).toEqual([])
+    expect(store.maintenance.pendingIntents()).toEqual([])
+    expect(store.maintenance.pendingReanchors()).toEqual([])
     expect(await migratedEvents(store)).toHaveLength(1)
   })
 
@@ -440,10 +440,10 @@ describe('schema 1 journal rows', () => {
     const { store, newId } = await openInterrupted()
     const report = await store.verify()
     expect(report, JSON.stringify(report)).toMatchObject({ crdtOnly: [], staleShadow: [], missingContent: [], strayContent: [], untracked: [], ok: true })
-    expect(await store.readShadowRow(lost.id)).toMatchObject({ row: { uid: lost.winnerUid, name: lost.winnerName } })
-    expect(await store.readShadowRow(newId)).toMatchObject({ row: { uid: lost.uid, name: lost.name } })
-    expect(await store.readStoredContent(newId, 'body')).toEqual(new Uint8Array(Buffer.from(lost.slots.body!, 'hex')))
-    expect(await store.readStoredContent(lost.id, 'gate_output')).toBeUndefined()
+    expect(await store.maintenance.readShadowRow(lost.id)).toMatchObject({ row: { uid: lost.winnerUid, name: lost.winnerName } })
+    expect(await store.maintenance.readShadowRow(newId)).toMatchObject({ row: { uid: lost.uid, name: lost.name } })
+    expect(await store.maintenance.readStoredContent(newId, 'body')).toEqual(new Uint8Array(Buffer.from(lost.slots.body!, 'hex')))
+    expect(await store.maintenance.readStoredContent(lost.id, 'gate_output')).toBeUndefined()
     expect((await discoverOrphans(store)).orphans).toEqual([])
   })
 

@@ -42,7 +42,7 @@ describe('regressions from the review: shadow rows when an item moves in the sam
     await s.applyUpdate(peerItemUpdate(s.encodeStateAsUpdate(), '1', { uid: X, name: 'peer x' }), 'peer')
     await s.flush()
     expect(s.getItem('1')?.uid).toBe(X)
-    expect(await s.readShadowRow('1')).toMatchObject({ row: { uid: X } })
+    expect(await s.maintenance.readShadowRow('1')).toMatchObject({ row: { uid: X } })
     const y = await s.createItem({ name: 'mine' })
     expect(y.id).toBe('2')
 
@@ -57,7 +57,7 @@ describe('regressions from the review: shadow rows when an item moves in the sam
 
     expect(s.getItem('2')?.uid).toBe(X)
     expect(s.listItems().find((i) => i.uid === y.uid)?.id).toBe('3')
-    expect(await s.readShadowRow('1')).toBeUndefined()
+    expect(await s.maintenance.readShadowRow('1')).toBeUndefined()
     const report = await s.verify()
     expect(report.untracked).toEqual([])
     expect(report.ok).toBe(true)
@@ -130,11 +130,11 @@ describe('regressions from the review of issue 9: importTombstone and adoption',
   it('importTombstone refuses an unchecked `by` and a tombstone that would delete an item live under another id', async () => {
     const store = await testStore()
     const live = await store.createItem({ name: 'live' })
-    await expect(store.importTombstone('50', { uid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', by: 'not a replica id!' })).rejects.toMatchObject({ code: 'INVALID_INPUT' })
-    await expect(store.importTombstone('50', { uid: live.uid })).rejects.toMatchObject({ code: 'ALREADY_EXISTS', details: { liveAs: live.id } })
+    await expect(store.maintenance.importTombstone('50', { uid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', by: 'not a replica id!' })).rejects.toMatchObject({ code: 'INVALID_INPUT' })
+    await expect(store.maintenance.importTombstone('50', { uid: live.uid })).rejects.toMatchObject({ code: 'ALREADY_EXISTS', details: { liveAs: live.id } })
     expect(store.getItem(live.id)?.uid).toBe(live.uid)
     expect(store.isTombstoned('50')).toBe(false)
-    expect(await store.importTombstone('50', { uid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', by: 'other-replica' })).toBe(true)
+    expect(await store.maintenance.importTombstone('50', { uid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', by: 'other-replica' })).toBe(true)
     expect(store.tombstone('50')).toMatchObject({ by: 'other-replica' })
   })
 
@@ -147,7 +147,7 @@ describe('regressions from the review of issue 9: importTombstone and adoption',
     const row = { v: 1, id: '30', uid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', name: 'orphan', type: 'story', stage: 'qa', dependsOn: [], blocked: null, frozen: false, agent: null, retries: 0, createdAt: at, updatedAt: at, createdBy: 'elsewhere', stages: [{ id: '01ARZ3NDEKTSV4RRFFQ69G5FB0', epoch: 0, stage: 'qa', event: 'gates_passed', basedOn: '01ARZ3NDEKTSV4RRFFQ69G5FB1', by: 'elsewhere', at }], slots: [] }
     await writeRawRows(dir, [{ type: 'put', sublevel: 'shadow', key: idKey('30' as ItemId), value: JSON.stringify(row) }])
     const store = await testStore({ dir })
-    const adopted = await store.adoptOrphan('30')
+    const adopted = await store.maintenance.adoptOrphan('30')
     expect(adopted.warnings.join(' ')).toContain('does not resolve')
     expect(store.getItem(adopted.newId)?.stage).toBe('qa')
   })

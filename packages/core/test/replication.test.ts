@@ -181,7 +181,7 @@ describe('review findings: displacement during a create, and parts of updates th
     await a.flush()
     expect(a.getItem(item.id)).toBeUndefined()
     expect(a.isTombstoned(item.id)).toBe(true)
-    expect(await a.readShadowRow(item.id)).toBeUndefined()
+    expect(await a.maintenance.readShadowRow(item.id)).toBeUndefined()
     expect(a.aliases()).toEqual([])
     expect((await a.verify()).ok).toBe(true)
   })

@@ -152,8 +152,8 @@ describe('a torn or damaged LevelDB log', () => {
     expect(verify.untracked.length).toBeGreaterThan(0) // shadow rows whose document entries were lost
     await report.close()
     const accepted = await openStore({ dir, acceptDamage: true, logger: capturingLogger() })
-    await accepted.repairShadow()
-    for (const id of verify.untracked) expect(await accepted.readShadowRow(id), `evidence of #${id}`).toBeDefined()
+    await accepted.maintenance.repairShadow()
+    for (const id of verify.untracked) expect(await accepted.maintenance.readShadowRow(id), `evidence of #${id}`).toBeDefined()
     await accepted.close()
   })
 
@@ -191,7 +191,7 @@ describe('closing under a reader', () => {
     expect(['finished', 'STORE_CLOSED']).toContain(await verifying)
     const scanning = (async () => {
       const again = await openStore({ dir: store.dir, logger: capturingLogger() })
-      const it = again.scanStoredRows()
+      const it = again.maintenance.scanStoredRows()
       await it.next()
       const closing = again.close()
       try {
@@ -228,9 +228,9 @@ describe('repairing the shadow never erases the last evidence', () => {
     store = await openStore({ dir, logger: capturingLogger() })
     expect(store.getItem(item.id)?.stage).toBe('backlog')
     expect((await store.verify()).staleShadow).toMatchObject([{ id: item.id, shadowStage: 'coding', crdtStage: 'backlog' }])
-    await store.repairShadow()
+    await store.maintenance.repairShadow()
     expect(store.getItem(item.id)?.stage).toBe('coding')
-    expect((await store.readShadowRow(item.id)) as { row: { stage: string } }).toMatchObject({ row: { stage: 'coding' } })
+    expect((await store.maintenance.readShadowRow(item.id)) as { row: { stage: string } }).toMatchObject({ row: { stage: 'coding' } })
     expect(await collect(store.audit({ kinds: ['doctor_fix'] }))).toMatchObject([{ data: { restoredEntries: { [item.id]: [lost.id] } } }])
     expect((await store.verify()).ok).toBe(true)
     await store.close()

@@ -69,23 +69,23 @@ export function checkIds(ids: readonly (ItemId | string)[] | undefined): ItemId[
  */
 export async function discoverOrphans(store: Store, options: DiscoverOptions = {}): Promise<Discovery> {
   const filter = checkIds(options.ids)
-  const pending = new Set(store.pendingReanchors())
+  const pending = new Set(store.maintenance.pendingReanchors())
   const discovery: Discovery = { filter, scanned: 0, orphans: [], live: [], unknown: [], pending: [] }
   const seen = new Set<ItemId>()
-  for await (const rows of store.scanStoredRows(filter ? { ids: filter } : {})) {
+  for await (const rows of store.maintenance.scanStoredRows(filter ? { ids: filter } : {})) {
     discovery.scanned++
     seen.add(rows.id)
     if (pending.has(rows.id)) {
       discovery.pending.push(rows.id)
       continue
     }
-    const liveUid = store.uidAt(rows.id)
+    const liveUid = store.maintenance.uidAt(rows.id)
     const shadowUid = rows.shadow && 'uid' in rows.shadow ? rows.shadow.uid : undefined
     // Rows of a live item — including unreadable ones, which `doctor` reports — are not orphans.
     if (liveUid !== undefined && (shadowUid === undefined || shadowUid === liveUid)) {
       if (filter) discovery.live.push(rows.id)
     } else {
-      const deletedUid = shadowUid !== undefined && store.isDeletedUid(shadowUid)
+      const deletedUid = shadowUid !== undefined && store.maintenance.isDeletedUid(shadowUid)
       const kind: OrphanKind = liveUid !== undefined && !deletedUid ? 'displaced' : store.isTombstoned(rows.id) || deletedUid ? 'tombstoned' : 'missing'
       discovery.orphans.push(await describe(store, rows, kind, liveUid))
     }
@@ -116,7 +116,7 @@ async function describe(store: Store, rows: StoredRows, kind: OrphanKind, liveUi
   const dependsOn = fm?.dependsOn.length ? fm.dependsOn : (shadow?.dependsOn ?? [])
   for (const dep of dependsOn) {
     if (store.isTombstoned(dep)) warnings.push(`depends_on ${dep} was deleted; kept as written`)
-    else if (store.uidAt(dep) === undefined) warnings.push(`depends_on ${dep} is not an item in this store; kept as written`)
+    else if (store.maintenance.uidAt(dep) === undefined) warnings.push(`depends_on ${dep} is not an item in this store; kept as written`)
   }
   const orphan: Orphan = {
     id: rows.id,

@@ -103,7 +103,7 @@ export async function recoverOrphans(store: Store, options: RecoverOptions = {})
   let done = 0
   for (const orphan of selected) {
     try {
-      const adopted = await store.adoptOrphan(orphan.id, {
+      const adopted = await store.maintenance.adoptOrphan(orphan.id, {
         expectUid: orphan.uid,
         name: orphan.name,
         type: orphan.type,
@@ -135,7 +135,7 @@ export async function recoverOrphans(store: Store, options: RecoverOptions = {})
   const after = await discoverOrphans(store, filter ? { ids: filter } : {})
   const before = new Set(discovery.orphans.map(key))
   result.rescan = after.orphans.filter((o) => !before.has(key(o)))
-  await store.recordRun('recovery_run', {
+  await store.maintenance.recordRun('recovery_run', {
     filter,
     includeTombstoned,
     counts: {

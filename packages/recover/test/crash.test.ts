@@ -43,10 +43,10 @@ describe('recovery survives kill -9 at every step of a re-anchor', () => {
           recovered++
           expect(asItem.name).toBe(planted.name)
           expect(await store.readContent(asItem.id, 'notes')).toBe(`notes of ${planted.name}`)
-          expect(await store.readShadowRow(planted.id)).toBeUndefined()
+          expect(await store.maintenance.readShadowRow(planted.id)).toBeUndefined()
         }
       }
-      expect(store.pendingIntents()).toEqual([])
+      expect(store.maintenance.pendingIntents()).toEqual([])
       // each adoption is one commit: the ones whose commit finished are recovered, the rest are not
       expect(recovered).toBe(Math.min(ORPHANS.length, step === 'commit:after-write' ? nth : nth - 1))
       expect((await store.verify()).untracked).toEqual(orphans.orphans.map((o) => o.id))

@@ -43,8 +43,8 @@ describe('recoverOrphans', () => {
     expect(store.aliases('40')).toMatchObject([{ newId: '42', reason: 'recovery', uid: wanted.uid }])
     expect(result.recovered[0]!.warnings).toContain('depends_on 999 is not an item in this store; kept as written')
     // the old ids were never reused and nothing of them is left
-    expect(await store.readShadowRow('40')).toBeUndefined()
-    expect(await store.readStoredContent('40')).toBeUndefined()
+    expect(await store.maintenance.readShadowRow('40')).toBeUndefined()
+    expect(await store.maintenance.readStoredContent('40')).toBeUndefined()
     expect(store.peekNextId()).toBe('44')
     const again = await recoverOrphans(store, { dryRun: false, all: true })
     expect(again.discovered).toEqual([])

@@ -79,11 +79,11 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         const fixed: { repaired: string[]; settled: string[] } = { repaired: [], settled: [] }
         let before: ConsistencyReport
         if (flags.fix) {
-          const repair = await store.repairShadow()
+          const repair = await store.maintenance.repairShadow()
           before = repair.before
           fixed.repaired = repair.repaired
-          for (const intent of store.pendingIntents()) {
-            await store.endIntent(intent.key, { kind: 'doctor_fix', data: { settled: intent.kind, key: intent.key, data: intent.data, investigate: false } })
+          for (const intent of store.maintenance.pendingIntents()) {
+            await store.maintenance.endIntent(intent.key, { kind: 'doctor_fix', data: { settled: intent.kind, key: intent.key, data: intent.data, investigate: false } })
             fixed.settled.push(intent.key)
           }
         } else {

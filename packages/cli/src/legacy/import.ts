@@ -73,7 +73,7 @@ export async function importSource(store: Store, path: string, options: ImportOp
     return result
   }
 
-  const intent = await store.beginIntent('import', { source, assigned: { ...assigned, ...fresh } })
+  const intent = await store.maintenance.beginIntent('import', { source, assigned: { ...assigned, ...fresh } })
   let done = 0
   for (let i = 0; i < todo.length; i += CHUNK) {
     const chunk = todo.slice(i, i + CHUNK)
@@ -90,7 +90,7 @@ export async function importSource(store: Store, path: string, options: ImportOp
   for (const tomb of read.tombstones) {
     if (!isItemId(tomb.id)) continue
     try {
-      if (await store.importTombstone(tomb.id, tomb)) result.tombstones++
+      if (await store.maintenance.importTombstone(tomb.id, tomb)) result.tombstones++
     } catch (err) {
       if (!isDocketError(err)) throw err
       result.failed.push({ file: 'tombstones', id: tomb.id, error: { code: err.code, message: err.message } })
@@ -98,8 +98,8 @@ export async function importSource(store: Store, path: string, options: ImportOp
   }
   const counts = { imported: result.imported.length, skipped: result.skipped.length, failed: result.failed.length, warnings: result.warnings.length, tombstones: result.tombstones }
   // Earlier runs of the same source that were cut off are complete now.
-  for (const stale of store.pendingIntents().filter((p) => p.kind === 'import' && p.data.source === source && p.key !== intent)) await store.endIntent(stale.key)
-  await store.endIntent(intent, { kind: 'import_run', data: { source, counts, assigned: { ...assigned, ...fresh }, investigate: false } })
+  for (const stale of store.maintenance.pendingIntents().filter((p) => p.kind === 'import' && p.data.source === source && p.key !== intent)) await store.maintenance.endIntent(stale.key)
+  await store.maintenance.endIntent(intent, { kind: 'import_run', data: { source, counts, assigned: { ...assigned, ...fresh }, investigate: false } })
   return result
 }
 
@@ -226,7 +226,7 @@ async function previousAssignments(store: Store, source: string): Promise<Record
     const settled = event.data.data as { source?: unknown; assigned?: unknown } | undefined
     if (event.kind === 'doctor_fix' && event.data.settled === 'import' && settled?.source === source) take(settled.assigned)
   }
-  for (const intent of store.pendingIntents()) if (intent.kind === 'import' && intent.data.source === source) take(intent.data.assigned)
+  for (const intent of store.maintenance.pendingIntents()) if (intent.kind === 'import' && intent.data.source === source) take(intent.data.assigned)
   return out
 }
 

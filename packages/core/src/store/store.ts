@@ -1,12 +1,11 @@
 import * as Y from 'yjs'
-import { auditEvent, decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
+import { decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
 import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
-import { idToNumber, isItemId, isReplicaId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
-import { contentKey, idKey, parseSlot } from '../storage/keys.js'
-import { parseShadowRow, readStoredRows, scanStoredRows, type MalformedKey, type StoredRows } from '../storage/scan.js'
-import type { ShadowRow } from '../storage/shadow.js'
+import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { parseSlot } from '../storage/keys.js'
+import { readStoredRows } from '../storage/scan.js'
 import { createdEntry, nextEntry } from '../stage/advance.js'
 import { isEventType, transition, validEvents, type StageEvent } from '../stage/machine.js'
 import { resolveStage } from '../stage/resolve.js'
@@ -20,7 +19,6 @@ import type {
   Item,
   ListItemsOptions,
   StageHistoryEntry,
-  StageEntry,
   StoreListener,
   Tombstone,
   UpdateItemInput,
@@ -29,25 +27,15 @@ import { hasPendingUpdates, pendingOnlyJob } from './capture.js'
 import { decodeContent } from './evidence.js'
 import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, stageHistory } from './items.js'
 import { RemoteOrigin } from './job.js'
-import { DocState, recordOf, type CorruptRow, type Intent } from './state.js'
-import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
+import type { DocState } from './state.js'
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
 import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
 import type { MigrationReport } from './migrate.js'
+import { Maintenance } from './maintenance.js'
 import { acknowledgeDamage, type StorageDamage } from '../storage/health.js'
 import { storageError } from '../storage/db.js'
-
-export interface AdoptResult {
-  oldId: ItemId
-  newId: ItemId
-  uid: Uid
-  kind: 'tombstoned' | 'missing' | 'displaced'
-  /** What had to be defaulted or dropped. */
-  warnings: string[]
-  item: Item
-}
 
 export interface DeleteItemOptions {
   reason?: string
@@ -99,10 +87,10 @@ export class Store implements AsyncDisposable {
   readonly dir: string
   readonly replicaId: ReplicaId
   readonly #e: Engine
-  readonly #adopting = new Set<ItemId>()
   readonly #syncOptions: SyncOptions | undefined
   /** The schema on disk, and what this open migrated. */
   readonly schema: StoreSchema
+  readonly #maintenance: Maintenance
   #damage: StorageDamage | undefined
   #sync: SyncClient | undefined
   #lastSyncedAt: string | null
@@ -118,6 +106,18 @@ export class Store implements AsyncDisposable {
     this.#lastSyncedAt = init.lastSyncedAt
     this.schema = init.schema
     this.#damage = init.damage
+    this.#maintenance = new Maintenance({
+      engine: this.#e,
+      replicaId: this.replicaId,
+      dir: this.dir,
+      ready: () => this.#ready(),
+      assertOpen: () => this.#assertOpen(),
+      afterWrite: (item) => this.#afterWrite(item),
+      storageError: (err) => this.#storageError(err),
+      mapErrors: (rows) => this.#mapErrors(rows),
+      damage: () => this.#damage,
+      flush: () => this.flush(),
+    })
   }
 
   /** @internal Settles what a previous session left in the journal, then joins the sync server. */
@@ -573,19 +573,6 @@ export class Store implements AsyncDisposable {
   }
 
 
-  // ───────────────────────────── orphans (for @docket/recover) ─────────────────────────────
-
-  /**
-   * Walks the shadow content store id by id (all ids, or only `ids`): the raw rows, whatever
-   * the CRDT says. Read-only; what recovery and `doctor` build on.
-   */
-  scanStoredRows(options: { ids?: readonly (ItemId | string)[]; onMalformedKey?: (key: MalformedKey) => void } = {}): AsyncGenerator<StoredRows> {
-    this.#assertOpen()
-    const opts = requireObject(options, 'scanStoredRows options') as { ids?: readonly string[]; onMalformedKey?: (key: MalformedKey) => void }
-    const ids = opts.ids?.map((id) => parseItemId(id))
-    return this.#mapErrors(scanStoredRows(this.#e.dbs, { ...(ids ? { ids } : {}), ...(opts.onMalformedKey ? { malformed: opts.onMalformedKey } : {}) }))
-  }
-
   async *#mapErrors<T>(rows: AsyncGenerator<T>): AsyncGenerator<T> {
     try {
       yield* rows
@@ -604,223 +591,10 @@ export class Store implements AsyncDisposable {
     return storageError(this.dir, err)
   }
 
-  /** The uid of the live item at `id`, or undefined. O(1): for scans that must not build items. */
-  uidAt(id: ItemId | string): Uid | undefined {
+  /** What recovery, doctor and import call: rows, orphans, repairs, long operations (store/maintenance.ts). */
+  get maintenance(): Maintenance {
     this.#assertOpen()
-    const itemId = parseItemId(id)
-    const state = this.#e.state
-    const uid = state.claims.uidAt(itemId)
-    return uid === undefined || isDeletedUid(state.parts, uid) || itemAt(state, itemId) === undefined ? undefined : uid
-  }
-
-  /** Whether the item with this uid was deleted (wherever it lives now). */
-  isDeletedUid(uid: Uid | string): boolean {
-    this.#assertOpen()
-    return isDeletedUid(this.#e.state.parts, uid)
-  }
-
-  /** The ids that items of this replica lost and are being re-anchored from (they move in the next batch). */
-  pendingReanchors(): ItemId[] {
-    this.#assertOpen()
-    const state = this.#e.state
-    return [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? [])
-  }
-
-  /** One content row of the shadow content store (not the CRDT): raw bytes, or undefined. */
-  async readStoredContent(id: ItemId | string, slot = 'body'): Promise<Uint8Array | undefined> {
-    this.#assertOpen()
-    const value = await this.#e.dbs.content.get(contentKey(parseItemId(id), parseSlot(slot))).catch((err: unknown) => {
-      throw this.#storageError(err)
-    })
-    return value === undefined ? undefined : new Uint8Array(value)
-  }
-
-  /** The shadow row at `id`, parsed defensively: the row, why it is unreadable, or undefined. */
-  async readShadowRow(id: ItemId | string): Promise<{ row: ShadowRow } | { error: string; text: string } | undefined> {
-    this.#assertOpen()
-    const text = await this.#e.dbs.shadow.get(idKey(parseItemId(id))).catch((err: unknown) => {
-      throw this.#storageError(err)
-    })
-    if (text === undefined) return undefined
-    const parsed = parseShadowRow(text)
-    return 'row' in parsed ? parsed : { error: parsed.error, text }
-  }
-
-  /**
-   * Re-anchors an orphan — rows in the shadow content store that no live CRDT entry owns —
-   * to a fresh id: the new CRDT entry (its uid, stage log and content kept), the alias
-   * `old id → new id`, an `orphan_adopted` audit event and the removal of the old rows go
-   * to disk in one batch. A crash leaves the orphan as it was or the adoption complete.
-   */
-  async adoptOrphan(id: ItemId | string, options: AdoptOrphanOptions = {}): Promise<AdoptResult> {
-    await this.#ready()
-    const oldId = parseItemId(id)
-    const opts = checkAdoptOptions(options)
-    // One adoption per id at a time: two concurrent ones would both read the rows and both
-    // create an item from them.
-    if (this.#adopting.has(oldId)) {
-      throw new DocketError('CONFLICT', `Id ${oldId} is being recovered by another call right now: wait for it, then run discovery again.`, { details: { id: oldId } })
-    }
-    this.#adopting.add(oldId)
-    try {
-      return await this.#adopt(oldId, opts)
-    } finally {
-      this.#adopting.delete(oldId)
-    }
-  }
-
-  async #adopt(oldId: ItemId, opts: AdoptOrphanOptions): Promise<AdoptResult> {
-    const rows = await readStoredRows(this.#e.dbs, oldId)
-    const state = this.#e.state
-    const plan = planAdoption(state, oldId, rows, opts, this.replicaId)
-    const newId = this.#e.freshId(state)
-    const at = new Date().toISOString()
-    const alias: Alias = { uid: plan.record.uid, oldId, newId, at, by: this.replicaId, reason: 'recovery' }
-    this.#e.hooks?.step?.('adopt:before-commit', { oldId, newId })
-    const uid = plan.record.uid
-    const written = await this.#e.write('adopt', {
-      refresh: [oldId],
-      dels: [...(rows.shadow ? [{ sublevel: 'shadow' as const, key: idKey(oldId) }] : []), ...rows.slots.map(({ slot }) => ({ sublevel: 'content' as const, key: contentKey(oldId, slot) }))],
-      audit: [['orphan_adopted', { oldId, newId, uid, shadowUid: plan.shadowUid, kind: plan.kind, name: plan.record.name, warnings: plan.warnings }, newId]],
-      events: [{ type: 'reanchored', uid, oldId, newId, reason: 'recovery' }],
-      change: () => {
-        // An item the document still holds (one that lost its id) only needs a claim; anything
-        // else is re-created from the rows under its uid.
-        if (recordOf(state, uid) === undefined) state.parts.records.set(uid, buildItemMap(plan.record, plan.entries, plan.content))
-        state.parts.claims.set(claimKey(newId, uid), { at, by: this.replicaId, reason: 'recovery', from: oldId })
-        state.parts.aliases.set(`${oldId}/${uid}`, alias)
-        this.#e.raiseHighWater(state, newId)
-      },
-      read: () => itemAt(state, newId)!,
-    })
-    return { oldId, newId, uid: plan.record.uid, kind: plan.kind, warnings: plan.warnings, item: this.#afterWrite(written) }
-  }
-
-  /**
-   * Appends one audit event for a run of a tool (recovery, import, doctor). Such events are
-   * audit-only: `investigate` is false by construction.
-   */
-  async recordRun(kind: 'recovery_run' | 'import_run' | 'doctor_fix', data: Record<string, unknown>): Promise<AuditEvent> {
-    await this.#ready()
-    if (kind !== 'recovery_run' && kind !== 'import_run' && kind !== 'doctor_fix') throw invalid(`recordRun records recovery_run, import_run or doctor_fix, not ${JSON.stringify(kind)}.`)
-    const event = auditEvent(kind, this.replicaId, JSON.parse(JSON.stringify(requireObject(data, 'run data'))) as Record<string, unknown>)
-    await this.#e.write('record', { audit: [event] })
-    return event
-  }
-
-  // ───────────────────────────── long operations, repair, import ─────────────────────────────
-
-  /**
-   * Records that a long operation (an import, say) has started, so that one interrupted by a
-   * crash is visible to `doctor` at the next open. Returns the journal key to end it with.
-   */
-  async beginIntent(kind: string, data: Record<string, unknown>): Promise<string> {
-    await this.#ready()
-    if (typeof kind !== 'string' || !/^[a-z][a-z0-9_-]{0,40}$/.test(kind) || kind === 'reanchor') {
-      throw invalid(`Intent kind ${JSON.stringify(kind)} is invalid: use a short lowercase name (not "reanchor", which docket keeps for itself).`)
-    }
-    const key = nextUlid()
-    const intent: Intent = { key, kind, data: { ...requireObject(data, 'intent data'), startedAt: new Date().toISOString() } }
-    await this.#e.write('intent', { puts: [{ sublevel: 'journal', key, value: JSON.stringify({ kind, ...intent.data }) }] })
-    this.#e.state.intents.push(intent)
-    return key
-  }
-
-  /**
-   * Ends an intent: its journal row goes, together with the audit event that records the
-   * outcome (if any), in one batch — a completion marker only when the operation completed.
-   */
-  async endIntent(key: string, outcome?: { kind: 'import_run' | 'recovery_run' | 'doctor_fix'; data: Record<string, unknown> }): Promise<void> {
-    await this.#ready()
-    const state = this.#e.state
-    const at = state.intents.findIndex((i) => i.key === key)
-    if (at < 0) throw new DocketError('NOT_FOUND', `There is no pending intent ${JSON.stringify(key)}: list them with \`docket doctor\`.`, { details: { key } })
-    await this.#e.write('intent', {
-      dels: [{ sublevel: 'journal', key }],
-      audit: outcome ? [[outcome.kind, JSON.parse(JSON.stringify(outcome.data)) as Record<string, unknown>]] : [],
-    })
-    const still = state.intents.findIndex((i) => i.key === key)
-    if (still >= 0) state.intents.splice(still, 1)
-  }
-
-  /**
-   * Rewrites the shadow and content rows of live items from the CRDT where they are missing,
-   * stale, incomplete or damaged. Never touches rows that another uid owns (orphans are for
-   * recovery), never changes the CRDT, so it cannot move a stage or bring anything back.
-   * Returns what it repaired and the report it found before repairing (as `verify()` would).
-   */
-  async repairShadow(): Promise<{ repaired: ItemId[]; before: ConsistencyReport }> {
-    await this.#ready()
-    await this.flush()
-    const report = await verifyStore(this.#e.dbs, this.#e.state, this.#damage)
-    const ids = new Set<ItemId>([
-      ...report.crdtOnly,
-      ...report.staleShadow.map((s) => s.id),
-      ...report.missingContent.map((m) => m.id),
-      ...report.strayContent.map((m) => m.id),
-    ])
-    const untracked = new Set(report.untracked)
-    const repaired = [...ids].filter((id) => !untracked.has(id) && itemAt(this.#e.state, id) !== undefined).sort((a, b) => idToNumber(a) - idToNumber(b))
-    if (repaired.length === 0) return { repaired, before: report }
-    // A shadow row that holds stage entries the document lacks is the last evidence of
-    // transitions the document lost (a damaged log): those entries go back into the stage log
-    // — which only grows, so this never moves a stage backwards — instead of being overwritten.
-    const restore = new Map<ItemId, StageEntry[]>()
-    for (const id of repaired) {
-      const shadow = await this.readShadowRow(id)
-      const uid = this.#e.state.claims.uidAt(id)
-      const map = uid === undefined ? undefined : this.#e.state.maps.get(uid)
-      if (!shadow || !('row' in shadow) || !map || shadow.row.uid !== uid) continue
-      const known = new Set(readStageEntries(map).map((e) => e.id))
-      const lost = shadow.row.stages.filter((e) => !known.has(e.id))
-      if (lost.length > 0) restore.set(id, lost)
-    }
-    const restoredEntries = Object.fromEntries([...restore].map(([id, entries]) => [id, entries.map((e) => e.id)]))
-    await this.#e.write('repair', {
-      refresh: repaired,
-      audit: [['doctor_fix', { repaired, ...(restore.size > 0 ? { restoredEntries } : {}) }]],
-      ...(restore.size > 0
-        ? { change: (state: DocState) => {
-            for (const [id, entries] of restore) stagesOf(state.maps.get(state.claims.uidAt(id)!)!)?.push(entries.map((e) => ({ ...e })))
-          } }
-        : {}),
-    })
-    return { repaired, before: report }
-  }
-
-  /**
-   * Carries a tombstone over from another store (an import of an export): the id stays
-   * deleted here too and is never issued. Refused if the id is live here.
-   */
-  async importTombstone(id: ItemId | string, tombstone: { uid: string; at?: string; by?: string; reason?: string | null }): Promise<boolean> {
-    await this.#ready()
-    const itemId = parseItemId(id)
-    const t = requireObject(tombstone, 'tombstone') as { uid: unknown; at?: unknown; by?: unknown; reason?: unknown }
-    if (!isUid(t.uid)) throw invalid('tombstone.uid must be a ULID.')
-    const state = this.#e.state
-    if (state.parts.tombstones.has(itemId)) return false
-    if (itemAt(state, itemId) !== undefined) throw new DocketError('ALREADY_EXISTS', `Item ${itemId} is live here, so its tombstone from elsewhere was not applied: check which store is right.`, { details: { id: itemId } })
-    const liveAs = state.claims.shownId(t.uid as Uid)
-    if (liveAs !== undefined && itemAt(state, liveAs)?.uid === t.uid) {
-      throw new DocketError('ALREADY_EXISTS', `The tombstone of ${itemId} names item ${t.uid}, which is live here as #${liveAs}: it was not applied (it would delete that item). Check which store is right.`, {
-        details: { id: itemId, uid: t.uid, liveAs },
-      })
-    }
-    if (t.by !== undefined && !isReplicaId(t.by)) throw invalid(`tombstone.by must be a replica id (1–64 letters, digits, "_" or "-"), got ${JSON.stringify(t.by)}.`)
-    const tomb: Tombstone = {
-      uid: t.uid as Uid,
-      at: typeof t.at === 'string' ? t.at : new Date().toISOString(),
-      by: isReplicaId(t.by) ? t.by : this.replicaId,
-      reason: typeof t.reason === 'string' ? t.reason : null,
-    }
-    await this.#e.write('importTombstone', {
-      audit: [['deleted', { uid: tomb.uid, imported: true, reason: tomb.reason }, itemId]],
-      change: () => {
-        state.parts.tombstones.set(itemId, tomb)
-        state.parts.deleted.set(tomb.uid, { id: itemId, at: tomb.at, by: tomb.by })
-      },
-    })
-    return true
+    return this.#maintenance
   }
 
   // ───────────────────────────── sync ─────────────────────────────
@@ -907,18 +681,6 @@ export class Store implements AsyncDisposable {
     return verifyStore(this.#e.dbs, this.#e.state, this.#damage).catch((err: unknown) => {
       throw this.#storageError(err)
     })
-  }
-
-  /** Rows that could not be read at open (they are kept on disk, never compacted away). */
-  corruptRows(): CorruptRow[] {
-    this.#assertOpen()
-    return this.#e.state.corrupt.map((row) => ({ ...row }))
-  }
-
-  /** Journal rows of long operations that did not finish (an interrupted import, say). */
-  pendingIntents(): Intent[] {
-    this.#assertOpen()
-    return this.#e.state.intents.map((intent) => ({ ...intent, data: { ...intent.data } }))
   }
 
   get readOnly(): boolean {
