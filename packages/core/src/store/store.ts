@@ -730,6 +730,7 @@ export class Store implements AsyncDisposable {
     await this.#e.write('damage', { audit: [['storage_loss_acknowledged', { ...damage }]] })
     const kept = await acknowledgeDamage(this.dir)
     this.#e.logger.warn(`the loss found in ${this.dir} was acknowledged (kept as ${kept}); the store goes on with what survived`)
+    this.#damage = undefined
     await this.#e.checkpoint(true)
   }
 
