@@ -1,5 +1,5 @@
 import { isItemId, isReplicaId, isUid, type ItemId } from '../ids.js'
-import { isStageEntry } from '../crdt/layout.js'
+import { isStageEntry, type ItemRecord } from '../crdt/layout.js'
 import type { StageEntry } from '../stage/log.js'
 import { isStage, type Stage } from '../stage/stages.js'
 import { ITEM_TYPES, type Blocked, type ItemType } from '../types.js'
@@ -34,6 +34,26 @@ export interface ShadowRow {
 }
 
 export type ShadowParse = { ok: true; row: ShadowRow } | { ok: false; error: string }
+
+/**
+ * The item record a shadow row holds: the one way back from a row to an item (re-creating an
+ * item from its rows). The way there is `shadowRow` in store/capture.ts.
+ */
+export function recordOfShadow(row: ShadowRow): ItemRecord {
+  return {
+    uid: row.uid,
+    name: row.name,
+    type: row.type,
+    dependsOn: row.dependsOn,
+    blocked: row.blocked,
+    frozen: row.frozen,
+    agent: row.agent,
+    retries: row.retries,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+    createdBy: row.createdBy,
+  }
+}
 
 export function encodeShadow(row: ShadowRow): string {
   return JSON.stringify(row)

@@ -7,7 +7,7 @@ import { isItemId, isUid, numberToId, type ItemId, type ReplicaId, type Uid } fr
 import type { Databases } from '../storage/db.js'
 import { contentKey, idKey, seqKey } from '../storage/keys.js'
 import { readStoredRows } from '../storage/scan.js'
-import { decodeShadow, encodeShadow } from '../storage/shadow.js'
+import { decodeShadow, encodeShadow, recordOfShadow } from '../storage/shadow.js'
 import { createdEntry } from '../stage/advance.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Alias, ContentValue } from '../types.js'
@@ -113,7 +113,7 @@ export async function migrateInMemory(
     }
     const content = new Map<string, ContentValue>()
     for (const { slot, value } of rows.slots) content.set(slot, decodeContent(value))
-    const record: ItemRecord = { uid, name: row.name, type: row.type, dependsOn: row.dependsOn, blocked: row.blocked, frozen: row.frozen, agent: row.agent, retries: row.retries, createdAt: row.createdAt, updatedAt: row.updatedAt, createdBy: row.createdBy }
+    const record = recordOfShadow(row)
     reanchors.push({ key: intent.key, id, uid, reason: reason === 'tombstoned-id' ? 'tombstoned-id' : 'collision', record, entries: row.stages, content, slotsAtOld: rows.slots.map((x) => x.slot) })
   }
 
