@@ -84,6 +84,15 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   try {
     const { replicaId, schema } = await readOrInitMeta(dbs, dir, requestedReplica, create, opts.errorIfExists === true)
     const state = await loadState(dbs, 1, replicaId, opts.hooks?.clientId?.())
+    // Damage first: a store missing acknowledged work is not migrated (nor written at all) unless the loss is accepted.
+    const damage = await detectDamage(dir, state)
+    if (damage && !readOnly && opts.acceptDamage !== true) {
+      throw new DocketError(
+        'STORE_CORRUPT',
+        `The store at ${dir} is missing work it had acknowledged: ${damage.findings.join('; ')}. Nothing was changed. See what survived with \`docket doctor\` (read-only) and recover orphans with \`docket recover\`; a replica that syncs gets back from its server what reached it. To keep working with what survived, run \`docket doctor --fix --accept-loss\`.`,
+        { details: { dir, ...damage } },
+      )
+    }
     let migrated: MigrationReport | undefined
     if (schema < SCHEMA_VERSION) {
       // A read-only open migrates in memory only: reports and dry runs see schema 2, the disk stays schema 1.
@@ -93,14 +102,6 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       const settled = new Set(migration.report.droppedJournal.map((j) => j.key))
       state.intents.splice(0, state.intents.length, ...state.intents.filter((i) => !settled.has(i.key)))
       migrated = migration.report
-    }
-    const damage = await detectDamage(dir, state)
-    if (damage && !readOnly && opts.acceptDamage !== true) {
-      throw new DocketError(
-        'STORE_CORRUPT',
-        `The store at ${dir} is missing work it had acknowledged: ${damage.findings.join('; ')}. Nothing was changed. See what survived with \`docket doctor\` (read-only) and recover orphans with \`docket recover\`; a replica that syncs gets back from its server what reached it. To keep working with what survived, run \`docket doctor --fix --accept-loss\`.`,
-        { details: { dir, ...damage } },
-      )
     }
     const store = new Store({
       dir,
