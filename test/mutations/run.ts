@@ -28,14 +28,14 @@ const MUTATIONS: Mutation[] = [
         replace: "    state.explicit.add(key)\n    if (!state.parts.tombstones.has(claim.id)) state.allocator.observe('items', idToNumber(claim.id))\n",
       },
       { find: "    state.allocator.observe('tombstones', idToNumber(key))\n", replace: '' },
-      { find: "    if (typeof value === 'number' && Number.isSafeInteger(value)) state.allocator.observe('high-water', value)\n", replace: '' },
+      { find: "    if (isIdNumber(value)) state.allocator.observe('high-water', value)\n", replace: '' },
     ],
     tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts'],
   },
   {
     name: 'a stale backward decision wins (no staleness rule in resolveStage)',
     file: 'packages/core/src/stage/resolve.ts',
-    edits: [{ find: "    if (backward && rankOf(basis.stage) < maxRank(basis.epoch, path)) return 'stale'", replace: '' }],
+    edits: [{ find: "        else if (shape.backward && rankOf(shape.basis.stage) < maxRank(shape.basis.epoch)) verdicts.set(top.id, 'stale')\n", replace: '' }],
     tests: ['test/properties/stage.property.test.ts'],
   },
   {

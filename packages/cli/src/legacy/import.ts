@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { decodeContent, DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, rankOf, type ItemId, type ItemType, type Store } from '@docket/core'
+import { decodeContent, DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, MAX_ITEM_NUMBER, rankOf, type ItemId, type ItemType, type Store } from '@docket/core'
 import { type ImportEntry } from './entry.js'
 import { scanTree } from './tree.js'
 
@@ -88,7 +88,10 @@ export async function importSource(store: Store, path: string, options: ImportOp
     options.onProgress?.({ phase: 'import', done, total: todo.length })
   }
   for (const tomb of read.tombstones) {
-    if (!isItemId(tomb.id)) continue
+    if (!isItemId(tomb.id)) {
+      result.failed.push({ file: 'tombstones', error: { code: 'INVALID_ID', message: `tombstone ${JSON.stringify(String(tomb.id).slice(0, 40))} is not an item id (1 to ${MAX_ITEM_NUMBER}): it was not imported` } })
+      continue
+    }
     try {
       if (await store.maintenance.importTombstone(tomb.id, tomb)) result.tombstones++
     } catch (err) {

@@ -60,6 +60,16 @@ export function parseFileName(name: string): ParsedFileName {
   return out
 }
 
+/**
+ * The number a file name starts with when it is above the highest id docket issues: such a file
+ * is refused (an id that high would exhaust the id space for every replica), not renumbered.
+ */
+export function idAboveRange(name: string): string | undefined {
+  const idPart = name.split('_')[0] ?? ''
+  const digits = idPart.replace(/^0+/, '')
+  return /^[0-9]+$/.test(idPart) && digits !== '' && !isItemId(digits) ? idPart : undefined
+}
+
 export function slugify(name: string): string {
   const slug = name
     .normalize('NFKD')

@@ -1,8 +1,8 @@
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
-import { decodeContent, DocketError, MAX_CONTENT_BYTES } from '@docket/core'
+import { decodeContent, DocketError, MAX_CONTENT_BYTES, MAX_ITEM_NUMBER } from '@docket/core'
 import { readEntry, type ImportEntry } from './entry.js'
-import { STAGE_FOLDERS } from './layout.js'
+import { idAboveRange, STAGE_FOLDERS } from './layout.js'
 
 /** A content slot travels beside its item: `<id>_<type>_<slug>.md.<slot>`. */
 const SIDECAR = /^(.+\.md)\.([a-z][a-z0-9_]{0,63})$/i
@@ -98,6 +98,11 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
       const bytes = await readLimited(join(dir, name), sizes.get(join(dir, name)))
       if (typeof bytes === 'string') {
         scan.unreadable.push({ file, error: bytes })
+        continue
+      }
+      const above = idAboveRange(name)
+      if (above !== undefined) {
+        scan.unreadable.push({ file, error: `its id ${above.length > 20 ? `${above.slice(0, 20)}…` : above} is above ${MAX_ITEM_NUMBER}, the highest id docket issues: rename the file with a smaller id, or without one to get a fresh id` })
         continue
       }
       const entry = readEntry(file, name, stage, bytes)

@@ -1,6 +1,7 @@
 import * as Y from 'yjs'
 import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { StageEntry } from '../stage/log.js'
+import { isSlotName } from '../storage/keys.js'
 import { isStage } from '../stage/stages.js'
 import type { ClaimValue } from './claims.js'
 import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone } from '../types.js'
@@ -98,6 +99,13 @@ export interface ItemRecord {
  * can put anything into the CRDT, and one bad item must not break every read.
  */
 export function readRecord(map: ItemMap): ItemRecord | undefined {
+  if (!isItemMap(map)) return undefined
+  return recordFrom((key) => map.get(key))
+}
+
+/** The record of an item from its fields, however they are read (a live map, or one being collected). */
+export function recordFrom(field: (key: string) => unknown): ItemRecord | undefined {
+  const map = { get: field }
   const uid = map.get(F.uid)
   const name = map.get(F.name)
   const type = map.get(F.type)
@@ -130,7 +138,13 @@ function isBlocked(value: unknown): value is Blocked {
   return typeof value === 'object' && value !== null && typeof (value as Blocked).reason === 'string'
 }
 
+/** Whether a value a peer put where an item belongs is an item map at all (anything can arrive). */
+export function isItemMap(value: unknown): value is ItemMap {
+  return value instanceof Y.Map
+}
+
 export function readUid(map: ItemMap): Uid | undefined {
+  if (!isItemMap(map)) return undefined
   const uid = map.get(F.uid)
   return isUid(uid) ? uid : undefined
 }
@@ -167,13 +181,27 @@ export function isStageEntry(value: unknown): value is StageEntry {
 }
 
 export function readContentValue(map: ItemMap, slot: string): ContentValue | undefined {
+  if (!isSlotName(slot)) return undefined
   const value = contentOf(map)?.get(slot)
   return typeof value === 'string' || value instanceof Uint8Array ? value : undefined
 }
 
+/**
+ * An item's content slots that docket could have written: a slot name a peer made up (say
+ * `../../x`) or a value of another type is not content (it would become a file name in an export).
+ */
+export function contentEntries(map: ItemMap): Array<[string, ContentValue]> {
+  const out: Array<[string, ContentValue]> = []
+  for (const [slot, value] of contentOf(map) ?? []) {
+    if (isSlotName(slot) && (typeof value === 'string' || value instanceof Uint8Array)) out.push([slot, value])
+  }
+  return out
+}
+
 export function contentSlots(map: ItemMap): string[] {
-  const content = contentOf(map)
-  return content ? [...content.keys()].sort() : []
+  return contentEntries(map)
+    .map(([slot]) => slot)
+    .sort()
 }
 
 /** Builds the nested map of a new item; it is integrated when set into `items`. */

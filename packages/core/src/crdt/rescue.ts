@@ -1,5 +1,5 @@
 import * as Y from 'yjs'
-import { isStageEntry, readRecord, type ItemMap, type ItemRecord } from './layout.js'
+import { isStageEntry, recordFrom, type ItemRecord } from './layout.js'
 import type { StageEntry } from '../stage/log.js'
 import type { ContentValue } from '../types.js'
 
@@ -24,7 +24,7 @@ interface Internals {
  */
 export function readReplacedItem(map: Y.Map<unknown>, tr: Y.Transaction): RescuedItem | undefined {
   const fields = readMap(map, tr)
-  const record = readRecord({ get: (key: string) => fields.get(key) } as unknown as ItemMap)
+  const record = recordFrom((key) => fields.get(key))
   if (!record) return undefined
   const stages = fields.get('stages')
   const entries = stages instanceof Y.Array ? readArray(stages, tr).filter(isStageEntry) : []

@@ -35,59 +35,11 @@ export function resolveStage(entries: readonly StageEntry[]): StageResolution | 
     // Duplicate ids can only come from corrupted data; keep one deterministically.
     if (seen === undefined || JSON.stringify(entry) < JSON.stringify(seen)) byId.set(entry.id, entry)
   }
-  const verdicts = new Map<string, InvalidReason | null>()
-  const maxRankOfEpoch = new Map<number, number>()
-  const epochMembers = new Map<number, StageEntry[]>()
-  for (const entry of byId.values()) {
-    const members = epochMembers.get(entry.epoch)
-    if (members) members.push(entry)
-    else epochMembers.set(entry.epoch, [entry])
-  }
-
-  const verdictOf = (entry: StageEntry, path: Set<string>): InvalidReason | null => {
-    const known = verdicts.get(entry.id)
-    if (known !== undefined) return known
-    if (path.has(entry.id)) return 'malformed'
-    path.add(entry.id)
-    const verdict = judge(entry, path)
-    path.delete(entry.id)
-    verdicts.set(entry.id, verdict)
-    return verdict
-  }
-
-  const maxRank = (epoch: number, path: Set<string>): number => {
-    const cached = maxRankOfEpoch.get(epoch)
-    if (cached !== undefined) return cached
-    let max = -1
-    for (const member of epochMembers.get(epoch) ?? []) {
-      if (verdictOf(member, path) === null) max = Math.max(max, rankOf(member.stage))
-    }
-    maxRankOfEpoch.set(epoch, max)
-    return max
-  }
-
-  const judge = (entry: StageEntry, path: Set<string>): InvalidReason | null => {
-    if (!Number.isSafeInteger(entry.epoch) || entry.epoch < 0 || !isStage(entry.stage)) return 'malformed'
-    if (entry.basedOn === null) return entry.event === 'created' && entry.epoch === 0 ? null : 'malformed'
-    const basis = byId.get(entry.basedOn)
-    if (basis === undefined || entry.event === 'created') return 'malformed'
-    let next: Stage
-    try {
-      next = transition(basis.stage, entry.event)
-    } catch {
-      return 'malformed'
-    }
-    const backward = directionOf(entry.event) === 'backward'
-    if (next !== entry.stage || entry.epoch !== basis.epoch + (backward ? 1 : 0)) return 'malformed'
-    if (verdictOf(basis, path) !== null) return 'superseded-basis'
-    if (backward && rankOf(basis.stage) < maxRank(basis.epoch, path)) return 'stale'
-    return null
-  }
-
+  const verdicts = judgeAll(byId)
   let current: StageEntry | undefined
   const invalid: StageResolution['invalid'] = []
   for (const entry of byId.values()) {
-    const verdict = verdictOf(entry, new Set())
+    const verdict = verdicts.get(entry.id)!
     if (verdict !== null) {
       invalid.push({ entry, reason: verdict })
       continue
@@ -97,6 +49,88 @@ export function resolveStage(entries: readonly StageEntry[]): StageResolution | 
   if (current === undefined) return undefined
   invalid.sort((a, b) => (a.entry.id < b.entry.id ? -1 : a.entry.id > b.entry.id ? 1 : 0))
   return { current, stage: current.stage, epoch: current.epoch, invalid }
+}
+
+type Shape = { verdict: InvalidReason | null } | { basis: StageEntry; backward: boolean }
+
+/** What can be said of an entry without its basis's verdict: malformed, the first entry, or which basis it needs. */
+function shapeOf(entry: StageEntry, byId: ReadonlyMap<string, StageEntry>): Shape {
+  if (!Number.isSafeInteger(entry.epoch) || entry.epoch < 0 || !isStage(entry.stage)) return { verdict: 'malformed' }
+  if (entry.basedOn === null) return { verdict: entry.event === 'created' && entry.epoch === 0 ? null : 'malformed' }
+  const basis = byId.get(entry.basedOn)
+  if (basis === undefined || entry.event === 'created') return { verdict: 'malformed' }
+  let next: Stage
+  try {
+    next = transition(basis.stage, entry.event)
+  } catch {
+    return { verdict: 'malformed' }
+  }
+  const backward = directionOf(entry.event) === 'backward'
+  if (next !== entry.stage || entry.epoch !== basis.epoch + (backward ? 1 : 0)) return { verdict: 'malformed' }
+  return { basis, backward }
+}
+
+/**
+ * Every entry's verdict, without recursion (a log can be as long as a peer makes it): epochs in
+ * ascending order, since a backward entry depends on the epoch before its own (its basis and
+ * that epoch's highest rank), and within an epoch along basis chains with an explicit stack.
+ * The entries of a basis cycle are all malformed, whatever order they come in.
+ */
+function judgeAll(byId: ReadonlyMap<string, StageEntry>): Map<string, InvalidReason | null> {
+  const verdicts = new Map<string, InvalidReason | null>()
+  const maxRankOfEpoch = new Map<number, number>()
+  const epochs = new Map<number, StageEntry[]>()
+  for (const entry of byId.values()) {
+    const members = epochs.get(entry.epoch)
+    if (members) members.push(entry)
+    else epochs.set(entry.epoch, [entry])
+  }
+  const maxRank = (epoch: number): number => {
+    let max = maxRankOfEpoch.get(epoch)
+    if (max !== undefined) return max
+    max = -1
+    for (const member of epochs.get(epoch) ?? []) if (verdicts.get(member.id) === null) max = Math.max(max, rankOf(member.stage))
+    maxRankOfEpoch.set(epoch, max)
+    return max
+  }
+  const ordered = [...epochs.keys()].sort((a, b) => (Number.isFinite(a) && Number.isFinite(b) ? a - b : Number.isFinite(a) ? -1 : 1))
+  for (const epoch of ordered) {
+    for (const start of epochs.get(epoch)!) {
+      const stack: StageEntry[] = [start]
+      const onStack = new Set<string>([start.id])
+      while (stack.length > 0) {
+        const top = stack[stack.length - 1]!
+        if (verdicts.has(top.id)) {
+          stack.pop()
+          onStack.delete(top.id)
+          continue
+        }
+        const shape = shapeOf(top, byId)
+        if ('verdict' in shape) {
+          verdicts.set(top.id, shape.verdict)
+          continue
+        }
+        const basisVerdict = verdicts.get(shape.basis.id)
+        if (basisVerdict === undefined) {
+          if (onStack.has(shape.basis.id)) {
+            // A cycle of bases: every entry on it is malformed.
+            for (let i = stack.length - 1; i >= 0; i--) {
+              verdicts.set(stack[i]!.id, 'malformed')
+              if (stack[i]!.id === shape.basis.id) break
+            }
+            continue
+          }
+          stack.push(shape.basis)
+          onStack.add(shape.basis.id)
+          continue
+        }
+        if (basisVerdict !== null) verdicts.set(top.id, 'superseded-basis')
+        else if (shape.backward && rankOf(shape.basis.stage) < maxRank(shape.basis.epoch)) verdicts.set(top.id, 'stale')
+        else verdicts.set(top.id, null)
+      }
+    }
+  }
+  return verdicts
 }
 
 /** Orders entries by (epoch, rank, id): the greatest valid entry is the current stage. */

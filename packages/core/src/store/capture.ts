@@ -2,9 +2,9 @@ import type * as Y from 'yjs'
 import { auditEvent } from '../audit/audit.js'
 import { parseClaimKey } from '../crdt/claims.js'
 import { encodeRescued } from '../crdt/rescue.js'
-import { contentOf, contentSlots, isDeletedUid, locateItemPart, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
-import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
-import { contentKey, idKey } from '../storage/keys.js'
+import { contentEntries, contentOf, contentSlots, isDeletedUid, locateItemPart, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { contentKey, idKey, isSlotName } from '../storage/keys.js'
 import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { ContentValue } from '../types.js'
@@ -145,7 +145,7 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
     } else if (type === parts.alloc) {
       for (const key of keys) {
         const value = key === null ? undefined : parts.alloc.get(key)
-        if (typeof value === 'number' && Number.isSafeInteger(value)) allocator.observe('high-water', value)
+        if (isIdNumber(value)) allocator.observe('high-water', value)
       }
     } else if (type !== parts.aliases && type !== parts.meta) {
       const where = locateItemPart(parts, changedType as Y.AbstractType<unknown>)
@@ -197,9 +197,10 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
     // allocator never proposes an id with rows, and explicit ids are checked before writing.
     if (prev !== undefined) job.clearContent.push(id)
     else if (idToNumber(id) <= state.allocator.bySource().content) job.guard.push({ id, uid })
-    for (const [slot, value] of content ?? []) putContent(job, id, slot, value)
+    for (const [slot, value] of contentEntries(map)) putContent(job, id, slot, value)
   } else {
     for (const slot of t.slots) {
+      if (!isSlotName(slot)) continue
       const value = content?.get(slot)
       if (typeof value === 'string' || value instanceof Uint8Array) putContent(job, id, slot, value)
       else job.dels.push({ sublevel: 'content', key: contentKey(id, slot) })

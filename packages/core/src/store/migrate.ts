@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import { auditEvent, encodeAudit } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
-import { buildItemMap, contentOf, isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { buildItemMap, contentEntries, isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { isItemId, isUid, numberToId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
@@ -188,8 +188,8 @@ function movedRows(state: DocState, reanchors: Reanchor[], moved: MigrationRepor
     if (!item || !map || !record) return
     const entries = readStageEntries(map)
     rows.push({ type: 'put', sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, item.stage, entries)) })
-    for (const [slot, value] of contentOf(map) ?? []) {
-      if (typeof value === 'string' || value instanceof Uint8Array) rows.push({ type: 'put', sublevel: 'content', key: contentKey(id, slot), value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value })
+    for (const [slot, value] of contentEntries(map)) {
+      rows.push({ type: 'put', sublevel: 'content', key: contentKey(id, slot), value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value })
     }
   }
   for (const m of moved) {

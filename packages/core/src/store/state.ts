@@ -2,8 +2,8 @@ import * as Y from 'yjs'
 import { IdAllocator } from '../alloc/allocator.js'
 import { ClaimIndex, parseClaimKey } from '../crdt/claims.js'
 import { decodeRescued, type RescuedItem } from '../crdt/rescue.js'
-import { docParts, isDeletedUid, readRecord, readUid, type DocParts, type ItemMap, type ItemRecord } from '../crdt/layout.js'
-import { idToNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { docParts, isDeletedUid, isItemMap, readRecord, readUid, type DocParts, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
 import { idFromKey, parseContentKey, seqFromKey } from '../storage/keys.js'
 import type { Item } from '../types.js'
@@ -111,6 +111,7 @@ export class DocState {
    */
   noteMap(root: 'records' | 'items', key: string, map: ItemMap | undefined): Set<Uid> {
     const affected = new Set<Uid>()
+    if (!isItemMap(map)) map = undefined // a value that is not an item map is no item (crdt/layout.ts)
     if (root === 'records') {
       if (!isUid(key)) return affected
       affected.add(key)
@@ -228,7 +229,7 @@ export function buildIndexes(state: DocState): void {
     state.claims.tombstone(key)
   }
   for (const value of alloc.values()) {
-    if (typeof value === 'number' && Number.isSafeInteger(value)) state.allocator.observe('high-water', value)
+    if (isIdNumber(value)) state.allocator.observe('high-water', value)
   }
   for (const [id, uid] of state.claims.shownEntries()) {
     const record = recordOf(state, uid)

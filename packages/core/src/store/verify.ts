@@ -1,4 +1,4 @@
-import { contentOf, readStageEntries } from '../crdt/layout.js'
+import { contentEntries, readStageEntries } from '../crdt/layout.js'
 import type { ItemId } from '../ids.js'
 import type { Databases } from '../storage/db.js'
 import { idKey } from '../storage/keys.js'
@@ -98,15 +98,15 @@ function checkRows(state: DocState, rows: StoredRows, report: ConsistencyReport)
     }
   }
   const stored = new Map(rows.slots.map(({ slot, value }) => [slot, value]))
-  const content = contentOf(map)
-  for (const [slot, value] of content ?? []) {
+  const content = new Map(contentEntries(map))
+  for (const [slot, value] of content) {
     const bytes = stored.get(slot)
     const expected = typeof value === 'string' ? Buffer.from(value, 'utf8') : value instanceof Uint8Array ? value : undefined
     if (expected === undefined) continue
     if (bytes === undefined) report.missingContent.push({ id, slot, reason: 'missing' })
     else if (!Buffer.from(bytes).equals(Buffer.from(expected))) report.missingContent.push({ id, slot, reason: 'different' })
   }
-  for (const slot of stored.keys()) if (!content?.has(slot)) report.strayContent.push({ id, slot })
+  for (const slot of stored.keys()) if (!content.has(slot)) report.strayContent.push({ id, slot })
 }
 
 function differingFields(expected: ShadowRow, actual: ShadowRow): string[] {
