@@ -112,6 +112,7 @@ export const AUDIT_KINDS = [
   'doctor_fix',
   'schema_migrated',
   'storage_loss_acknowledged',
+  'update_refused',
 ] as const
 export type AuditKind = (typeof AUDIT_KINDS)[number]
 

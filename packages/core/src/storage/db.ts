@@ -5,7 +5,7 @@ import { Level } from 'level'
 import { DocketError } from '../errors.js'
 
 /** Names of the sublevels in the store's LevelDB (docs/FORMAT.md). */
-export const SUBLEVELS = ['meta', 'doc', 'shadow', 'content', 'journal', 'audit', 'reported'] as const
+export const SUBLEVELS = ['meta', 'doc', 'shadow', 'content', 'journal', 'audit', 'reported', 'refused'] as const
 export type SublevelName = (typeof SUBLEVELS)[number]
 
 type Binary = Uint8Array
@@ -21,6 +21,8 @@ export interface Databases {
   journal: Sublevel<string>
   audit: Sublevel<string>
   reported: Sublevel<string>
+  /** Remote updates refused as evidence of a hostile or broken peer, by ULID. */
+  refused: Sublevel<Binary>
 }
 
 export const LEVEL_DIR = 'db'
@@ -56,6 +58,7 @@ function withSublevels(root: RootDb): Databases {
     journal: root.sublevel<string, string>('journal', { valueEncoding: 'utf8' }),
     audit: root.sublevel<string, string>('audit', { valueEncoding: 'utf8' }),
     reported: root.sublevel<string, string>('reported', { valueEncoding: 'utf8' }),
+    refused: root.sublevel<string, Binary>('refused', { valueEncoding: 'view' }),
   }
 }
 

@@ -133,6 +133,22 @@ export class Engine {
     }
   }
 
+  /**
+   * A remote update that would rewrite history (crdt/admission.ts) is refused whole: nothing of
+   * it is applied; it is kept aside as evidence (`refused` rows), audited and logged.
+   */
+  async refuseUpdate(update: Uint8Array, source: string, reason: string): Promise<never> {
+    this.logger.warn(`an update from ${source} was refused: ${reason}; nothing of it was applied (kept aside as evidence)`)
+    const key = nextUlid()
+    await this.write('refuse', {
+      puts: [{ sublevel: 'refused', key, value: update }],
+      audit: [['update_refused', { source, reason, bytes: update.byteLength, key }]],
+    })
+    throw new DocketError('UPDATE_REFUSED', `The update from ${source} was refused: ${reason}. Nothing of it was applied; it is kept as evidence (\`docket log --kind update_refused\`). Find the replica that sent it and check its docket version.`, {
+      details: { source, reason, key },
+    })
+  }
+
   async rejectWrite(id: ItemId, op: string, reason: string): Promise<never> {
     this.logger.warn(`${op} on item ${id} rejected: ${reason}; deleted ids are never written again`)
     await this.write('reject', { audit: [['write_rejected', { op, reason }, id]], events: [{ type: 'write_rejected', id, reason }] })

@@ -1,6 +1,7 @@
 import * as Y from 'yjs'
 import { decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
+import { refusalOf } from '../crdt/admission.js'
 import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
@@ -543,8 +544,10 @@ export class Store implements AsyncDisposable {
     if (this.#e.reloading) return this.#e.reloading.then(() => this.applyUpdate(update, source))
     if (this.#e.unavailable) return this.#e.recover().then(() => this.applyUpdate(update, source))
     if (!(update instanceof Uint8Array)) return Promise.reject(invalid('applyUpdate needs a Uint8Array holding a Yjs update.'))
-    const origin = new RemoteOrigin(source, update)
     const state = this.#e.state
+    const refusal = refusalOf(state.parts, update)
+    if (refusal !== undefined) return this.#e.refuseUpdate(update, source, refusal)
+    const origin = new RemoteOrigin(source, update)
     try {
       Y.applyUpdate(state.doc, update, origin)
     } catch (err) {
@@ -603,7 +606,7 @@ export class Store implements AsyncDisposable {
   syncState(): SyncState {
     this.#assertOpen()
     if (this.#sync) return this.#sync.state()
-    return { configured: this.#syncOptions !== undefined, url: this.#syncOptions?.url ?? null, connected: false, synced: false, lastSyncedAt: this.#lastSyncedAt, error: null }
+    return { configured: this.#syncOptions !== undefined, url: this.#syncOptions?.url ?? null, connected: false, synced: false, lastSyncedAt: this.#lastSyncedAt, refusedUpdates: 0, error: null }
   }
 
   /**

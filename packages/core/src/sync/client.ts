@@ -30,6 +30,8 @@ export interface SyncState {
   synced: boolean
   /** When this replica was last known to be synced (persisted across processes), or null. */
   lastSyncedAt: string | null
+  /** Updates from the server that this replica refused (they would rewrite history): see `docket log --kind update_refused`. */
+  refusedUpdates: number
   /** Why syncing stopped for good (a refused token), if it did. */
   error: { code: string; message: string } | null
 }
@@ -72,6 +74,8 @@ export class SyncClient {
   #resync: NodeJS.Timeout | undefined
   /** Server updates handed to the store and not yet on its disk. */
   #applying = 0
+  /** Server updates the store refused (crdt/admission.ts). */
+  #refused = 0
 
   constructor(options: SyncOptions, bridge: SyncBridge, logger: Logger, lastSyncedAt: string | null) {
     this.#options = { document: 'docket', closeTimeoutMs: 3000, ...options }
@@ -137,6 +141,7 @@ export class SyncClient {
       connected: this.#connected && this.#error === null,
       synced: this.#isSynced(),
       lastSyncedAt: this.#lastSyncedAt,
+      refusedUpdates: this.#refused,
       error: this.#error ? { ...this.#error } : null,
     }
   }
@@ -216,6 +221,11 @@ export class SyncClient {
       .applyUpdate(update, this.#source)
       .catch((err: unknown) => {
         if (this.#closing) return
+        // Refused for good (it would rewrite history): audited by the store; sending it again changes nothing.
+        if ((err as { code?: unknown })?.code === 'UPDATE_REFUSED') {
+          this.#refused++
+          return
+        }
         // The store rebuilt itself from disk; send it what the network doc has that it lacks.
         this.#logger.warn(`applying an update from ${this.#options.url} failed (${(err as Error).message}); retrying`)
         this.#scheduleResync()

@@ -1,0 +1,107 @@
+import * as Y from 'yjs'
+import { F, readUid, type DocParts } from './layout.js'
+
+interface Internals {
+  _map: Map<string, Y.Item>
+}
+
+type DeleteSet = Parameters<typeof Y.isDeleted>[0]
+
+/**
+ * Why a remote update must not be applied, or undefined. Grow-only means grow-only: an update
+ * may not remove a tombstone, a deleted uid, an alias or an id claim, may not remove or replace
+ * an item's stage entries (the no-regress log), and may not remove an item without recording
+ * its deletion. Overwrites are not removals (the key keeps a value: a concurrent write of the
+ * same key, or a replica raising its own mark), nor is what goes with the deletion of a whole
+ * item. Checked from the update's structs and delete set against the local document — without
+ * applying it, and without copying the document.
+ */
+export function refusalOf(parts: DocParts, update: Uint8Array): string | undefined {
+  let decoded: { structs: Array<Y.Item | Y.GC | object>; ds: DeleteSet }
+  try {
+    decoded = Y.decodeUpdate(update) as typeof decoded
+  } catch {
+    return undefined // not an update at all: applying it reports that
+  }
+  // What the update writes over: values it places right after an existing one (a map overwrite
+  // names the old value as its origin), and root keys it sets afresh (a concurrent set of a key).
+  const overwritten = new Set<string>()
+  const deletedUids = new Set<string>()
+  for (const struct of decoded.structs) {
+    if (!(struct instanceof Y.Item)) continue
+    if (struct.origin) overwritten.add(idKey(struct.origin.client, struct.origin.clock))
+    if (typeof struct.parent === 'string' && typeof struct.parentSub === 'string') overwritten.add(`${struct.parent}/${struct.parentSub}`)
+    if ((struct.parent as unknown) === 'deleted' && typeof struct.parentSub === 'string') deletedUids.add(struct.parentSub)
+  }
+  const local = parts.doc.store.clients
+  for (const [client, ranges] of (decoded.ds as unknown as { clients: Map<number, Array<{ clock: number; len: number }>> }).clients) {
+    const structs = local.get(client)
+    if (!structs || structs.length === 0) continue
+    const last = structs[structs.length - 1]!
+    for (const { clock, len } of ranges) {
+      if (clock >= last.id.clock + last.length) continue
+      for (let i = firstAt(structs, clock); i < structs.length && structs[i]!.id.clock < clock + len; i++) {
+        const struct = structs[i]!
+        if (!(struct instanceof Y.Item) || struct.deleted) continue
+        const why = removal(parts, struct, decoded.ds, overwritten, deletedUids)
+        if (why) return why
+      }
+    }
+  }
+  return undefined
+}
+
+function removal(parts: DocParts, item: Y.Item, ds: DeleteSet, overwritten: Set<string>, deletedUids: Set<string>): string | undefined {
+  const parent = item.parent as Y.AbstractType<unknown>
+  const ROOT_NAMES = new Map<Y.AbstractType<unknown>, string>([
+    [parts.tombstones as unknown as Y.AbstractType<unknown>, 'tombstones'],
+    [parts.deleted as unknown as Y.AbstractType<unknown>, 'deleted'],
+    [parts.aliases as unknown as Y.AbstractType<unknown>, 'aliases'],
+    [parts.claims as unknown as Y.AbstractType<unknown>, 'claims'],
+  ])
+  const key = item.parentSub
+  const isCurrent = key !== null && (parent as unknown as Internals)._map?.get(key) === item
+  const rootName = ROOT_NAMES.get(parent as unknown as Y.AbstractType<unknown>) ?? (parent === (parts.records as unknown) ? 'records' : parent === (parts.items as unknown) ? 'items' : undefined)
+  const replaced = overwritten.has(idKey(item.id.client, item.id.clock + item.length - 1)) || (rootName !== undefined && key !== null && overwritten.has(`${rootName}/${key}`))
+  const goes = (type: { _item: Y.Item | null }) => type._item !== null && (type._item.deleted || Y.isDeleted(ds, type._item.id))
+  for (const root of [parts.tombstones, parts.deleted, parts.aliases, parts.claims]) {
+    if (parent === (root as unknown)) return isCurrent && !replaced ? `it removes the ${rootName} entry ${JSON.stringify(key)}, which only grows` : undefined
+  }
+  if (parent === (parts.records as unknown) || parent === (parts.items as unknown)) {
+    if (!isCurrent || replaced) return undefined
+    const uid = parent === (parts.records as unknown) ? key : readUid((item.content as Y.ContentType).type as Y.Map<unknown>)
+    if (uid && (deletedUids.has(uid) || parts.deleted.has(uid))) return undefined
+    return `it removes item ${uid ?? key} without recording its deletion`
+  }
+  // An item's stage log: its entries, or the log itself, go only with the whole item.
+  const owner = parent._item?.parent as Y.AbstractType<unknown> | undefined
+  if (parent instanceof Y.Array && parent._item?.parentSub === F.stages && owner && isItemRoot(parts, owner._item?.parent)) {
+    return goes(owner) ? undefined : 'it removes stage entries of an item, whose stage log only grows'
+  }
+  if (parent instanceof Y.Map && key === F.stages && isItemRoot(parts, parent._item?.parent)) {
+    return goes(parent) ? undefined : 'it replaces or removes the stage log of an item, which only grows'
+  }
+  return undefined
+}
+
+function isItemRoot(parts: DocParts, type: unknown): boolean {
+  return type === (parts.records as unknown) || type === (parts.items as unknown)
+}
+
+function idKey(client: number, clock: number): string {
+  return `${client}:${clock}`
+}
+
+/** The index of the struct that holds `clock` (structs are sorted by clock, contiguous). */
+function firstAt(structs: ReadonlyArray<{ id: { clock: number }; length: number }>, clock: number): number {
+  let lo = 0
+  let hi = structs.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    const s = structs[mid]!
+    if (clock < s.id.clock) hi = mid - 1
+    else if (clock >= s.id.clock + s.length) lo = mid + 1
+    else return mid
+  }
+  return lo
+}
