@@ -2,17 +2,7 @@ import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import type { Store } from '../src/index.js'
 import { readRawRows } from '../src/testing.js'
-import { collect, tempDir, testStore } from './support.js'
-
-/** What a peer that has seen `base` sends after `fn` ran on its copy (a buggy or hostile replica). */
-function peer(base: Uint8Array, fn: (doc: Y.Doc) => void): Uint8Array {
-  const doc = new Y.Doc()
-  Y.applyUpdate(doc, base)
-  doc.transact(() => fn(doc))
-  const update = Y.encodeStateAsUpdate(doc, Y.encodeStateVectorFromUpdate(base))
-  doc.destroy()
-  return update
-}
+import { collect, tempDir, testStore, peerTx } from './support.js'
 
 async function pull(to: Store, from: Store): Promise<void> {
   await to.applyUpdate(from.encodeStateAsUpdate(to.encodeStateVector()), 'peer')
@@ -45,7 +35,7 @@ describe('a remote update that would rewrite history is refused whole', () => {
     it(`${name}: nothing of it is applied, it is kept as evidence and audited`, async () => {
       const { store, done, deleted, uid } = await prepared()
       const before = store.encodeStateVector()
-      const update = peer(store.encodeStateAsUpdate(), (doc) => {
+      const update = peerTx(store.encodeStateAsUpdate(), (doc) => {
         doc.getMap('meta').set('note', 'riding along') // refused whole: this does not land either
         write(doc, { done, deleted, uid })
       })

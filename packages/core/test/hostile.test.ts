@@ -1,17 +1,7 @@
 import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
-import { collect, tempDir, testStore } from './support.js'
+import { collect, tempDir, testStore, peerTx } from './support.js'
 import { MAX_ITEM_NUMBER } from '../src/index.js'
-
-/** What a peer that has seen `base` sends after `fn` ran on its copy (a buggy or hostile replica). */
-function peer(base: Uint8Array, fn: (doc: Y.Doc) => void): Uint8Array {
-  const doc = new Y.Doc()
-  Y.applyUpdate(doc, base)
-  doc.transact(() => fn(doc))
-  const update = Y.encodeStateAsUpdate(doc, Y.encodeStateVectorFromUpdate(base))
-  doc.destroy()
-  return update
-}
 
 const U = (n: number) => `01J${String(n).padStart(23, '0')}`
 
@@ -57,7 +47,7 @@ describe('total readers: malformed values from a peer', () => {
       const other = await store.createItem({ name: 'other' })
       await store.apply(other.id, 'start')
       // (Some of these are also refused whole as rewriting history — issue 10's admission check.)
-      await store.applyUpdate(peer(store.encodeStateAsUpdate(), write), 'peer').catch((err: { code?: string }) => expect(err.code).toBe('UPDATE_REFUSED'))
+      await store.applyUpdate(peerTx(store.encodeStateAsUpdate(), write), 'peer').catch((err: { code?: string }) => expect(err.code).toBe('UPDATE_REFUSED'))
       await store.flush()
       await store.close()
       store = await testStore({ dir })
@@ -80,7 +70,7 @@ describe('total readers: malformed values from a peer', () => {
     const item = await store.createItem({ name: 'deep' })
     const [created] = store.stageHistory(item.id)
     await store.applyUpdate(
-      peer(store.encodeStateAsUpdate(), (doc) => {
+      peerTx(store.encodeStateAsUpdate(), (doc) => {
         const map = doc.getMap<Y.Map<unknown>>('records').get(item.uid)!
         const entries: unknown[] = []
         // start → demote → start → … each based on the previous: a 50,000-deep basis chain, pushed newest first
@@ -109,7 +99,7 @@ describe('total readers: content slots a peer made up', () => {
     const store = await testStore()
     const item = await store.createItem({ name: 'target', body: 'body' })
     await store.applyUpdate(
-      peer(store.encodeStateAsUpdate(), (doc) => {
+      peerTx(store.encodeStateAsUpdate(), (doc) => {
         const content = doc.getMap<Y.Map<unknown>>('records').get(item.uid)!.get('content') as Y.Map<unknown>
         content.set('../../x', 'evil')
         content.set('Gate Output', 'bad name')
@@ -133,7 +123,7 @@ describe('a bounded id space', () => {
     const store = await testStore()
     await store.createItem({ name: 'one' })
     await store.applyUpdate(
-      peer(store.encodeStateAsUpdate(), (doc) => {
+      peerTx(store.encodeStateAsUpdate(), (doc) => {
         doc.getMap('alloc').set('peer', Number.MAX_SAFE_INTEGER)
         doc.getMap('alloc').set('peer-2', 2 ** 40)
         doc.getMap('claims').set(`9007199254740991/${U(9)}`, { at: '', by: 'peer', reason: 'created' })

@@ -3,18 +3,10 @@ import * as Y from 'yjs'
 import type { ItemId, Store } from '../src/index.js'
 import { writeRawRows } from '../src/testing.js'
 import { seqKey, idKey } from '../src/storage/keys.js'
-import { peerItemUpdate, tempDir, testStore } from './support.js'
+import { peerItemUpdate, tempDir, testStore, peerTx as anyPeerTx } from './support.js'
 
-/** What a peer that has seen `base` sends after running `fn` on its copy in one transaction. */
-function peerTx(base: Uint8Array, fn: (doc: Y.Doc) => void, clientId = 0x7ffffff0): Uint8Array {
-  const peer = new Y.Doc()
-  peer.clientID = clientId
-  Y.applyUpdate(peer, base)
-  peer.transact(() => fn(peer))
-  const update = Y.encodeStateAsUpdate(peer, Y.encodeStateVectorFromUpdate(base))
-  peer.destroy()
-  return update
-}
+/** A peer's transaction, from a fixed client id (so replays are exact). */
+const peerTx = (base: Uint8Array, fn: (doc: Y.Doc) => void) => anyPeerTx(base, fn, 0x7ffffff0)
 
 async function pull(to: Store, from: Store): Promise<void> {
   await to.applyUpdate(from.encodeStateAsUpdate(to.encodeStateVector()), 'peer')

@@ -86,3 +86,14 @@ export function peerItemUpdate(base: Uint8Array, id: string, item: { uid: string
   peer.destroy()
   return update
 }
+
+/** What a peer that has seen `base` sends after running `fn` on its copy in one transaction (a buggy or hostile replica). */
+export function peerTx(base: Uint8Array, fn: (doc: Y.Doc) => void, clientId?: number): Uint8Array {
+  const peer = new Y.Doc()
+  if (clientId !== undefined) peer.clientID = clientId
+  Y.applyUpdate(peer, base)
+  peer.transact(() => fn(peer))
+  const update = Y.encodeStateAsUpdate(peer, Y.encodeStateVectorFromUpdate(base))
+  peer.destroy()
+  return update
+}
