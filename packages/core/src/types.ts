@@ -113,6 +113,7 @@ export const AUDIT_KINDS = [
   'schema_migrated',
   'storage_loss_acknowledged',
   'update_refused',
+  'malformed_entry',
 ] as const
 export type AuditKind = (typeof AUDIT_KINDS)[number]
 

@@ -140,3 +140,31 @@ describe('a bounded id space', () => {
     await expect(store.createItem({ name: 'none left' })).rejects.toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('exhausted') })
   })
 })
+
+describe('malformed entries are quarantined', () => {
+  it('hidden from reads, reported once in the audit log and by verify(), kept as they are', async () => {
+    const dir = await tempDir()
+    let store = await testStore({ dir })
+    const keep = await store.createItem({ name: 'keep' })
+    const update = peerTx(store.encodeStateAsUpdate(), (doc) => {
+      doc.getMap('records').set(U(1), 'not a map')
+      const map = new Y.Map<unknown>()
+      map.set('name', 'no uid')
+      doc.getMap('records').set(U(2), map)
+    })
+    await store.applyUpdate(update, 'peer')
+    await store.applyUpdate(update, 'peer') // again: reported once
+    await store.flush()
+    expect(store.listItems().map((i) => i.id)).toEqual([keep.id])
+    const events = await collect(store.audit({ kinds: ['malformed_entry'] }))
+    expect(events.map((e) => e.data.key).sort()).toEqual([U(1), U(2)])
+    expect(store.log.lines.filter((l) => l.includes('malformed entry')).length).toBe(2)
+    const report = await store.verify()
+    expect(report.malformed.map((m) => m.key).sort()).toEqual([U(1), U(2)])
+    expect(report.ok).toBe(true)
+    await store.close()
+    store = await testStore({ dir })
+    expect((await store.verify()).malformed).toHaveLength(2)
+    expect(await collect(store.audit({ kinds: ['malformed_entry'] }))).toHaveLength(2)
+  })
+})

@@ -2,7 +2,7 @@ import type * as Y from 'yjs'
 import { auditEvent } from '../audit/audit.js'
 import { parseClaimKey } from '../crdt/claims.js'
 import { encodeRescued } from '../crdt/rescue.js'
-import { contentEntries, contentOf, contentSlots, isDeletedUid, locateItemPart, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { contentEntries, contentOf, contentSlots, isDeletedUid, isItemMap, locateItemPart, readRecord, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey, isSlotName } from '../storage/keys.js'
 import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.js'
@@ -120,7 +120,10 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
       for (const key of keys) {
         if (key === null) continue
         if (root === 'items' && isItemId(key)) allocator.observe('items', idToNumber(key))
-        for (const uid of state.noteMap(root, key, (root === 'records' ? parts.records : parts.items).get(key))) whole(uid)
+        const value = (root === 'records' ? parts.records : parts.items).get(key)
+        for (const uid of state.noteMap(root, key, value)) whole(uid)
+        const why = value === undefined ? undefined : malformedItem(root, key, value)
+        if (why) reportMalformed(env, job, root, key, why)
       }
     } else if (type === parts.claims) {
       for (const key of keys) {
@@ -292,6 +295,25 @@ function reportSuperseded(env: CaptureEnv, job: Job, id: ItemId, resolution: Ret
     job.events.push({ type: 'stale_transition', id, entry })
     env.logger.info?.(`stale transition superseded on item ${id}: ${entry.event} by ${entry.by} (${reason}); the item stays ${resolution.stage}`)
   }
+}
+
+/** Why a value where an item belongs is no item (it is hidden from every read), or undefined. */
+export function malformedItem(root: 'records' | 'items', key: string, value: unknown): string | undefined {
+  if (!isItemMap(value)) return `not an item map (${value === null ? 'null' : value instanceof Object ? value.constructor.name : typeof value})`
+  const record = readRecord(value)
+  if (!record) return 'an item map without a readable uid, name, type or creator'
+  if (root === 'records' && record.uid !== key) return `an item map that says uid ${record.uid} under ${key}`
+  return undefined
+}
+
+/** A malformed entry from a peer is hidden from reads and reported once (audit and WARN); its value stays in the document. */
+function reportMalformed(env: CaptureEnv, job: Job, root: string, key: string, why: string): void {
+  const mark = `malformed:${root}/${key}`
+  if (env.state.reported.has(mark)) return
+  env.state.reported.add(mark)
+  job.puts.push({ sublevel: 'reported', key: mark, value: why })
+  env.logger.warn(`a malformed entry ${root}/${key} arrived (${why}); it is hidden from every read and kept as it is`)
+  job.audit.push(auditEvent('malformed_entry', env.replicaId, { root, key, why }))
 }
 
 /** A claim on a deleted id is refused loudly (once per replica): the id stays deleted, the item moves. */

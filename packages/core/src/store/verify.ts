@@ -6,7 +6,7 @@ import { scanStoredRows, parseShadowRow, type StoredRows } from '../storage/scan
 import type { ShadowRow } from '../storage/shadow.js'
 import type { Stage } from '../stage/stages.js'
 import type { StorageDamage } from '../storage/health.js'
-import { shadowRow } from './capture.js'
+import { malformedItem, shadowRow } from './capture.js'
 import { itemAt, liveIds } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
 
@@ -31,6 +31,11 @@ export interface ConsistencyReport {
   pendingReanchors: ItemId[]
   /** Acknowledged work found missing at open (a torn or damaged log), if any. */
   damage: StorageDamage | null
+  /**
+   * Entries of the document that are no item (a peer's bad value): hidden from every read, kept
+   * as they are. Reported, not counted against `ok`: the document only grows, so they stay.
+   */
+  malformed: Array<{ root: 'records' | 'items'; key: string; why: string }>
   /** True when there is nothing to repair or recover. */
   ok: boolean
 }
@@ -48,6 +53,7 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
     pendingIntents: state.intents.map((intent) => ({ ...intent })),
     pendingReanchors: [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? state.rescues.get(uid)?.oldId ?? []),
     damage: damage ?? null,
+    malformed: malformedEntries(state),
     ok: false,
   }
   const seen = new Set<ItemId>()
@@ -71,6 +77,17 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
     report.pendingReanchors.length === 0 &&
     report.damage === null
   return report
+}
+
+function malformedEntries(state: DocState): ConsistencyReport['malformed'] {
+  const out: ConsistencyReport['malformed'] = []
+  for (const root of ['records', 'items'] as const) {
+    for (const [key, value] of state.parts[root]) {
+      const why = malformedItem(root, key, value)
+      if (why) out.push({ root, key, why })
+    }
+  }
+  return out
 }
 
 function checkRows(state: DocState, rows: StoredRows, report: ConsistencyReport): void {
