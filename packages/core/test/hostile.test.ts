@@ -168,3 +168,26 @@ describe('malformed entries are quarantined', () => {
     expect(await collect(store.audit({ kinds: ['malformed_entry'] }))).toHaveLength(2)
   })
 })
+
+describe('an item a peer made unreadable', () => {
+  it('keeps its shadow rows as its last good copy, which recover adopts', async () => {
+    const { discoverOrphans, recoverOrphans } = await import('../../recover/src/index.js')
+    const store = await testStore()
+    const victim = await store.createItem({ name: 'victim', body: 'precious body' })
+    await store.apply(victim.id, 'start')
+    const other = await store.createItem({ name: 'other' })
+    // An overwrite of the record (not a removal, so not refused) with something that is no item.
+    await store.applyUpdate(peerTx(store.encodeStateAsUpdate(), (doc) => doc.getMap('records').set(victim.uid, 'garbage')), 'peer')
+    await store.flush()
+    expect(store.getItem(victim.id)).toBeUndefined()
+    expect(store.getItem(other.id)?.name).toBe('other')
+    expect(await store.maintenance.readShadowRow(victim.id)).toMatchObject({ row: { uid: victim.uid, name: 'victim', stage: 'coding' } })
+    const found = await discoverOrphans(store, { ids: [victim.id] })
+    expect(found.orphans).toMatchObject([{ id: victim.id, uid: victim.uid, name: 'victim' }])
+    const result = await recoverOrphans(store, { ids: [victim.id], dryRun: false })
+    expect(result.failed).toEqual([])
+    const back = store.getItem(result.recovered[0]!.newId!)
+    expect(back).toMatchObject({ uid: victim.uid, name: 'victim', stage: 'coding' })
+    expect(await store.readContent(back!.id)).toBe('precious body')
+  })
+})

@@ -163,7 +163,9 @@ function openError(dir: string, err: unknown): DocketError {
  * says what to do; anything else is passed through.
  */
 export function storageError(dir: string, err: unknown): unknown {
-  if (err instanceof DocketError || !errorCodes(err).includes('LEVEL_CORRUPTION')) return err
+  const codes = errorCodes(err)
+  const damaged = codes.includes('LEVEL_CORRUPTION') || (codes.includes('LEVEL_IO_ERROR') && /\.(ldb|sst|log)\b|MANIFEST|CURRENT|Corruption/.test(messageOf(err)))
+  if (err instanceof DocketError || !damaged) return err
   return new DocketError(
     'STORE_CORRUPT',
     `The LevelDB of the store at ${dir} is damaged (${messageOf(err)}): restore the directory from a backup, or — for a replica that syncs — move it aside and let a new replica (\`docket init\`) get everything back from its server. \`docket export\` may still save what is readable.`,

@@ -63,6 +63,7 @@ function buildJob(env: CaptureEnv, job: Job, touched: Map<Uid, Touch>, ctx: OpCo
   const ids = new Map<ItemId, Touch>()
   for (const id of ctx?.refresh ?? []) touch(ids, id).whole = true
   for (const [uid, t] of touched) {
+    for (const [id, owner] of state.keptRows) if (owner === uid) merge(touch(ids, id), t, true)
     const before = state.byUid.get(uid)
     const after = state.claims.shownId(uid)
     if (before !== undefined) merge(touch(ids, before), t, before !== after)
@@ -174,13 +175,21 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   const live = uid !== undefined && record !== undefined && map !== undefined && !isDeletedUid(state.parts, uid)
 
   if (!live) {
-    if (prev === undefined) return false
-    if (state.index.get(id)?.uid === prev.uid) state.untrack(id)
+    const owner = prev?.uid ?? state.keptRows.get(id)
+    if (owner === undefined) return false
+    if (prev !== undefined && state.index.get(id)?.uid === prev.uid) state.untrack(id)
+    if (uid === owner && record === undefined && !isDeletedUid(state.parts, uid)) {
+      // Still its id, but its map cannot be read (a peer's bad value, or a field half-delivered):
+      // the rows here are its last good copy — kept, for `recover` to adopt if it does not heal.
+      state.keptRows.set(id, uid)
+      return prev !== undefined
+    }
+    state.keptRows.delete(id)
     job.dels.push({ sublevel: 'shadow', key: idKey(id) })
     job.clearContent.push(id)
     // Deleted — as opposed to moved to another id, or about to move (its id was taken or deleted).
-    if (isDeletedUid(state.parts, prev.uid) || state.parts.tombstones.get(id)?.uid === prev.uid) {
-      job.events.push({ type: 'deleted', id, uid: prev.uid, origin: ctx ? 'local' : 'remote' })
+    if (isDeletedUid(state.parts, owner) || state.parts.tombstones.get(id)?.uid === owner) {
+      job.events.push({ type: 'deleted', id, uid: owner, origin: ctx ? 'local' : 'remote' })
     }
     return true
   }
@@ -198,7 +207,7 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   if (fresh) {
     // Rows of a previous occupant go first. An id nobody held here has no rows: the
     // allocator never proposes an id with rows, and explicit ids are checked before writing.
-    if (prev !== undefined) job.clearContent.push(id)
+    if (prev !== undefined || state.keptRows.delete(id)) job.clearContent.push(id)
     else if (idToNumber(id) <= state.allocator.bySource().content) job.guard.push({ id, uid })
     for (const [slot, value] of contentEntries(map)) putContent(job, id, slot, value)
   } else {

@@ -5,7 +5,8 @@ import { decodeRescued, type RescuedItem } from '../crdt/rescue.js'
 import { docParts, isDeletedUid, isItemMap, readRecord, readUid, type DocParts, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
-import { idFromKey, parseContentKey, seqFromKey } from '../storage/keys.js'
+import { idFromKey, idKey, parseContentKey, seqFromKey } from '../storage/keys.js'
+import { shadowUid } from '../storage/scan.js'
 import type { Item } from '../types.js'
 
 /** Marks updates replayed from disk at open: they are already persisted. */
@@ -59,6 +60,8 @@ export class DocState {
   readonly index = new Map<ItemId, IndexEntry>()
   /** The reverse of `index`: where each uid's rows are. */
   readonly byUid = new Map<Uid, ItemId>()
+  /** Ids whose item became unreadable while it kept the id: its rows were kept as its last good copy. */
+  readonly keptRows = new Map<ItemId, Uid>()
   /** Items of this replica that show no id: the engine claims a fresh id for each. */
   readonly unanchored = new Set<Uid>()
   /**
@@ -186,6 +189,7 @@ export async function loadState(dbs: Databases, generation: number, replicaId: R
   for await (const key of dbs.reported.keys()) state.reported.add(key)
   await loadJournal(dbs, state)
   for (const uid of state.rescues.keys()) noteAnchoring(state, uid)
+  await findKeptRows(dbs, state)
   return state
 }
 
@@ -205,6 +209,19 @@ async function loadJournal(dbs: Databases, state: DocState): Promise<void> {
       continue
     }
     state.intents.push({ key, kind: typeof kind === 'string' ? kind : 'unknown', data })
+  }
+}
+
+/**
+ * Items that hold their id but cannot be read (a peer's bad value, or a deletion whose record
+ * has not arrived): the rows at their id, if they are theirs, are kept as their last good copy.
+ */
+async function findKeptRows(dbs: Databases, state: DocState): Promise<void> {
+  for (const [id, uid] of state.claims.shownEntries()) {
+    if (recordOf(state, uid) !== undefined || isDeletedUid(state.parts, uid)) continue
+    const text = await dbs.shadow.get(idKey(id))
+    const owner = text === undefined ? undefined : shadowUid(text)
+    if (owner && 'uid' in owner && owner.uid === uid) state.keptRows.set(id, uid)
   }
 }
 
