@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { once } from 'node:events'
+import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Database } from '@hocuspocus/extension-database'
 import { Server, type Extension } from '@hocuspocus/server'
@@ -27,7 +28,24 @@ export interface ServeOptions {
   /** Quiet time before a changed document is stored, and the most it may wait. Default: 200 / 1000 ms. */
   debounceMs?: number
   maxDebounceMs?: number
+  /** The largest WebSocket message accepted (a whole document travels in one at first sync). Default: 100 MiB. */
+  maxPayloadBytes?: number
+  /** A connection that has not authenticated within this time is closed. Default: 10,000 ms. */
+  authTimeoutMs?: number
+  /** What a connection may send before it has authenticated; more closes it. Default: 1 MiB. */
+  maxUnauthenticatedBytes?: number
 }
+
+/** What the server needs of a ws socket (ws is Hocuspocus's; docket does not depend on it). */
+interface Socket {
+  terminate(): void
+  on(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[]) => void): unknown
+  off(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[]) => void): unknown
+  once(event: 'close', listener: () => void): unknown
+}
+
+/** The limits' defaults (README, `docket serve --help`). */
+export const SERVER_LIMITS = { maxPayloadBytes: 100 * 1024 * 1024, authTimeoutMs: 10_000, maxUnauthenticatedBytes: 1024 * 1024 } as const
 
 export interface RunningServer {
   url: string
@@ -99,6 +117,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     extensions.push(new Redis({ host: options.redis.host, port: options.redis.port, ...(options.redis.prefix ? { prefix: options.redis.prefix } : {}) }))
   }
 
+  const limits = {
+    maxPayloadBytes: options.maxPayloadBytes ?? SERVER_LIMITS.maxPayloadBytes,
+    authTimeoutMs: options.authTimeoutMs ?? SERVER_LIMITS.authTimeoutMs,
+    maxUnauthenticatedBytes: options.maxUnauthenticatedBytes ?? SERVER_LIMITS.maxUnauthenticatedBytes,
+  }
+  // Connections that have not authenticated yet: Hocuspocus queues what they send until they
+  // do, so they get a deadline and a budget (a socket that never authenticates cannot pile up memory).
+  const unauthenticated = new Map<IncomingMessage, () => void>()
   const server = new Server({
     quiet: true,
     stopOnSignals: false,
@@ -122,12 +148,36 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         })
       }
     },
-    async connected({ documentName, instance }) {
+    async connected({ documentName, instance, request }) {
+      unauthenticated.get(request)?.()
       logger.info(`client connected to ${documentName} (${instance.getConnectionsCount()} connected)`)
     },
     async onDisconnect({ documentName, clientsCount }) {
       logger.info(`client left ${documentName} (${clientsCount} still connected)`)
     },
+  }, { maxPayload: limits.maxPayloadBytes })
+
+  server.webSocketServer.on('connection', (ws: Socket, request: IncomingMessage) => {
+    const from = request.socket.remoteAddress ?? 'a socket'
+    let received = 0
+    const timer = setTimeout(() => {
+      logger.warn(`closed a connection from ${from} that did not authenticate within ${limits.authTimeoutMs} ms`)
+      ws.terminate()
+    }, limits.authTimeoutMs)
+    const onMessage = (data: Buffer | ArrayBuffer | Buffer[]) => {
+      received += Array.isArray(data) ? data.reduce((n, b) => n + b.byteLength, 0) : data.byteLength
+      if (received <= limits.maxUnauthenticatedBytes) return
+      logger.warn(`closed a connection from ${from} that sent ${received} bytes before authenticating (the limit is ${limits.maxUnauthenticatedBytes})`)
+      ws.terminate()
+    }
+    const settled = () => {
+      clearTimeout(timer)
+      ws.off('message', onMessage)
+      unauthenticated.delete(request)
+    }
+    unauthenticated.set(request, settled)
+    ws.on('message', onMessage)
+    ws.once('close', settled)
   })
 
   // Hocuspocus's own listen() ignores the host; bind the HTTP server ourselves.

@@ -14,6 +14,9 @@ export function registerSync(program: Command, ctx: Context): void {
     .option('--host <host>', 'the address to bind (default 127.0.0.1: this machine only)', '127.0.0.1')
     .option('--port <port>', `the port (default ${DEFAULT_PORT}; 0 picks a free one)`, String(DEFAULT_PORT))
     .option('--redis <host:port>', 'share documents with other docket servers through this Redis')
+    .option('--max-payload <bytes>', 'the largest message accepted (default 104857600: a whole document travels in one at first sync)')
+    .option('--auth-timeout <ms>', 'close a connection that has not authenticated within this time (default 10000)')
+    .option('--max-unauthenticated <bytes>', 'close a connection that sends more than this before authenticating (default 1048576)')
     .addHelpText(
       'after',
       `
@@ -24,7 +27,12 @@ Examples:
 
 The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every document, then exit.`,
     )
-    .action(async (flags: { host: string; port: string; redis?: string }, command: Command) => {
+    .action(async (flags: { host: string; port: string; redis?: string; maxPayload?: string; authTimeout?: string; maxUnauthenticated?: string }, command: Command) => {
+      const limits = {
+        ...(flags.maxPayload !== undefined ? { maxPayloadBytes: positive(flags.maxPayload, '--max-payload') } : {}),
+        ...(flags.authTimeout !== undefined ? { authTimeoutMs: positive(flags.authTimeout, '--auth-timeout') } : {}),
+        ...(flags.maxUnauthenticated !== undefined ? { maxUnauthenticatedBytes: positive(flags.maxUnauthenticated, '--max-unauthenticated') } : {}),
+      }
       const token = ctx.token(command)
       if (!token) throw new UsageError('docket serve needs a token: --token T or DOCKET_TOKEN=T (clients must present it)')
       const port = parseNonNegative(flags.port, '--port')
@@ -45,6 +53,7 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
           port,
           token,
           ...(redis ? { redis } : {}),
+          ...limits,
           logger: { info: (m) => out.note(`docket serve: ${m}`), warn: (m) => out.warn(m) },
         })
       } catch (err) {
@@ -87,4 +96,10 @@ function parseRedis(text: string): { host: string; port: number } {
   const match = /^([^:]+):(\d{1,5})$/.exec(text)
   if (!match) throw new UsageError(`--redis ${JSON.stringify(text)} must be host:port, e.g. 127.0.0.1:6379`)
   return { host: match[1]!, port: Number(match[2]) }
+}
+
+function positive(text: string, flag: string): number {
+  const n = parseNonNegative(text, flag)
+  if (n === 0) throw new UsageError(`${flag} must be at least 1`)
+  return n
 }
