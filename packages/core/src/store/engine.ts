@@ -112,7 +112,7 @@ export class Engine {
     this.attach(this.state)
   }
 
-  /** Reports damaged rows, finishes what a previous session left in the journal, compacts if due. */
+  /** Reports damaged rows, moves this replica's items that show no id (a session may have ended first), compacts if due. */
   async start(): Promise<void> {
     for (const row of this.state.corrupt) {
       this.logger.warn(`corrupt row in ${row.sublevel} at key ${JSON.stringify(row.key)}: ${row.error}; it is kept and skipped`)
