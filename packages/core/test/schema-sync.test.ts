@@ -3,7 +3,8 @@ import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import { readStoredDocument } from '@docket/server'
-import { server, synced, TOKEN } from './sync-support.js'
+import { eventually, server, synced, TOKEN } from './sync-support.js'
+import { collect } from './support.js'
 
 /** Connects a bare Hocuspocus client (as a docket of another schema would) and returns why it was refused. */
 async function refusal(url: string, token: string, write: (doc: Y.Doc) => void): Promise<string> {
@@ -55,5 +56,38 @@ describe('replicas of two schemas never merge through a server', () => {
     expect([...stored.getMap('items').keys()]).toEqual([])
     expect(stored.getMap('future').size).toBe(0)
     expect([...stored.getMap<Y.Map<unknown>>('records').values()].map((m) => m.get('name'))).toEqual(['schema 2 item'])
+  })
+})
+
+describe('the sync server runs the grow-only check too', () => {
+  it('refuses an update that removes a tombstone, closes the connection that sent it, and stores and forwards nothing of it', async () => {
+    const srv = await server()
+    const a = await synced(srv.url)
+    const b = await synced(srv.url)
+    const gone = await a.createItem({ name: 'gone' })
+    await a.deleteItem(gone.id)
+    await a.whenSynced(10_000)
+    await eventually('b has the tombstone', () => b.isTombstoned(gone.id))
+    // A client with the token that removes the tombstone from its copy and sends that.
+    const doc = new Y.Doc()
+    Y.applyUpdate(doc, a.encodeStateAsUpdate())
+    const socket = new HocuspocusProviderWebsocket({ url: srv.url, WebSocketPolyfill: WebSocket })
+    const provider = new HocuspocusProvider({ websocketProvider: socket, name: 'docket', document: doc, token: JSON.stringify({ schema: 2, token: TOKEN }) })
+    provider.attach()
+    try {
+      await new Promise<void>((resolve) => provider.on('synced', () => resolve()))
+      const closed = new Promise<{ code: number; reason: string }>((resolve) => provider.on('close', ({ event }: { event: { code: number; reason: string } }) => resolve(event)))
+      doc.getMap('tombstones').delete(gone.id)
+      const event = await closed
+      expect(event.reason).toMatch(/^update-refused: it removes the tombstones entry/)
+    } finally {
+      provider.destroy()
+      socket.destroy()
+      doc.destroy()
+    }
+    const c = await synced(srv.url)
+    await c.whenSynced(10_000)
+    for (const store of [a, b, c]) expect(store.isTombstoned(gone.id), store.replicaId).toBe(true)
+    expect(await collect(b.audit({ kinds: ['update_refused'] }))).toEqual([])
   })
 })

@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { afterEach } from 'vitest'
 import { startServer, type RunningServer } from '@docket/server'
-import { openStore, type OpenStoreOptions, type Store } from '../src/index.js'
+import { openStore, updateRefusal, type OpenStoreOptions, type Store } from '../src/index.js'
 import { capturingLogger, startFixture, tempDir } from './support.js'
 
 export { converged, eventually, freePort } from '../src/testing.js'
@@ -22,7 +22,7 @@ afterEach(async () => {
 /** A real Hocuspocus server on 127.0.0.1, in this process. */
 export async function server(options: { dir?: string; port?: number } = {}): Promise<RunningServer & { dir: string }> {
   const dir = options.dir ?? join(await tempDir('docket-server-'), 'server')
-  const running = await startServer({ dir, port: options.port ?? 0, token: TOKEN, debounceMs: 50, maxDebounceMs: 200, logger: { info: () => {}, warn: () => {} } })
+  const running = await startServer({ dir, port: options.port ?? 0, token: TOKEN, debounceMs: 50, maxDebounceMs: 200, admit: updateRefusal, logger: { info: () => {}, warn: () => {} } })
   servers.push(running)
   return Object.assign(running, { dir })
 }

@@ -4,6 +4,8 @@ import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Database } from '@hocuspocus/extension-database'
 import { Server, type Extension } from '@hocuspocus/server'
+import * as decoding from 'lib0/decoding'
+import type * as Y from 'yjs'
 import { DEFAULT_PORT } from './defaults.js'
 import { DocumentStore } from './persistence.js'
 
@@ -34,6 +36,12 @@ export interface ServeOptions {
   authTimeoutMs?: number
   /** What a connection may send before it has authenticated; more closes it. Default: 1 MiB. */
   maxUnauthenticatedBytes?: number
+  /**
+   * Checks every document update a client sends, before the server applies, stores or forwards
+   * it: a reason refuses it and closes the connection that sent it. `docket serve` passes core's
+   * grow-only check (nothing may be removed from a tombstone, a claim, a stage log…). Default: none.
+   */
+  admit?: (document: Y.Doc, update: Uint8Array) => string | undefined
 }
 
 /** What the server needs of a ws socket (ws is Hocuspocus's; docket does not depend on it). */
@@ -63,6 +71,29 @@ const stderr: ServerLogger = {
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }
+
+/**
+ * The Yjs update a client message carries (a sync step 2 or an update, in Hocuspocus's framing:
+ * document name, message type, sync message type, update), or undefined for any other message.
+ */
+export function documentUpdateOf(message: Uint8Array): Uint8Array | undefined {
+  try {
+    const decoder = decoding.createDecoder(message)
+    decoding.readVarString(decoder) // the document's name
+    const type = decoding.readVarUint(decoder)
+    if (type !== MESSAGE_SYNC && type !== MESSAGE_SYNC_REPLY) return undefined
+    const sync = decoding.readVarUint(decoder)
+    return sync === SYNC_STEP_2 || sync === SYNC_UPDATE ? decoding.readVarUint8Array(decoder) : undefined
+  } catch {
+    return undefined // not ours to judge: Hocuspocus reports malformed messages itself
+  }
+}
+
+// Hocuspocus's MessageType.Sync / SyncReply, and y-protocols' sync message types.
+const MESSAGE_SYNC = 0
+const MESSAGE_SYNC_REPLY = 4
+const SYNC_STEP_2 = 1
+const SYNC_UPDATE = 2
 
 /** The document schema this server serves (docs/FORMAT.md); replicas say theirs when they connect. */
 export const DOCUMENT_SCHEMA = 2
@@ -147,6 +178,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           reason: `schema-mismatch: this server serves docket schema ${DOCUMENT_SCHEMA} documents and the replica runs ${theirs}; run the same docket version on the server and every replica (a store migrates when that version first opens it)`,
         })
       }
+    },
+    async beforeHandleMessage({ update: message, document, documentName, requestHeaders }) {
+      if (!options.admit) return
+      const update = documentUpdateOf(message)
+      const refusal = update === undefined ? undefined : options.admit(document, update)
+      if (refusal === undefined) return
+      logger.warn(`refused an update to ${documentName} from ${requestHeaders['x-forwarded-for'] ?? 'a client'} and closed its connection: ${refusal}`)
+      throw Object.assign(new Error('update refused'), { code: 4403, reason: `update-refused: ${refusal}`.slice(0, 120) })
     },
     async connected({ documentName, instance, request }) {
       unauthenticated.get(request)?.()

@@ -45,6 +45,8 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
       const dir = resolve(ctx.dir(command), 'server')
       // Loaded here, not at start-up: every other command would pay for Hocuspocus.
       const { startServer } = await import('@docket/server')
+      // The server refuses what every replica would refuse: updates that rewrite history.
+      const { updateRefusal } = await import('@docket/core')
       let server
       try {
         server = await startServer({
@@ -54,6 +56,7 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
           token,
           ...(redis ? { redis } : {}),
           ...limits,
+          admit: updateRefusal,
           logger: { info: (m) => out.note(`docket serve: ${m}`), warn: (m) => out.warn(m) },
         })
       } catch (err) {

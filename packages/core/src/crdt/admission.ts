@@ -1,5 +1,5 @@
 import * as Y from 'yjs'
-import { F, readUid, type DocParts } from './layout.js'
+import { docParts, F, readUid, type DocParts } from './layout.js'
 
 interface Internals {
   _map: Map<string, Y.Item>
@@ -104,4 +104,9 @@ function firstAt(structs: ReadonlyArray<{ id: { clock: number }; length: number 
     else return mid
   }
   return lo
+}
+
+/** `refusalOf` for any Y.Doc holding a docket document (a sync server's copy, say). */
+export function updateRefusal(doc: Y.Doc, update: Uint8Array): string | undefined {
+  return refusalOf(docParts(doc), update)
 }
