@@ -24,10 +24,10 @@ const MUTATIONS: Mutation[] = [
     file: 'packages/core/src/store/state.ts',
     edits: [
       {
-        find: "    state.explicit.add(key)\n    state.allocator.observe('items', idToNumber(claim.id))\n",
-        replace: "    state.explicit.add(key)\n    if (!state.parts.tombstones.has(claim.id)) state.allocator.observe('items', idToNumber(claim.id))\n",
+        find: "  state.explicit.add(key)\n  state.allocator.observe('items', idToNumber(claim.id))\n",
+        replace: "  state.explicit.add(key)\n  if (!state.parts.tombstones.has(claim.id)) state.allocator.observe('items', idToNumber(claim.id))\n",
       },
-      { find: "    state.allocator.observe('tombstones', idToNumber(key))\n", replace: '' },
+      { find: "  state.allocator.observe('tombstones', idToNumber(key))\n", replace: '' },
       { find: "    if (isIdNumber(value)) state.allocator.observe('high-water', value)\n", replace: '' },
     ],
     tests: ['test/properties/store.model.test.ts', 'test/properties/network.property.test.ts'],

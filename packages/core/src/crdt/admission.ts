@@ -33,6 +33,7 @@ export function refusalOf(parts: DocParts, update: Uint8Array): string | undefin
     if (typeof struct.parent === 'string' && typeof struct.parentSub === 'string') overwritten.add(`${struct.parent}/${struct.parentSub}`)
     if ((struct.parent as unknown) === 'deleted' && typeof struct.parentSub === 'string') deletedUids.add(struct.parentSub)
   }
+  const roots = rootsOf(parts)
   const local = parts.doc.store.clients
   for (const [client, ranges] of (decoded.ds as unknown as { clients: Map<number, Array<{ clock: number; len: number }>> }).clients) {
     const structs = local.get(client)
@@ -43,7 +44,7 @@ export function refusalOf(parts: DocParts, update: Uint8Array): string | undefin
       for (let i = firstAt(structs, clock); i < structs.length && structs[i]!.id.clock < clock + len; i++) {
         const struct = structs[i]!
         if (!(struct instanceof Y.Item) || struct.deleted) continue
-        const why = removal(parts, struct, decoded.ds, overwritten, deletedUids)
+        const why = removal(parts, roots, struct, decoded.ds, overwritten, deletedUids)
         if (why) return why
       }
     }
@@ -51,29 +52,35 @@ export function refusalOf(parts: DocParts, update: Uint8Array): string | undefin
   return undefined
 }
 
-function removal(parts: DocParts, item: Y.Item, ds: DeleteSet, overwritten: Set<string>, deletedUids: Set<string>): string | undefined {
-  const parent = item.parent as Y.AbstractType<unknown>
-  const ROOT_NAMES = new Map<Y.AbstractType<unknown>, string>([
-    [parts.tombstones as unknown as Y.AbstractType<unknown>, 'tombstones'],
-    [parts.deleted as unknown as Y.AbstractType<unknown>, 'deleted'],
-    [parts.aliases as unknown as Y.AbstractType<unknown>, 'aliases'],
-    [parts.claims as unknown as Y.AbstractType<unknown>, 'claims'],
+/** The root maps a removal is judged by, by the type that is their parent; built once per update. */
+function rootsOf(parts: DocParts): Map<unknown, RootName> {
+  return new Map<unknown, RootName>([
+    [parts.tombstones, 'tombstones'],
+    [parts.deleted, 'deleted'],
+    [parts.aliases, 'aliases'],
+    [parts.claims, 'claims'],
+    [parts.records, 'records'],
+    [parts.items, 'items'],
   ])
+}
+
+type RootName = 'tombstones' | 'deleted' | 'aliases' | 'claims' | 'records' | 'items'
+
+function removal(parts: DocParts, roots: Map<unknown, RootName>, item: Y.Item, ds: DeleteSet, overwritten: Set<string>, deletedUids: Set<string>): string | undefined {
+  const parent = item.parent as Y.AbstractType<unknown>
   const key = item.parentSub
-  const isCurrent = key !== null && (parent as unknown as Internals)._map?.get(key) === item
-  const rootName = ROOT_NAMES.get(parent as unknown as Y.AbstractType<unknown>) ?? (parent === (parts.records as unknown) ? 'records' : parent === (parts.items as unknown) ? 'items' : undefined)
-  const replaced = overwritten.has(idKey(item.id.client, item.id.clock + item.length - 1)) || (rootName !== undefined && key !== null && overwritten.has(`${rootName}/${key}`))
-  const goes = (type: { _item: Y.Item | null }) => type._item !== null && (type._item.deleted || Y.isDeleted(ds, type._item.id))
-  for (const root of [parts.tombstones, parts.deleted, parts.aliases, parts.claims]) {
-    if (parent === (root as unknown)) return isCurrent && !replaced ? `it removes the ${rootName} entry ${JSON.stringify(key)}, which only grows` : undefined
-  }
-  if (parent === (parts.records as unknown) || parent === (parts.items as unknown)) {
+  const rootName = roots.get(parent)
+  if (rootName !== undefined) {
+    const isCurrent = key !== null && (parent as unknown as Internals)._map.get(key) === item
+    const replaced = overwritten.has(idKey(item.id.client, item.id.clock + item.length - 1)) || (key !== null && overwritten.has(`${rootName}/${key}`))
     if (!isCurrent || replaced) return undefined
-    const uid = parent === (parts.records as unknown) ? key : readUid((item.content as Y.ContentType).type as Y.Map<unknown>)
+    if (rootName !== 'records' && rootName !== 'items') return `it removes the ${rootName} entry ${JSON.stringify(key)}, which only grows`
+    const uid = rootName === 'records' ? key : readUid((item.content as Y.ContentType).type as Y.Map<unknown>)
     if (uid && (deletedUids.has(uid) || parts.deleted.has(uid))) return undefined
     return `it removes item ${uid ?? key} without recording its deletion`
   }
   // An item's stage log: its entries, or the log itself, go only with the whole item.
+  const goes = (type: { _item: Y.Item | null }) => type._item !== null && (type._item.deleted || Y.isDeleted(ds, type._item.id))
   const owner = parent._item?.parent as Y.AbstractType<unknown> | undefined
   if (parent instanceof Y.Array && parent._item?.parentSub === F.stages && owner && isItemRoot(parts, owner._item?.parent)) {
     return goes(owner) ? undefined : 'it removes stage entries of an item, whose stage log only grows'

@@ -1,6 +1,5 @@
 import type * as Y from 'yjs'
 import { auditEvent } from '../audit/audit.js'
-import { parseClaimKey } from '../crdt/claims.js'
 import { encodeRescued } from '../crdt/rescue.js'
 import { contentEntries, contentOf, contentSlots, isDeletedUid, isItemMap, locateItemPart, readRecord, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
@@ -10,7 +9,7 @@ import { resolveStage } from '../stage/resolve.js'
 import type { ContentValue } from '../types.js'
 import { itemFromRecord } from './items.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
-import { noteAnchoring, recordOf, type DocState, type IndexEntry } from './state.js'
+import { indexClaim, indexTombstone, noteAnchoring, recordOf, type DocState, type IndexEntry } from './state.js'
 import type { Logger } from './logger.js'
 
 interface Touch {
@@ -128,21 +127,19 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
       }
     } else if (type === parts.claims) {
       for (const key of keys) {
-        const claim = key === null ? undefined : parseClaimKey(key)
-        if (!claim || !parts.claims.has(key!) || state.explicit.has(key!)) continue
-        state.explicit.add(key!)
-        allocator.observe('items', idToNumber(claim.id))
-        whole(claim.uid)
-        for (const uid of state.claims.add(claim.id, claim.uid)) whole(uid)
+        const indexed = key === null || !parts.claims.has(key) ? undefined : indexClaim(state, key)
+        if (!indexed) continue
+        const { claim, affected } = indexed
+        for (const uid of affected) whole(uid)
         const tomb = parts.tombstones.get(claim.id)
         if (tomb && tomb.uid !== claim.uid) rejectTombstonedClaim(env, job, claim.id, claim.uid, tomb.uid)
       }
     } else if (type === parts.tombstones) {
       for (const key of keys) {
-        if (key === null || !isItemId(key) || !parts.tombstones.has(key)) continue
-        allocator.observe('tombstones', idToNumber(key))
-        whole(state.index.get(key)?.uid)
-        for (const uid of state.claims.tombstone(key)) whole(uid)
+        const affected = key === null || !parts.tombstones.has(key) ? undefined : indexTombstone(state, key)
+        if (!affected) continue
+        whole(state.index.get(key as ItemId)?.uid)
+        for (const uid of affected) whole(uid)
       }
     } else if (type === parts.deleted) {
       for (const uid of keys) if (uid !== null && isUid(uid)) whole(uid)
@@ -254,7 +251,12 @@ export function hasPendingUpdates(state: DocState): boolean {
 }
 
 function putContent(job: Job, id: ItemId, slot: string, value: ContentValue): void {
-  job.puts.push({ sublevel: 'content', key: contentKey(id, slot), value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value })
+  job.puts.push({ sublevel: 'content', key: contentKey(id, slot), value: contentBytes(value) })
+}
+
+/** A content value as its row holds it: text as UTF-8. */
+export function contentBytes(value: ContentValue): Uint8Array {
+  return typeof value === 'string' ? Buffer.from(value, 'utf8') : value
 }
 
 export function shadowRow(

@@ -14,7 +14,7 @@ import type { Alias, ContentValue } from '../types.js'
 import { decodeContent } from './evidence.js'
 import type { StoreHooks } from './hooks.js'
 import { buildIndexes, recordOf, type DocState, type Intent } from './state.js'
-import { shadowRow } from './capture.js'
+import { contentBytes, shadowRow } from './capture.js'
 import { itemAt } from './items.js'
 
 /** The on-disk format this code writes. A store with a higher version is refused, not guessed at. */
@@ -189,7 +189,7 @@ function movedRows(state: DocState, reanchors: Reanchor[], moved: MigrationRepor
     const entries = readStageEntries(map)
     rows.push({ type: 'put', sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, item.stage, entries)) })
     for (const [slot, value] of contentEntries(map)) {
-      rows.push({ type: 'put', sublevel: 'content', key: contentKey(id, slot), value: typeof value === 'string' ? Buffer.from(value, 'utf8') : value })
+      rows.push({ type: 'put', sublevel: 'content', key: contentKey(id, slot), value: contentBytes(value) })
     }
   }
   for (const m of moved) {

@@ -56,6 +56,8 @@ export class DocState {
   readonly explicit = new Set<string>()
   /** Schema 1 item keys (ids) → the uid of the map there, to follow changes and deletions. */
   readonly legacy = new Map<string, Uid>()
+  /** The reverse of `legacy`: the schema 1 keys that hold each uid (one, unless a peer copied it). */
+  readonly legacyKeys = new Map<Uid, Set<string>>()
   /** What the shadow store holds per id (the item shown there), as of the last captured transaction. */
   readonly index = new Map<ItemId, IndexEntry>()
   /** The reverse of `index`: where each uid's rows are. */
@@ -121,7 +123,7 @@ export class DocState {
       if (map) this.maps.set(key, map)
       else {
         // A schema 1 map of the same uid, if any, takes over again.
-        const legacyKey = [...this.legacy.entries()].find(([, uid]) => uid === key)?.[0]
+        const legacyKey = this.legacyKeys.get(key)?.values().next().value
         const legacyMap = legacyKey === undefined ? undefined : this.parts.items.get(legacyKey)
         if (legacyMap) this.maps.set(key, legacyMap)
         else this.maps.delete(key)
@@ -134,6 +136,8 @@ export class DocState {
       affected.add(before)
       if (before !== after) {
         this.legacy.delete(key)
+        this.legacyKeys.get(before)?.delete(key)
+        if (this.legacyKeys.get(before)?.size === 0) this.legacyKeys.delete(before)
         if (!this.parts.records.has(before)) this.maps.delete(before)
         if (isItemId(key)) for (const uid of this.claims.remove(key, before)) affected.add(uid)
       }
@@ -143,6 +147,7 @@ export class DocState {
       if (!this.parts.records.has(after)) this.maps.set(after, map)
       if (before !== after) {
         this.legacy.set(key, after)
+        this.legacyKeys.set(after, (this.legacyKeys.get(after) ?? new Set()).add(key))
         if (isItemId(key)) for (const uid of this.claims.add(key, after)) affected.add(uid)
       }
     }
@@ -184,12 +189,12 @@ export async function loadState(dbs: Databases, generation: number, replicaId: R
   const commit = Number((await dbs.meta.get('commit')) ?? '0')
   state.commit = Number.isSafeInteger(commit) && commit >= 0 ? commit : 0
   state.nextSeq = rows.length === 0 ? 1 : rows[rows.length - 1]![0] + 1
-  buildIndexes(state)
+  const unreadable = buildIndexes(state)
   state.allocator.observe('content', await highestStoredId(dbs))
   for await (const key of dbs.reported.keys()) state.reported.add(key)
   await loadJournal(dbs, state)
   for (const uid of state.rescues.keys()) noteAnchoring(state, uid)
-  await findKeptRows(dbs, state)
+  await findKeptRows(dbs, state, unreadable)
   return state
 }
 
@@ -216,44 +221,58 @@ async function loadJournal(dbs: Databases, state: DocState): Promise<void> {
  * Items that hold their id but cannot be read (a peer's bad value, or a deletion whose record
  * has not arrived): the rows at their id, if they are theirs, are kept as their last good copy.
  */
-async function findKeptRows(dbs: Databases, state: DocState): Promise<void> {
-  for (const [id, uid] of state.claims.shownEntries()) {
-    if (recordOf(state, uid) !== undefined || isDeletedUid(state.parts, uid)) continue
+async function findKeptRows(dbs: Databases, state: DocState, unreadable: ReadonlyArray<[ItemId, Uid]>): Promise<void> {
+  for (const [id, uid] of unreadable) {
     const text = await dbs.shadow.get(idKey(id))
     const owner = text === undefined ? undefined : shadowUid(text)
     if (owner && 'uid' in owner && owner.uid === uid) state.keptRows.set(id, uid)
   }
 }
 
-/** Indexes the document as loaded: item maps, claims, tombstones, high-water marks, the rows' owners. */
-export function buildIndexes(state: DocState): void {
+/**
+ * Indexes the document as loaded: item maps, claims, tombstones, high-water marks, the rows'
+ * owners. Returns the items that hold an id but cannot be read (see `findKeptRows`).
+ */
+export function buildIndexes(state: DocState): Array<[ItemId, Uid]> {
   const { items, records, claims, tombstones, alloc } = state.parts
   for (const [key, map] of items) {
     if (isItemId(key)) state.allocator.observe('items', idToNumber(key))
     if (state.legacy.get(key) === undefined) state.noteMap('items', key, map)
   }
   for (const [key, map] of records) state.noteMap('records', key, map)
-  for (const key of claims.keys()) {
-    const claim = parseClaimKey(key)
-    if (!claim || state.explicit.has(key)) continue
-    state.explicit.add(key)
-    state.allocator.observe('items', idToNumber(claim.id))
-    state.claims.add(claim.id, claim.uid)
-  }
-  for (const key of tombstones.keys()) {
-    if (!isItemId(key) || state.claims.isTombstoned(key)) continue
-    state.allocator.observe('tombstones', idToNumber(key))
-    state.claims.tombstone(key)
-  }
+  for (const key of claims.keys()) indexClaim(state, key)
+  for (const key of tombstones.keys()) indexTombstone(state, key)
   for (const value of alloc.values()) {
     if (isIdNumber(value)) state.allocator.observe('high-water', value)
   }
+  const unreadable: Array<[ItemId, Uid]> = []
   for (const [id, uid] of state.claims.shownEntries()) {
+    if (isDeletedUid(state.parts, uid)) continue
     const record = recordOf(state, uid)
-    if (record && !isDeletedUid(state.parts, uid)) state.track(id, { uid, createdBy: record.createdBy })
+    if (record) state.track(id, { uid, createdBy: record.createdBy })
+    else unreadable.push([id, uid])
   }
   for (const uid of state.maps.keys()) noteAnchoring(state, uid)
   for (const uid of state.rescues.keys()) noteAnchoring(state, uid)
+  return unreadable
+}
+
+/** Indexes one claim key, once: the claim, and the uids whose shown id may have changed (or undefined: no new claim). */
+export function indexClaim(state: DocState, key: string): { claim: { id: ItemId; uid: Uid }; affected: Set<Uid> } | undefined {
+  const claim = parseClaimKey(key)
+  if (!claim || state.explicit.has(key)) return undefined
+  state.explicit.add(key)
+  state.allocator.observe('items', idToNumber(claim.id))
+  const affected = state.claims.add(claim.id, claim.uid)
+  affected.add(claim.uid)
+  return { claim, affected }
+}
+
+/** Indexes one tombstone, once: the uids that lose the id (or undefined: no new tombstone). */
+export function indexTombstone(state: DocState, key: string): Set<Uid> | undefined {
+  if (!isItemId(key) || state.claims.isTombstoned(key)) return undefined
+  state.allocator.observe('tombstones', idToNumber(key))
+  return state.claims.tombstone(key)
 }
 
 /** The readable record of an item map, by uid (the map must say the same uid). */
@@ -268,13 +287,14 @@ export function recordOf(state: DocState, uid: Uid): ItemRecord | undefined {
  * deleted, has claimed an id (or is a schema 2 record) and shows none must be re-anchored.
  */
 export function noteAnchoring(state: DocState, uid: Uid): void {
+  // Cheap tests first: at open this runs for every item, and nearly all of them show an id.
+  if (state.claims.shownId(uid) !== undefined || isDeletedUid(state.parts, uid)) {
+    state.unanchored.delete(uid)
+    return
+  }
   const record = recordOf(state, uid)
   const rescued = state.rescues.has(uid) && record === undefined
-  const candidate =
-    !isDeletedUid(state.parts, uid) &&
-    state.claims.shownId(uid) === undefined &&
-    (rescued ||
-      (record !== undefined && record.createdBy === state.replicaId && (state.claims.hasClaims(uid) || state.parts.records.has(uid))))
+  const candidate = rescued || (record !== undefined && record.createdBy === state.replicaId && (state.claims.hasClaims(uid) || state.parts.records.has(uid)))
   if (candidate) state.unanchored.add(uid)
   else state.unanchored.delete(uid)
 }

@@ -375,7 +375,7 @@ export class Store implements AsyncDisposable {
         state.parts.deleted.set(item.uid, { id: itemId, at: tombstone.at, by: this.replicaId })
         // The data goes; the claims, the tombstone and the deleted uid stay (grow-only).
         if (state.parts.records.has(item.uid)) state.parts.records.delete(item.uid)
-        for (const [key, uid] of state.legacy) if (uid === item.uid) state.parts.items.delete(key)
+        for (const key of state.legacyKeys.get(item.uid) ?? []) state.parts.items.delete(key)
       },
     })
     return { id: itemId, uid: item.uid, alreadyDeleted: false }

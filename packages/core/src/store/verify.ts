@@ -6,7 +6,7 @@ import { scanStoredRows, parseShadowRow, type StoredRows } from '../storage/scan
 import type { ShadowRow } from '../storage/shadow.js'
 import type { Stage } from '../stage/stages.js'
 import type { StorageDamage } from '../storage/health.js'
-import { malformedItem, shadowRow } from './capture.js'
+import { contentBytes, malformedItem, shadowRow } from './capture.js'
 import { itemAt, liveIds } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
 
@@ -118,8 +118,7 @@ function checkRows(state: DocState, rows: StoredRows, report: ConsistencyReport)
   const content = new Map(contentEntries(map))
   for (const [slot, value] of content) {
     const bytes = stored.get(slot)
-    const expected = typeof value === 'string' ? Buffer.from(value, 'utf8') : value instanceof Uint8Array ? value : undefined
-    if (expected === undefined) continue
+    const expected = contentBytes(value)
     if (bytes === undefined) report.missingContent.push({ id, slot, reason: 'missing' })
     else if (!Buffer.from(bytes).equals(Buffer.from(expected))) report.missingContent.push({ id, slot, reason: 'different' })
   }
