@@ -130,6 +130,23 @@ describe('docket import', () => {
     expect(again.skipped.length).toBe(314)
   })
 
+  it('a long blocked reason is cut between characters, never inside a surrogate pair', async () => {
+    const root = await tempDir()
+    await writeTree(root, { '1_backlog/5_story_emoji.md': legacyFile({ name: 'Emoji at the cut', blocked: JSON.stringify(`${'x'.repeat(1999)}😀 and more`) }) })
+    const dir = await newStore()
+    const run = await docket(['--dir', dir, '--json', 'import', root])
+    expect(run.code, run.stderr).toBe(0)
+    expect(run.json().failed).toEqual([])
+    const store = await openStore({ dir, readOnly: true, logger: { warn: () => {} } })
+    try {
+      const reason = store.getItem('5')?.blocked?.reason ?? ''
+      expect(reason).toBe('x'.repeat(1999))
+      expect(reason.isWellFormed()).toBe(true)
+    } finally {
+      await store.close()
+    }
+  })
+
   it('export --format folders and jsonl round-trip through import: items, stages and bodies', async () => {
     const { root } = await realisticTree()
     const dir = await newStore()

@@ -13,8 +13,8 @@ afterEach(() => {
 
 
 /** `docket serve` in a child process; resolves once it listens. */
-async function serve(dir: string, port: number): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
-  const child = spawn(process.execPath, [BIN, '--dir', dir, '--json', 'serve', '--port', String(port)], { env: { ...process.env, DOCKET_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] })
+async function serve(dir: string, port: number, extra: string[] = []): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
+  const child = spawn(process.execPath, [BIN, '--dir', dir, '--json', 'serve', '--port', String(port), ...extra], { env: { ...process.env, DOCKET_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let out = ''
   let err = ''
@@ -62,6 +62,41 @@ describe('docket serve and docket sync', () => {
     expect((await docket(['--dir', join(root, 'c'), 'init'])).code).toBe(0)
     const fresh = await docket(['--dir', join(root, 'c'), '--json', 'sync'], { env: { DOCKET_SYNC_URL: again.url, DOCKET_TOKEN: TOKEN } })
     expect(fresh.json()).toMatchObject({ synced: true, items: 1 })
+  })
+
+  it('a create that exited is on the server: kill -9 of the server right after it loses nothing', async () => {
+    const root = await tempDir()
+    const port = await freePort()
+    const server = await serve(join(root, 'server'), port)
+    const env = { DOCKET_SYNC_URL: server.url, DOCKET_TOKEN: TOKEN }
+    await docket(['--dir', join(root, 'a'), 'init'])
+    const created = await docket(['--dir', join(root, 'a'), '--json', 'create', '--name', 'acknowledged means stored'], { env })
+    expect(created.code, created.stderr).toBe(0)
+    server.child.kill('SIGKILL')
+    await new Promise((r) => server.child.once('close', r))
+    const again = await serve(join(root, 'server'), port)
+    await docket(['--dir', join(root, 'b'), 'init'])
+    const fresh = await docket(['--dir', join(root, 'b'), '--json', 'sync'], { env: { DOCKET_SYNC_URL: again.url, DOCKET_TOKEN: TOKEN } })
+    expect(fresh.json()).toMatchObject({ synced: true, items: 1 })
+  })
+
+  it('a read-only token (--read-token) syncs the pipeline and refuses writes (exit 4, STORE_READ_ONLY)', async () => {
+    const root = await tempDir()
+    const server = await serve(join(root, 'server'), await freePort(), ['--read-token', 'look-only', '--max-connections-per-address', '50'])
+    await docket(['--dir', join(root, 'a'), 'init'])
+    await docket(['--dir', join(root, 'a'), 'create', '--name', 'on the board'], { env: { DOCKET_SYNC_URL: server.url, DOCKET_TOKEN: TOKEN } })
+    const board = { DOCKET_SYNC_URL: server.url, DOCKET_TOKEN: 'look-only' }
+    await docket(['--dir', join(root, 'board'), 'init'])
+    const sync = await docket(['--dir', join(root, 'board'), '--json', 'sync'], { env: board })
+    expect(sync.code, sync.stderr).toBe(0)
+    expect(sync.json()).toMatchObject({ synced: true, readOnly: true, items: 1 })
+    const write = await docket(['--dir', join(root, 'board'), '--json', 'create', '--name', 'from the board'], { env: board })
+    expect(write.code).toBe(4)
+    expect(write.json().error).toMatchObject({ code: 'STORE_READ_ONLY' })
+    expect(server.stderr()).toContain('read-only client connected')
+    const same = await docket(['--dir', root, 'serve', '--port', '0', '--read-token', TOKEN], { env: { DOCKET_TOKEN: TOKEN } })
+    expect(same.code).toBe(2)
+    expect(same.stderr).toContain('--read-token must be non-empty and differ from the token')
   })
 
   it('refuses to serve without a token, and refuses clients with a wrong one (exit 4)', async () => {

@@ -58,4 +58,6 @@ export type {
 export { createdEntry, nextEntry } from './stage/advance.js'
 export { decodeContent } from './store/evidence.js'
 export { MAX_AGENT_LENGTH, MAX_CONTENT_BYTES, MAX_DEPENDENCIES, MAX_NAME_LENGTH, MAX_REASON_LENGTH } from './store/validate.js'
+/** For docket's own packages (@docket/recover): the check every public entry point runs on its options. */
+export { keysOf, requireKnownKeys } from './store/validate.js'
 export type { SyncOptions, SyncState } from './sync/client.js'

@@ -1,6 +1,6 @@
 import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
-import { collect, tempDir, testStore, peerTx } from './support.js'
+import { collect, putRaw, snapshotRows, tempDir, testStore, peerTx } from './support.js'
 import { MAX_ITEM_NUMBER } from '../src/index.js'
 
 const U = (n: number) => `01J${String(n).padStart(23, '0')}`
@@ -119,19 +119,22 @@ describe('total readers: content slots a peer made up', () => {
 })
 
 describe('a bounded id space', () => {
-  it('a mark, a claim or a tombstone above 2^40 − 1 from a peer is not an id: allocation goes on from the real ids', async () => {
-    const store = await testStore()
+  it('a mark, a claim or a tombstone above 2^40 − 1 from a peer is refused; one already on disk is not an id: allocation goes on from the real ids', async () => {
+    const dir = await tempDir()
+    let store = await testStore({ dir })
     await store.createItem({ name: 'one' })
-    await store.applyUpdate(
-      peerTx(store.encodeStateAsUpdate(), (doc) => {
-        doc.getMap('alloc').set('peer', Number.MAX_SAFE_INTEGER)
-        doc.getMap('alloc').set('peer-2', 2 ** 40)
-        doc.getMap('claims').set(`9007199254740991/${U(9)}`, { at: '', by: 'peer', reason: 'created' })
-        doc.getMap('tombstones').set('1099511627776', { uid: U(8), at: '', by: 'peer', reason: null })
-      }),
-      'peer',
-    )
-    await store.flush()
+    const update = peerTx(store.encodeStateAsUpdate(), (doc) => {
+      doc.getMap('alloc').set('peer', Number.MAX_SAFE_INTEGER)
+      doc.getMap('alloc').set('peer-2', 2 ** 40)
+      doc.getMap('claims').set(`9007199254740991/${U(9)}`, { at: '', by: 'peer', reason: 'created' })
+      doc.getMap('tombstones').set('1099511627776', { uid: U(8), at: '', by: 'peer', reason: null })
+    })
+    await expect(store.applyUpdate(update, 'peer')).rejects.toMatchObject({ code: 'UPDATE_REFUSED', message: expect.stringContaining('above the highest item id') })
+    // One that got onto the disk anyway (written by a docket before this check): the readers bound it.
+    await store.close()
+    const seqs = [...(await snapshotRows(dir)).keys()].filter((k) => k.startsWith('!doc!')).map((k) => Number.parseInt(k.slice(5), 16))
+    await putRaw(dir, `!doc!${(Math.max(...seqs) + 1).toString(16).padStart(16, '0')}`, update)
+    store = await testStore({ dir })
     expect(store.peekNextId()).toBe('2')
     expect((await store.createItem({ name: 'two' })).id).toBe('2')
     expect(MAX_ITEM_NUMBER).toBe(2 ** 40 - 1)
@@ -189,5 +192,32 @@ describe('an item a peer made unreadable', () => {
     const back = store.getItem(result.recovered[0]!.newId!)
     expect(back).toMatchObject({ uid: victim.uid, name: 'victim', stage: 'coding' })
     expect(await store.readContent(back!.id)).toBe('precious body')
+  })
+})
+
+describe('refused updates are evidence, counted and bounded', () => {
+  it('the same refused update sent again is kept once; the count survives a reopen and verify() reports it', async () => {
+    const dir = await tempDir()
+    let store = await testStore({ dir })
+    const item = await store.createItem({ name: 'deleted later' })
+    await store.deleteItem(item.id)
+    const rewrite = peerTx(store.encodeStateAsUpdate(), (doc) => doc.getMap('tombstones').delete(item.id))
+    for (let i = 0; i < 3; i++) {
+      const err = await store.applyUpdate(rewrite, 'a server that resends').catch((e: { code?: string; details?: { key?: string } }) => e)
+      expect(err).toMatchObject({ code: 'UPDATE_REFUSED' })
+    }
+    expect(store.syncState().refusedUpdates).toBe(1)
+    expect(await collect(store.audit({ kinds: ['update_refused'] }))).toHaveLength(1)
+    await store.close()
+    store = await testStore({ dir })
+    expect(store.syncState().refusedUpdates).toBe(1)
+    const report = await store.verify()
+    expect(report.refusedUpdates).toBe(1)
+    expect(report.ok).toBe(true)
+    // A different refused update is a second piece of evidence.
+    const other = peerTx(store.encodeStateAsUpdate(), (doc) => doc.getMap('deleted').delete([...doc.getMap('deleted').keys()][0]!))
+    await expect(store.applyUpdate(other, 'peer')).rejects.toMatchObject({ code: 'UPDATE_REFUSED' })
+    expect(store.syncState().refusedUpdates).toBe(2)
+    expect((await store.verify()).refusedUpdates).toBe(2)
   })
 })

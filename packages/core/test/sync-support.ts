@@ -27,9 +27,9 @@ export async function server(options: { dir?: string; port?: number } = {}): Pro
   return Object.assign(running, { dir })
 }
 
-/** A server in a child process (to kill -9). */
-export async function serverProcess(dir: string, port: number): Promise<ChildProcess> {
-  const { child } = await startFixture('serve.ts', [dir, String(port), TOKEN], 'listening')
+/** A server in a child process (to kill -9); `debounce` = its store debounce and max debounce in ms. */
+export async function serverProcess(dir: string, port: number, debounce?: [number, number]): Promise<ChildProcess> {
+  const { child } = await startFixture('serve.ts', [dir, String(port), TOKEN, ...(debounce ?? []).map(String)], 'listening')
   children.push(child)
   return child
 }

@@ -1,4 +1,4 @@
-import { DocketError, ITEM_TYPES, parseItemId, parseShadow, type ItemId, type ItemType, type ShadowRow, type Store, type StoredRows, type Tombstone, type Uid } from '@docket/core'
+import { DocketError, ITEM_TYPES, keysOf, parseItemId, parseShadow, requireKnownKeys, type ItemId, type ItemType, type ShadowRow, type Store, type StoredRows, type Tombstone, type Uid } from '@docket/core'
 import { parseFrontMatter } from './frontmatter.js'
 
 export type OrphanKind = 'tombstoned' | 'missing' | 'displaced'
@@ -35,6 +35,8 @@ export interface DiscoverOptions {
   onProgress?: (progress: { scanned: number; orphans: number }) => void
 }
 
+const DISCOVER_KEYS = keysOf<DiscoverOptions>()(['ids', 'onProgress'])
+
 export interface Discovery {
   /** The ids filter, or null for a full scan. */
   filter: ItemId[] | null
@@ -68,6 +70,8 @@ export function checkIds(ids: readonly (ItemId | string)[] | undefined): ItemId[
  * nothing, so it always may run — on a stale replica too.
  */
 export async function discoverOrphans(store: Store, options: DiscoverOptions = {}): Promise<Discovery> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new DocketError('INVALID_INPUT', 'discoverOrphans options must be an object.')
+  requireKnownKeys(options, DISCOVER_KEYS, 'discoverOrphans()')
   const filter = checkIds(options.ids)
   const pending = new Set(store.maintenance.pendingReanchors())
   const discovery: Discovery = { filter, scanned: 0, orphans: [], live: [], unknown: [], pending: [] }

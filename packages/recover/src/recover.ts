@@ -1,4 +1,4 @@
-import { DocketError, isDocketError, type ItemId, type Store, type Uid } from '@docket/core'
+import { DocketError, isDocketError, keysOf, requireKnownKeys, type ItemId, type Store, type Uid } from '@docket/core'
 import { checkIds, discoverOrphans, type Discovery, type Orphan } from './discover.js'
 
 export interface RecoverOptions {
@@ -24,6 +24,8 @@ export interface RecoverOptions {
   /** How long a repair waits for the store to sync first. Default: 10,000 ms. */
   syncTimeoutMs?: number
 }
+
+const RECOVER_KEYS = keysOf<RecoverOptions>()(['ids', 'all', 'dryRun', 'includeTombstoned', 'onProgress', 'offline', 'syncTimeoutMs'])
 
 export interface RecoveredEntry {
   oldId: ItemId
@@ -60,7 +62,8 @@ export interface RecoveryResult {
  * `recovery_run` event (investigate: false).
  */
 export async function recoverOrphans(store: Store, options: RecoverOptions = {}): Promise<RecoveryResult> {
-  if (typeof options !== 'object' || options === null) throw new DocketError('INVALID_INPUT', 'recoverOrphans options must be an object.')
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new DocketError('INVALID_INPUT', 'recoverOrphans options must be an object.')
+  requireKnownKeys(options, RECOVER_KEYS, 'recoverOrphans()')
   const filter = checkIds(options.ids)
   const dryRun = options.dryRun !== false
   const includeTombstoned = options.includeTombstoned === true

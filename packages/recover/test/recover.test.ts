@@ -118,4 +118,26 @@ describe('recoverOrphans', () => {
     // a repair names its ids, or says all
     await expect(recoverOrphans(store, { dryRun: false })).rejects.toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('--story-ids') })
   })
+
+  it('refuses unknown option keys, naming them with the closest accepted one, and writes nothing', async () => {
+    const dir = await tempDir()
+    await seedStore(dir, 1)
+    await plantOrphans(dir, [{ id: '30' }])
+    const before = await snapshotRows(dir)
+    const store = await open(dir)
+    // `dryrun: false` would otherwise be ignored: a dry run that the caller believed was a repair.
+    await expect(recoverOrphans(store, { dryrun: false, all: true } as never)).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      message: expect.stringMatching(/^unknown option dryrun for recoverOrphans\(\): did you mean dryRun\? accepted: ids, all, dryRun, /),
+      details: { key: 'dryrun', suggestion: 'dryRun' },
+    })
+    await expect(recoverOrphans(store, { storyIds: ['30'] } as never)).rejects.toMatchObject({ code: 'INVALID_INPUT', details: { key: 'storyIds' } })
+    await expect(discoverOrphans(store, { id: ['30'] } as never)).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      message: expect.stringContaining('unknown option id for discoverOrphans(): did you mean ids? accepted: ids, onProgress'),
+    })
+    expect(await collect(store.audit({ kinds: ['recovery_run', 'orphan_adopted'] }))).toEqual([])
+    await store.close()
+    expect(await snapshotRows(dir)).toEqual(before)
+  })
 })

@@ -29,6 +29,7 @@ export class DocumentStore {
 
   /** Opens the directory, refusing one that another process holds (y-leveldb would answer null forever). */
   static async open(dir: string): Promise<DocumentStore> {
+    await probe(dir)
     const store = new DocumentStore(dir)
     const names = await store.#ldb.getAllDocNames()
     if (names === null) {
@@ -61,6 +62,27 @@ export class DocumentStore {
 
   async close(): Promise<void> {
     await this.#ldb.destroy()
+  }
+}
+
+/**
+ * Opens and closes the directory once first: y-leveldb reports a held lock as a stack trace on
+ * stderr before it answers null, and the operator should see one clear sentence instead.
+ */
+async function probe(dir: string): Promise<void> {
+  const db = new Level(dir)
+  try {
+    await db.open()
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause
+    const held = (err as { code?: string }).code === 'LEVEL_LOCKED' || cause?.code === 'LEVEL_LOCKED'
+    throw new PersistenceError(
+      held
+        ? `The server's store at ${dir} is held by another process (another docket serve on the same --dir): stop it, or give this server another --dir.`
+        : `The server's store at ${dir} cannot be opened (${(err as Error).message}): check its permissions and free space, or give this server another --dir.`,
+    )
+  } finally {
+    await db.close().catch(() => {})
   }
 }
 

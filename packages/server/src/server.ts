@@ -3,10 +3,13 @@ import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Database } from '@hocuspocus/extension-database'
-import { Server, type Extension } from '@hocuspocus/server'
+import { Server, type Connection, type Document, type Extension } from '@hocuspocus/server'
 import * as decoding from 'lib0/decoding'
-import type * as Y from 'yjs'
+import * as Y from 'yjs'
+import { Confirmations, parseMark } from './confirm.js'
 import { DEFAULT_PORT } from './defaults.js'
+import { ConnectionGuard, type Socket } from './guard.js'
+import { checkServeOptions } from './options.js'
 import { DocumentStore } from './persistence.js'
 
 export interface ServerLogger {
@@ -37,6 +40,16 @@ export interface ServeOptions {
   /** What a connection may send before it has authenticated; more closes it. Default: 1 MiB. */
   maxUnauthenticatedBytes?: number
   /**
+   * Open connections one address may hold; more are closed at once (code 1013). Behind a
+   * reverse proxy every client has the proxy's address: raise it there. Default: 100.
+   */
+  maxConnectionsPerAddress?: number
+  /**
+   * A second token for dashboards and auditors: its connections receive every update, and
+   * every update they send is refused (not applied, stored or forwarded). Default: none.
+   */
+  readToken?: string
+  /**
    * Checks every document update a client sends, before the server applies, stores or forwards
    * it: a reason refuses it and closes the connection that sent it. `docket serve` passes core's
    * grow-only check (nothing may be removed from a tombstone, a claim, a stage log…). Default: none.
@@ -44,16 +57,13 @@ export interface ServeOptions {
   admit?: (document: Y.Doc, update: Uint8Array) => string | undefined
 }
 
-/** What the server needs of a ws socket (ws is Hocuspocus's; docket does not depend on it). */
-interface Socket {
-  terminate(): void
-  on(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[]) => void): unknown
-  off(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[]) => void): unknown
-  once(event: 'close', listener: () => void): unknown
-}
-
 /** The limits' defaults (README, `docket serve --help`). */
-export const SERVER_LIMITS = { maxPayloadBytes: 100 * 1024 * 1024, authTimeoutMs: 10_000, maxUnauthenticatedBytes: 1024 * 1024 } as const
+export const SERVER_LIMITS = {
+  maxPayloadBytes: 100 * 1024 * 1024,
+  authTimeoutMs: 10_000,
+  maxUnauthenticatedBytes: 1024 * 1024,
+  maxConnectionsPerAddress: 100,
+} as const
 
 export interface RunningServer {
   url: string
@@ -89,9 +99,37 @@ export function documentUpdateOf(message: Uint8Array): Uint8Array | undefined {
   }
 }
 
-// Hocuspocus's MessageType.Sync / SyncReply, and y-protocols' sync message types.
+/**
+ * What beforeHandleMessage throws to refuse a message: Hocuspocus then skips it and tells the
+ * client why (a docket replica stops there). A plain object, not an Error: Hocuspocus prints
+ * what it catches, and a refusal is already logged as one line. The socket is closed too, for
+ * a client that ignores the close message.
+ */
+function expel(connection: Connection, reason: string): { code: number; reason: string } {
+  // WebSocket close reasons are at most 123 bytes.
+  const short = Buffer.from(reason).subarray(0, 120).toString().replace(/\uFFFD$/, '')
+  setImmediate(() => {
+    connection.webSocket.close(4403, short)
+    setTimeout(() => connection.webSocket.terminate(), 1000).unref()
+  })
+  return { code: 4403, reason: short }
+}
+
+/** The Hocuspocus message type of a client message, or undefined if it has none. */
+function messageKindOf(message: Uint8Array): number | undefined {
+  try {
+    const decoder = decoding.createDecoder(message)
+    decoding.readVarString(decoder)
+    return decoding.readVarUint(decoder)
+  } catch {
+    return undefined
+  }
+}
+
+// Hocuspocus's MessageType.Sync / SyncReply / BroadcastStateless, and y-protocols' sync message types.
 const MESSAGE_SYNC = 0
 const MESSAGE_SYNC_REPLY = 4
+const MESSAGE_BROADCAST_STATELESS = 6
 const SYNC_STEP_2 = 1
 const SYNC_UPDATE = 2
 
@@ -116,14 +154,38 @@ export function parseCredentials(text: string): { token: string; schema: number 
 
 /** Starts a Hocuspocus server persisting to y-leveldb, refusing clients without the token. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
+  checkServeOptions(options)
   if (typeof options.token !== 'string' || options.token.length === 0) {
     throw new Error('docket serve needs a token (--token or DOCKET_TOKEN): clients must present it to read or write.')
+  }
+  if (options.readToken !== undefined && (typeof options.readToken !== 'string' || options.readToken.length === 0 || options.readToken === options.token)) {
+    throw new Error('the read-only token must be a non-empty string different from the token (--read-token or DOCKET_READ_TOKEN).')
   }
   const host = options.host ?? '127.0.0.1'
   const port = options.port ?? DEFAULT_PORT
   const logger = options.logger ?? stderr
   const expected = digest(options.token)
+  const expectedRead = options.readToken === undefined ? undefined : digest(options.readToken)
+  const debounce = options.debounceMs ?? 200
+  const maxDebounce = options.maxDebounceMs ?? 1000
   const documents = await DocumentStore.open(options.dir)
+
+  // One way to store a document, whoever asks (Hocuspocus's debounce, or a replica waiting for
+  // its confirmation): `covered` is read where the state is encoded, so it is what the store holds.
+  const persist = async (document: Document, state: Uint8Array, covered: number) => {
+    try {
+      await documents.store(document.name, state)
+    } catch (err) {
+      confirmations.failed(document)
+      throw err
+    }
+    confirmations.stored(document, covered)
+  }
+  const confirmations = new Confirmations({
+    storeNow: (document) => persist(document, Y.encodeStateAsUpdate(document), confirmations.storing(document)),
+    fallbackMs: maxDebounce + 250,
+    warn: (m) => logger.warn(m),
+  })
 
   const extensions: Extension[] = [
     new Database({
@@ -137,9 +199,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           throw Object.assign(new Error((err as Error).message), { reason: 'storage-unavailable' })
         }
       },
-      store: async ({ documentName, state }) => {
-        await documents.store(documentName, state)
-      },
+      // The Database extension encodes `state` right before this call, in the same tick.
+      store: ({ document, state }) => persist(document, state, confirmations.storing(document)),
     }),
   ]
   if (options.redis) {
@@ -148,24 +209,26 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     extensions.push(new Redis({ host: options.redis.host, port: options.redis.port, ...(options.redis.prefix ? { prefix: options.redis.prefix } : {}) }))
   }
 
-  const limits = {
-    maxPayloadBytes: options.maxPayloadBytes ?? SERVER_LIMITS.maxPayloadBytes,
-    authTimeoutMs: options.authTimeoutMs ?? SERVER_LIMITS.authTimeoutMs,
-    maxUnauthenticatedBytes: options.maxUnauthenticatedBytes ?? SERVER_LIMITS.maxUnauthenticatedBytes,
-  }
-  // Connections that have not authenticated yet: Hocuspocus queues what they send until they
-  // do, so they get a deadline and a budget (a socket that never authenticates cannot pile up memory).
-  const unauthenticated = new Map<IncomingMessage, () => void>()
+  const guard = new ConnectionGuard(
+    {
+      authTimeoutMs: options.authTimeoutMs ?? SERVER_LIMITS.authTimeoutMs,
+      maxUnauthenticatedBytes: options.maxUnauthenticatedBytes ?? SERVER_LIMITS.maxUnauthenticatedBytes,
+      maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? SERVER_LIMITS.maxConnectionsPerAddress,
+    },
+    (m) => logger.warn(m),
+  )
   const server = new Server({
     quiet: true,
     stopOnSignals: false,
-    debounce: options.debounceMs ?? 200,
-    maxDebounce: options.maxDebounceMs ?? 1000,
+    debounce,
+    maxDebounce,
     extensions,
-    async onAuthenticate({ token, documentName, requestHeaders }) {
-      const from = requestHeaders['x-forwarded-for'] ?? 'a socket'
+    async onAuthenticate({ token, documentName, request, connectionConfig }) {
+      const from = request.socket.remoteAddress ?? 'a socket'
       const credentials = parseCredentials(typeof token === 'string' ? token : '')
-      if (!timingSafeEqual(digest(credentials.token), expected)) {
+      const presented = digest(credentials.token)
+      const readOnly = expectedRead !== undefined && timingSafeEqual(presented, expectedRead)
+      if (!readOnly && !timingSafeEqual(presented, expected)) {
         logger.warn(`refused a client for ${documentName} from ${from}: ${token ? 'wrong token' : 'no token'}`)
         throw Object.assign(new Error('invalid token'), { reason: 'invalid-token' })
       }
@@ -178,46 +241,49 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           reason: `schema-mismatch: this server serves docket schema ${DOCUMENT_SCHEMA} documents and the replica runs ${theirs}; run the same docket version on the server and every replica (a store migrates when that version first opens it)`,
         })
       }
+      // Hocuspocus applies nothing a read-only connection sends (and does not acknowledge it).
+      if (readOnly) connectionConfig.readOnly = true
     },
-    async beforeHandleMessage({ update: message, document, documentName, requestHeaders }) {
-      if (!options.admit) return
+    async beforeHandleMessage({ update: message, document, documentName, connection }) {
+      const from = connection.request.socket.remoteAddress ?? 'a client'
+      const kind = messageKindOf(message)
+      // Stateless messages to every connection would let one client speak for the server (a
+      // forged store confirmation): docket replicas never send them.
+      if (kind === MESSAGE_BROADCAST_STATELESS) {
+        logger.warn(`refused a broadcast from ${from} to ${documentName} and closed its connection: clients may not broadcast`)
+        throw expel(connection, 'broadcast-refused: docket clients may not broadcast stateless messages')
+      }
       const update = documentUpdateOf(message)
-      const refusal = update === undefined ? undefined : options.admit(document, update)
+      if (update === undefined) return
+      if (connection.readOnly) {
+        if (!Y.snapshotContainsUpdate(Y.snapshot(document), update)) logger.warn(`refused an update to ${documentName} from ${from}: it holds the read-only token`)
+        return
+      }
+      const refusal = options.admit?.(document, update)
       if (refusal === undefined) return
-      logger.warn(`refused an update to ${documentName} from ${requestHeaders['x-forwarded-for'] ?? 'a client'} and closed its connection: ${refusal}`)
-      throw Object.assign(new Error('update refused'), { code: 4403, reason: `update-refused: ${refusal}`.slice(0, 120) })
+      logger.warn(`refused an update to ${documentName} from ${from} and closed its connection: ${refusal}`)
+      throw expel(connection, `update-refused: ${refusal}`)
     },
-    async connected({ documentName, instance, request }) {
-      unauthenticated.get(request)?.()
-      logger.info(`client connected to ${documentName} (${instance.getConnectionsCount()} connected)`)
+    async afterLoadDocument({ document }) {
+      confirmations.track(document)
+    },
+    async beforeUnloadDocument({ document }) {
+      confirmations.forget(document)
+    },
+    async onStateless({ payload, document, connection }) {
+      const n = parseMark(payload)
+      if (n !== undefined) confirmations.mark(document, connection, n)
+    },
+    async connected({ documentName, instance, request, connectionConfig }) {
+      guard.authenticated(request)
+      logger.info(`${connectionConfig.readOnly ? 'read-only client' : 'client'} connected to ${documentName} (${instance.getConnectionsCount()} connected)`)
     },
     async onDisconnect({ documentName, clientsCount }) {
       logger.info(`client left ${documentName} (${clientsCount} still connected)`)
     },
-  }, { maxPayload: limits.maxPayloadBytes })
+  }, { maxPayload: options.maxPayloadBytes ?? SERVER_LIMITS.maxPayloadBytes })
 
-  server.webSocketServer.on('connection', (ws: Socket, request: IncomingMessage) => {
-    const from = request.socket.remoteAddress ?? 'a socket'
-    let received = 0
-    const timer = setTimeout(() => {
-      logger.warn(`closed a connection from ${from} that did not authenticate within ${limits.authTimeoutMs} ms`)
-      ws.terminate()
-    }, limits.authTimeoutMs)
-    const onMessage = (data: Buffer | ArrayBuffer | Buffer[]) => {
-      received += Array.isArray(data) ? data.reduce((n, b) => n + b.byteLength, 0) : data.byteLength
-      if (received <= limits.maxUnauthenticatedBytes) return
-      logger.warn(`closed a connection from ${from} that sent ${received} bytes before authenticating (the limit is ${limits.maxUnauthenticatedBytes})`)
-      ws.terminate()
-    }
-    const settled = () => {
-      clearTimeout(timer)
-      ws.off('message', onMessage)
-      unauthenticated.delete(request)
-    }
-    unauthenticated.set(request, settled)
-    ws.on('message', onMessage)
-    ws.once('close', settled)
-  })
+  server.webSocketServer.on('connection', (ws: Socket, request: IncomingMessage) => guard.opened(ws, request))
 
   // Hocuspocus's own listen() ignores the host; bind the HTTP server ourselves.
   server.httpServer.listen({ host, port })
@@ -240,6 +306,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     close: () =>
       (closing ??= (async () => {
         await server.destroy()
+        confirmations.clear()
         // destroy() only asks clients to leave; end the sockets so that they reconnect elsewhere.
         for (const socket of server.webSocketServer.clients) socket.terminate()
         await documents.close()

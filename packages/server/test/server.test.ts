@@ -1,7 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { DocumentStore, readStoredDocument, startServer } from '../src/index.js'
 import * as Y from 'yjs'
 
@@ -32,7 +32,14 @@ describe('DocumentStore (y-leveldb without the silent nulls)', () => {
   it('refuses a directory that another store holds, instead of answering null forever', async () => {
     const dir = await tempDir()
     const first = await DocumentStore.open(dir)
-    await expect(DocumentStore.open(dir)).rejects.toThrow(/another docket serve holds it/)
+    // One clear sentence, and no y-leveldb stack trace on stderr before it.
+    const printed = vi.spyOn(console, 'error')
+    try {
+      await expect(DocumentStore.open(dir)).rejects.toThrow(/held by another process \(another docket serve on the same --dir\)/)
+      expect(printed).not.toHaveBeenCalled()
+    } finally {
+      printed.mockRestore()
+    }
     await first.close()
     const again = await DocumentStore.open(dir)
     await again.close()
@@ -56,6 +63,13 @@ describe('startServer', () => {
     expect(server.url).toBe(`ws://127.0.0.1:${server.port}`)
     await expect(startServer({ dir: join(dir, 'b'), token: 't', port: server.port, logger: quiet })).rejects.toThrow(`port ${server.port} on 127.0.0.1 is in use`)
     await Promise.all([server.close(), server.close()])
+  })
+
+  it('refuses an option it does not know (a misspelt limit must not stay at its default), before it opens anything', async () => {
+    const dir = join(await tempDir(), 'never-created')
+    await expect(startServer({ dir, token: 't', port: 0, maxPayload: 1024 } as never)).rejects.toThrow(/unknown option maxPayload for startServer\(\): did you mean maxPayloadBytes\? accepted: dir, host/)
+    await expect(startServer({ dir, token: 't', port: 0, redis: { host: 'h', port: 1, db: 2 } } as never)).rejects.toThrow(/unknown option db for startServer\(\) redis/)
+    await expect(stat(dir)).rejects.toMatchObject({ code: 'ENOENT' })
   })
 })
 

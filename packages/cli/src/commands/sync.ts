@@ -17,6 +17,8 @@ export function registerSync(program: Command, ctx: Context): void {
     .option('--max-payload <bytes>', 'the largest message accepted (default 104857600: a whole document travels in one at first sync)')
     .option('--auth-timeout <ms>', 'close a connection that has not authenticated within this time (default 10000)')
     .option('--max-unauthenticated <bytes>', 'close a connection that sends more than this before authenticating (default 1048576)')
+    .option('--max-connections-per-address <n>', 'close connections beyond this many from one address (default 100; behind a reverse proxy all clients share its address)')
+    .option('--read-token <token>', 'a second token that may only read: its connections receive updates and every update they send is refused (or DOCKET_READ_TOKEN)')
     .addHelpText(
       'after',
       `
@@ -24,17 +26,23 @@ Examples:
   DOCKET_TOKEN=s3cret docket serve                       # ws://127.0.0.1:${DEFAULT_PORT}
   docket --dir /srv/docket serve --port 4000 --token s3cret
   docket --sync ws://127.0.0.1:${DEFAULT_PORT} --token s3cret list   # a replica that syncs
+  DOCKET_TOKEN=s3cret DOCKET_READ_TOKEN=look docket serve   # dashboards join with --token look
 
 The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every document, then exit.`,
     )
-    .action(async (flags: { host: string; port: string; redis?: string; maxPayload?: string; authTimeout?: string; maxUnauthenticated?: string }, command: Command) => {
+    .action(async (flags: { host: string; port: string; redis?: string; maxPayload?: string; authTimeout?: string; maxUnauthenticated?: string; maxConnectionsPerAddress?: string; readToken?: string }, command: Command) => {
       const limits = {
         ...(flags.maxPayload !== undefined ? { maxPayloadBytes: positive(flags.maxPayload, '--max-payload') } : {}),
         ...(flags.authTimeout !== undefined ? { authTimeoutMs: positive(flags.authTimeout, '--auth-timeout') } : {}),
         ...(flags.maxUnauthenticated !== undefined ? { maxUnauthenticatedBytes: positive(flags.maxUnauthenticated, '--max-unauthenticated') } : {}),
+        ...(flags.maxConnectionsPerAddress !== undefined ? { maxConnectionsPerAddress: positive(flags.maxConnectionsPerAddress, '--max-connections-per-address') } : {}),
       }
       const token = ctx.token(command)
       if (!token) throw new UsageError('docket serve needs a token: --token T or DOCKET_TOKEN=T (clients must present it)')
+      const readToken = flags.readToken ?? (process.env.DOCKET_READ_TOKEN || undefined)
+      if (readToken !== undefined && (readToken.length === 0 || readToken === token)) {
+        throw new UsageError('--read-token must be non-empty and differ from the token (a read-only token that equals the read-write one would grant writes)')
+      }
       const port = parseNonNegative(flags.port, '--port')
       if (port > 65535) throw new UsageError(`--port ${port} is not a port (0–65535)`)
       const redis = flags.redis === undefined ? undefined : parseRedis(flags.redis)
@@ -56,6 +64,7 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
           token,
           ...(redis ? { redis } : {}),
           ...limits,
+          ...(readToken !== undefined ? { readToken } : {}),
           admit: updateRefusal,
           logger: { info: (m) => out.note(`docket serve: ${m}`), warn: (m) => out.warn(m) },
         })
@@ -88,7 +97,7 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
       })
       out.result(result, () =>
         result.configured
-          ? `${result.synced ? 'synced' : status ? 'not connected (status only)' : 'not synced'} with ${result.url}; last synced ${result.lastSyncedAt ?? 'never'}; ${result.items} items`
+          ? `${result.synced ? 'synced' : status ? 'not connected (status only)' : 'not synced'} with ${result.url}${result.readOnly ? ' (read-only token: this replica receives, and cannot change the pipeline)' : ''}; last synced ${result.lastSyncedAt ?? 'never'}; ${result.items} items`
           : 'no sync server configured (give --sync URL or set DOCKET_SYNC_URL); this replica works offline',
       )
       if (!status && result.configured && !result.synced) ctx.exitCode = EXIT.refused

@@ -98,7 +98,9 @@ function readOptionalFields(entry: ImportEntry, data: Record<string, unknown>): 
 function cut(entry: ImportEntry, reason: string): string {
   if (reason.length <= MAX_REASON_LENGTH) return reason
   entry.warnings.push(`blocked reason longer than ${MAX_REASON_LENGTH} characters; cut`)
-  return reason.slice(0, MAX_REASON_LENGTH)
+  // Never between the halves of a surrogate pair: a lone half cannot be stored.
+  const end = /[\uD800-\uDBFF]/.test(reason[MAX_REASON_LENGTH - 1]!) ? MAX_REASON_LENGTH - 1 : MAX_REASON_LENGTH
+  return reason.slice(0, end)
 }
 
 /** The front matter block docket writes in front of an exported body. */

@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import { docParts, F, readUid, type DocParts } from './layout.js'
+import { firstAt, Places, writeRefusal } from './admission-structs.js'
 
 interface Internals {
   _map: Map<string, Y.Item>
@@ -13,22 +14,29 @@ type DeleteSet = Parameters<typeof Y.isDeleted>[0]
  * an item's stage entries (the no-regress log), and may not remove an item without recording
  * its deletion. Overwrites are not removals (the key keeps a value: a concurrent write of the
  * same key, or a replica raising its own mark), nor is what goes with the deletion of a whole
- * item. Checked from the update's structs and delete set against the local document — without
- * applying it, and without copying the document.
+ * item. Nor may it write what docket never writes (crdt/admission-structs.ts: text, XML,
+ * subdocuments, foreign roots, values over the size or depth bound, ids out of range), and it
+ * must decode. Checked from the update's structs and delete set against the local document —
+ * in one pass, without applying it, and without copying the document.
  */
 export function refusalOf(parts: DocParts, update: Uint8Array): string | undefined {
-  let decoded: { structs: Array<Y.Item | Y.GC | object>; ds: DeleteSet }
+  let decoded: { structs: Array<Y.Item | Y.GC | Y.Skip>; ds: DeleteSet }
   try {
     decoded = Y.decodeUpdate(update) as typeof decoded
-  } catch {
-    return undefined // not an update at all: applying it reports that
+  } catch (err) {
+    // Not left to applying: Yjs integrates the structs before it reads the delete set, so a
+    // truncated update would land in part and then fail.
+    return `it cannot be decoded as a Yjs update (${String((err as Error)?.message ?? err).slice(0, 80)}), so nothing of it can be checked`
   }
+  const places = new Places(parts, decoded.structs)
   // What the update writes over: values it places right after an existing one (a map overwrite
   // names the old value as its origin), and root keys it sets afresh (a concurrent set of a key).
   const overwritten = new Set<string>()
   const deletedUids = new Set<string>()
   for (const struct of decoded.structs) {
     if (!(struct instanceof Y.Item)) continue
+    const why = writeRefusal(struct, places)
+    if (why) return why
     if (struct.origin) overwritten.add(idKey(struct.origin.client, struct.origin.clock))
     if (typeof struct.parent === 'string' && typeof struct.parentSub === 'string') overwritten.add(`${struct.parent}/${struct.parentSub}`)
     if ((struct.parent as unknown) === 'deleted' && typeof struct.parentSub === 'string') deletedUids.add(struct.parentSub)
@@ -97,20 +105,6 @@ function isItemRoot(parts: DocParts, type: unknown): boolean {
 
 function idKey(client: number, clock: number): string {
   return `${client}:${clock}`
-}
-
-/** The index of the struct that holds `clock` (structs are sorted by clock, contiguous). */
-function firstAt(structs: ReadonlyArray<{ id: { clock: number }; length: number }>, clock: number): number {
-  let lo = 0
-  let hi = structs.length - 1
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1
-    const s = structs[mid]!
-    if (clock < s.id.clock) hi = mid - 1
-    else if (clock >= s.id.clock + s.length) lo = mid + 1
-    else return mid
-  }
-  return lo
 }
 
 /** `refusalOf` for any Y.Doc holding a docket document (a sync server's copy, say). */

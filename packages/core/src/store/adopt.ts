@@ -11,7 +11,7 @@ import type { Stage } from '../stage/stages.js'
 import type { ContentValue, ItemType } from '../types.js'
 import { decodeContent } from './evidence.js'
 import type { DocState } from './state.js'
-import { checkDependsOn, checkName, checkStage, checkType, invalid, requireObject } from './validate.js'
+import { checkDependsOn, checkName, checkStage, checkType, invalid, keysOf, requireKnownKeys, requireObject } from './validate.js'
 
 /** How an orphan is adopted: the best metadata the caller found, and what it expects to find. */
 export interface AdoptOrphanOptions {
@@ -38,8 +38,10 @@ export interface AdoptionPlan {
   warnings: string[]
 }
 
+const ADOPT_KEYS = keysOf<AdoptOrphanOptions>()(['expectUid', 'name', 'type', 'dependsOn', 'stage', 'allowTombstoned'])
+
 export function checkAdoptOptions(value: unknown): AdoptOrphanOptions {
-  const o = requireObject(value, 'adoptOrphan options') as AdoptOrphanOptions
+  const o = requireKnownKeys(requireObject(value, 'adoptOrphan options'), ADOPT_KEYS, 'maintenance.adoptOrphan()') as AdoptOrphanOptions
   const out: AdoptOrphanOptions = {}
   if (o.expectUid !== undefined) {
     if (o.expectUid !== null && !isUid(o.expectUid)) {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import * as Y from 'yjs'
 import { auditEvent, nextUlid } from '../audit/audit.js'
 import { nextIdAfter } from '../alloc/allocator.js'
@@ -11,6 +12,8 @@ import { writeCheckpoint } from '../storage/health.js'
 
 /** How often a running store writes its checkpoint while fsync'd batches are written. */
 const CHECKPOINT_EVERY_MS = 2000
+/** Refused updates kept as evidence at most; later refusals are audited without their bytes. */
+const MAX_REFUSED_KEPT = 1000
 import type { Alias, AuditEvent, AuditKind, StoreEvent, StoreListener } from '../types.js'
 import { captureTransaction, jobFromContext, type CaptureEnv } from './capture.js'
 import type { StoreHooks } from './hooks.js'
@@ -86,6 +89,10 @@ export class Engine {
   checkpointing: Promise<void> | null = null
   /** Set when the store starts closing: background work stops starting. */
   closing = false
+  /** Remote updates refused and kept (the `refused` rows), counted at start. */
+  refusedUpdates = 0
+  /** The updates refused in this process, by digest, with the key they are kept under. */
+  readonly refusedDigests = new Map<string, string | null>()
 
   constructor(init: EngineInit) {
     this.dir = init.dir
@@ -114,6 +121,7 @@ export class Engine {
 
   /** Reports damaged rows, moves this replica's items that show no id (a session may have ended first), compacts if due. */
   async start(): Promise<void> {
+    for await (const _ of this.dbs.refused.keys()) this.refusedUpdates++
     for (const row of this.state.corrupt) {
       this.logger.warn(`corrupt row in ${row.sublevel} at key ${JSON.stringify(row.key)}: ${row.error}; it is kept and skipped`)
     }
@@ -138,15 +146,25 @@ export class Engine {
    * it is applied; it is kept aside as evidence (`refused` rows), audited and logged.
    */
   async refuseUpdate(update: Uint8Array, source: string, reason: string): Promise<never> {
-    this.logger.warn(`an update from ${source} was refused: ${reason}; nothing of it was applied (kept aside as evidence)`)
-    const key = nextUlid()
+    const refusal = (key: string | null) =>
+      new DocketError('UPDATE_REFUSED', `The update from ${source} was refused: ${reason}. Nothing of it was applied; it is kept as evidence (\`docket log --kind update_refused\`). Find the replica that sent it and check its docket version.`, {
+        details: { source, reason, key },
+      })
+    // A server that keeps sending the same update (on every reconnect) is recorded once per process.
+    const digest = createHash('sha256').update(update).digest('base64')
+    const seen = this.refusedDigests.get(digest)
+    if (seen !== undefined) throw refusal(seen)
+    // Evidence is bounded: past the cap a refusal is still audited, without its bytes.
+    const keep = this.refusedUpdates < MAX_REFUSED_KEPT
+    this.logger.warn(`an update from ${source} was refused: ${reason}; nothing of it was applied${keep ? ' (kept aside as evidence)' : ''}`)
+    const key = keep ? nextUlid() : null
     await this.write('refuse', {
-      puts: [{ sublevel: 'refused', key, value: update }],
+      puts: key ? [{ sublevel: 'refused', key, value: update }] : [],
       audit: [['update_refused', { source, reason, bytes: update.byteLength, key }]],
     })
-    throw new DocketError('UPDATE_REFUSED', `The update from ${source} was refused: ${reason}. Nothing of it was applied; it is kept as evidence (\`docket log --kind update_refused\`). Find the replica that sent it and check its docket version.`, {
-      details: { source, reason, key },
-    })
+    this.refusedUpdates++
+    if (this.refusedDigests.size < MAX_REFUSED_KEPT) this.refusedDigests.set(digest, key)
+    throw refusal(key)
   }
 
   async rejectWrite(id: ItemId, op: string, reason: string): Promise<never> {

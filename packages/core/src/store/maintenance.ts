@@ -12,7 +12,7 @@ import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adop
 import type { Engine } from './engine.js'
 import { itemAt } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
-import { invalid, requireObject } from './validate.js'
+import { invalid, keysOf, requireKnownKeys, requireObject, requireWellFormed } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 
 export interface AdoptResult {
@@ -24,6 +24,11 @@ export interface AdoptResult {
   warnings: string[]
   item: Item
 }
+
+const SCAN_KEYS = keysOf<NonNullable<Parameters<Maintenance['scanStoredRows']>[0]>>()(['ids', 'onMalformedKey'])
+/** What importTombstone takes, and the `id` an export writes with each tombstone. */
+const TOMBSTONE_KEYS = [...keysOf<Parameters<Maintenance['importTombstone']>[1]>()(['uid', 'at', 'by', 'reason']), 'id']
+const OUTCOME_KEYS = keysOf<NonNullable<Parameters<Maintenance['endIntent']>[1]>>()(['kind', 'data'])
 
 /** @internal What the maintenance surface needs of its store. */
 export interface MaintenanceAccess {
@@ -62,7 +67,7 @@ export class Maintenance {
    */
   scanStoredRows(options: { ids?: readonly (ItemId | string)[]; onMalformedKey?: (key: MalformedKey) => void } = {}): AsyncGenerator<StoredRows> {
     this.#a.assertOpen()
-    const opts = requireObject(options, 'scanStoredRows options') as { ids?: readonly string[]; onMalformedKey?: (key: MalformedKey) => void }
+    const opts = requireKnownKeys(requireObject(options, 'scanStoredRows options'), SCAN_KEYS, 'maintenance.scanStoredRows()') as { ids?: readonly string[]; onMalformedKey?: (key: MalformedKey) => void }
     const ids = opts.ids?.map((id) => parseItemId(id))
     return this.#a.mapErrors(scanStoredRows(this.#a.engine.dbs, { ...(ids ? { ids } : {}), ...(opts.onMalformedKey ? { malformed: opts.onMalformedKey } : {}) }))
   }
@@ -195,6 +200,7 @@ export class Maintenance {
    */
   async endIntent(key: string, outcome?: { kind: 'import_run' | 'recovery_run' | 'doctor_fix'; data: Record<string, unknown> }): Promise<void> {
     await this.#a.ready()
+    if (outcome !== undefined) requireKnownKeys(requireObject(outcome, 'endIntent outcome'), OUTCOME_KEYS, 'maintenance.endIntent() outcome', 'field')
     const state = this.#a.engine.state
     const at = state.intents.findIndex((i) => i.key === key)
     if (at < 0) throw new DocketError('NOT_FOUND', `There is no pending intent ${JSON.stringify(key)}: list them with \`docket doctor\`.`, { details: { key } })
@@ -258,7 +264,11 @@ export class Maintenance {
   async importTombstone(id: ItemId | string, tombstone: { uid: string; at?: string; by?: string; reason?: string | null }): Promise<boolean> {
     await this.#a.ready()
     const itemId = parseItemId(id)
-    const t = requireObject(tombstone, 'tombstone') as { uid: unknown; at?: unknown; by?: unknown; reason?: unknown }
+    const t = requireKnownKeys(requireObject(tombstone, 'tombstone'), TOMBSTONE_KEYS, 'maintenance.importTombstone() tombstone', 'field') as { id?: unknown; uid: unknown; at?: unknown; by?: unknown; reason?: unknown }
+    // An export writes each tombstone with its id: accepted when it is the id being imported.
+    if (t.id !== undefined && parseItemId(t.id, 'tombstone.id') !== itemId) throw invalid(`tombstone.id ${JSON.stringify(t.id)} is not ${itemId}, the id being imported: give the same id or omit tombstone.id.`)
+    if (typeof t.at === 'string') requireWellFormed(t.at, 'tombstone.at')
+    if (typeof t.reason === 'string') requireWellFormed(t.reason, 'tombstone.reason')
     if (!isUid(t.uid)) throw invalid('tombstone.uid must be a ULID.')
     const state = this.#a.engine.state
     if (state.parts.tombstones.has(itemId)) return false

@@ -12,7 +12,7 @@ import { loadState, type DocState } from './state.js'
 import { logCorruptionAtOpen, missingSeqs, readCheckpoint, readDamage, recordDamage, type StorageDamage } from '../storage/health.js'
 import { migrateInMemory, SCHEMA_VERSION, schemaMarkerUpdate, writeMigration, type MigrationReport } from './migrate.js'
 import { Store } from './store.js'
-import { invalid, requireObject } from './validate.js'
+import { invalid, keysOf, requireKnownKeys, requireObject } from './validate.js'
 
 export { SCHEMA_VERSION } from './migrate.js'
 export const DEFAULT_DIR = '.docket'
@@ -58,6 +58,12 @@ export interface OpenStoreOptions {
   sync?: SyncOptions
 }
 
+/** The keys openStore accepts (anything else is refused: a misspelt option must not be ignored). */
+const OPEN_KEYS = keysOf<OpenStoreOptions>()(['dir', 'create', 'errorIfExists', 'replicaId', 'logger', 'durability', 'compactAfterRows', 'readOnly', 'acceptDamage', 'hooks', 'sync'])
+/** StoreHooks' keys. */
+const HOOK_KEYS = keysOf<StoreHooks>()(['step', 'clientId', 'allocate', 'beforeWrite'])
+const SYNC_KEYS = keysOf<SyncOptions>()(['url', 'token', 'document', 'minReconnectDelayMs', 'maxReconnectDelayMs', 'closeTimeoutMs'])
+
 export function defaultDir(): string {
   return process.env.DOCKET_DIR && process.env.DOCKET_DIR.length > 0 ? process.env.DOCKET_DIR : DEFAULT_DIR
 }
@@ -67,7 +73,10 @@ export function defaultDir(): string {
  * another process has it open, SCHEMA_TOO_NEW if a newer docket wrote it.
  */
 export async function openStore(options: OpenStoreOptions = {}): Promise<Store> {
-  const opts = requireObject(options, 'openStore options') as OpenStoreOptions
+  const opts = requireKnownKeys(requireObject(options, 'openStore options'), OPEN_KEYS, 'openStore()') as OpenStoreOptions
+  if (opts.hooks !== undefined) requireKnownKeys(requireObject(opts.hooks, 'hooks'), HOOK_KEYS, 'openStore() hooks')
+  // Checked before anything is opened: a refused option leaves the directory as it was.
+  const sync = checkSync(opts.sync)
   if (opts.dir !== undefined && (typeof opts.dir !== 'string' || opts.dir.length === 0)) throw invalid('dir must be a non-empty path.')
   const dir = resolve(opts.dir ?? defaultDir())
   const compactAfterRows = opts.compactAfterRows ?? 500
@@ -113,7 +122,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       fsync: opts.durability !== 'relaxed',
       compactAfterRows,
       readOnly,
-      sync: checkSync(opts.sync),
+      sync,
       lastSyncedAt: (await dbs.meta.get('lastSyncedAt')) ?? null,
       schema: { onDisk: readOnly ? schema : SCHEMA_VERSION, migrated },
       damage,
@@ -225,7 +234,7 @@ async function detectDamage(dir: string, state: DocState): Promise<StorageDamage
 
 function checkSync(sync: SyncOptions | undefined): SyncOptions | undefined {
   if (sync === undefined) return undefined
-  const s = requireObject(sync, 'sync options') as unknown as SyncOptions
+  const s = requireKnownKeys(requireObject(sync, 'sync options'), SYNC_KEYS, 'openStore() sync') as unknown as SyncOptions
   if (typeof s.url !== 'string' || !/^wss?:\/\/[^\s]+$/.test(s.url)) throw invalid(`sync.url must be a ws:// or wss:// URL, got ${JSON.stringify(s.url)}.`)
   if (s.token !== undefined && typeof s.token !== 'string') throw invalid('sync.token must be a string.')
   if (s.document !== undefined && (typeof s.document !== 'string' || s.document.length === 0)) throw invalid('sync.document must be a non-empty string.')

@@ -29,7 +29,7 @@ import { decodeContent } from './evidence.js'
 import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, stageHistory } from './items.js'
 import { RemoteOrigin } from './job.js'
 import type { DocState } from './state.js'
-import { checkContentValue, checkCreateInput, checkReason, checkStage, checkType, checkUpdateInput, invalid, requireObject } from './validate.js'
+import { checkContentValue, checkCreateInput, checkReason, checkStage, checkTimeout, checkType, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
 import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
@@ -155,7 +155,7 @@ export class Store implements AsyncDisposable {
   async createItem(input: CreateItemInput, options: CreateItemOptions = {}): Promise<Item> {
     await this.#ready()
     const checked = checkCreateInput(input)
-    const allowUnknown = requireObject(options, 'createItem options').allowUnknownDependencies === true
+    const allowUnknown = requireKnownKeys(requireObject(options, 'createItem options'), OPTION_KEYS.createItem, 'createItem() options').allowUnknownDependencies === true
     if (checked.id !== undefined) await this.#refuseStoredRows(checked.id)
     const state = this.#e.state
     checkDependencies(state, checked.dependsOn, checked.id, allowUnknown)
@@ -277,7 +277,7 @@ export class Store implements AsyncDisposable {
 
   listItems(options: ListItemsOptions = {}): Item[] {
     this.#assertOpen()
-    const opts = requireObject(options, 'listItems options') as ListItemsOptions
+    const opts = requireKnownKeys(requireObject(options, 'listItems options'), OPTION_KEYS.listItems, 'listItems()') as ListItemsOptions
     return listItems(this.#e.state, checkListOptions(opts))
   }
 
@@ -285,7 +285,7 @@ export class Store implements AsyncDisposable {
   async apply(id: ItemId | string, event: StageEvent | StageEvent['type']): Promise<Item> {
     await this.#ready()
     const itemId = parseItemId(id)
-    const ev: StageEvent = typeof event === 'string' ? { type: event } : requireObject(event, 'event') as unknown as StageEvent
+    const ev: StageEvent = typeof event === 'string' ? { type: event } : requireKnownKeys(requireObject(event, 'event'), OPTION_KEYS.event, 'apply() event', 'field') as unknown as StageEvent
     const reason = ev.reason === undefined ? undefined : checkReason(ev.reason)
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')
@@ -360,7 +360,7 @@ export class Store implements AsyncDisposable {
   async deleteItem(id: ItemId | string, options: DeleteItemOptions = {}): Promise<DeleteResult> {
     await this.#ready()
     const itemId = parseItemId(id)
-    const opts = requireObject(options, 'deleteItem options') as DeleteItemOptions
+    const opts = requireKnownKeys(requireObject(options, 'deleteItem options'), OPTION_KEYS.deleteItem, 'deleteItem()') as DeleteItemOptions
     const reason = opts.reason === undefined ? null : checkReason(opts.reason)
     const state = this.#e.state
     const tomb = state.parts.tombstones.get(itemId)
@@ -481,7 +481,7 @@ export class Store implements AsyncDisposable {
   /** The audit log, oldest first. */
   async *audit(query: AuditQuery = {}): AsyncGenerator<AuditEvent> {
     this.#assertOpen()
-    const q = requireObject(query, 'audit query') as AuditQuery
+    const q = requireKnownKeys(requireObject(query, 'audit query'), OPTION_KEYS.audit, 'audit()') as AuditQuery
     if (q.since !== undefined && !isUid(q.since)) {
       throw invalid(`since must be the ULID of an audit event, got ${JSON.stringify(q.since)}.`)
     }
@@ -605,8 +605,8 @@ export class Store implements AsyncDisposable {
   /** Whether and how this replica syncs; `lastSyncedAt` survives across processes. */
   syncState(): SyncState {
     this.#assertOpen()
-    if (this.#sync) return this.#sync.state()
-    return { configured: this.#syncOptions !== undefined, url: this.#syncOptions?.url ?? null, connected: false, synced: false, lastSyncedAt: this.#lastSyncedAt, refusedUpdates: 0, error: null }
+    if (this.#sync) return { ...this.#sync.state(), refusedUpdates: this.#e.refusedUpdates }
+    return { configured: this.#syncOptions !== undefined, url: this.#syncOptions?.url ?? null, connected: false, synced: false, readOnly: false, lastSyncedAt: this.#lastSyncedAt, refusedUpdates: this.#e.refusedUpdates, error: null }
   }
 
   /**
@@ -615,6 +615,7 @@ export class Store implements AsyncDisposable {
    */
   async whenSynced(timeoutMs = 10_000): Promise<SyncState> {
     this.#assertOpen()
+    checkTimeout(timeoutMs, 'whenSynced(timeoutMs)')
     if (!this.#syncOptions) return this.syncState()
     if (!this.#sync) {
       throw new DocketError('BEHIND_REMOTE', `The store at ${this.dir} was opened read-only, so it does not sync with ${this.#syncOptions.url}: open it writable to sync.`, {
@@ -629,6 +630,8 @@ export class Store implements AsyncDisposable {
    * once it is synced; otherwise BEHIND_REMOTE — a stale replica must not repair.
    */
   async assertSynced(options: { timeoutMs?: number; offline?: boolean } = {}): Promise<void> {
+    requireKnownKeys(requireObject(options, 'assertSynced options'), OPTION_KEYS.assertSynced, 'assertSynced()')
+    if (options.timeoutMs !== undefined) checkTimeout(options.timeoutMs, 'assertSynced() timeoutMs')
     if (options.offline === true || !this.#syncOptions) return
     await this.whenSynced(options.timeoutMs ?? 10_000)
   }
@@ -750,6 +753,13 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     if (this.#e.readOnly) {
       throw new DocketError('STORE_READ_ONLY', `The store at ${this.dir} was opened read-only: open it without readOnly to change it.`, { details: { dir: this.dir } })
+    }
+    if (this.#sync?.readOnly) {
+      throw new DocketError(
+        'STORE_READ_ONLY',
+        `This replica syncs with ${this.#syncOptions?.url} using the read-only token: its changes would never reach the server. Use the read-write token to change the pipeline.`,
+        { details: { dir: this.dir, url: this.#syncOptions?.url } },
+      )
     }
     if (this.#e.reloading) await this.#e.reloading
     if (this.#e.unavailable) await this.#e.recover()

@@ -2,7 +2,19 @@ import { DocketError } from '../errors.js'
 import { parseItemId, type ItemId } from '../ids.js'
 import { parseSlot } from '../storage/keys.js'
 import { isStage, STAGES, type Stage } from '../stage/stages.js'
-import { ITEM_TYPES, type Blocked, type ContentValue, type CreateItemInput, type ItemType, type UpdateItemInput } from '../types.js'
+import type { StageEvent } from '../stage/machine.js'
+import {
+  ITEM_TYPES,
+  type AuditQuery,
+  type Blocked,
+  type ContentValue,
+  type CreateItemInput,
+  type CreateItemOptions,
+  type ItemType,
+  type ListItemsOptions,
+  type UpdateItemInput,
+} from '../types.js'
+import type { DeleteItemOptions, Store } from './store.js'
 
 export const MAX_NAME_LENGTH = 300
 export const MAX_AGENT_LENGTH = 200
@@ -25,8 +37,117 @@ export function requireObject(value: unknown, what: string): Record<string, unkn
   return value as Record<string, unknown>
 }
 
+/**
+ * Refuses keys an options or input object does not have: a misspelt option (`audit({ id })`
+ * for `itemId`) must fail, not be silently ignored. The message names the key, suggests the
+ * closest accepted one when there is an obvious match, and lists the accepted keys.
+ */
+export function requireKnownKeys<T extends object>(value: T, allowed: readonly string[], where: string, noun = 'option'): T {
+  for (const key of Object.keys(value)) {
+    if (allowed.includes(key)) continue
+    const hint = closestKey(key, allowed)
+    throw invalid(`unknown ${noun} ${showKey(key)} for ${where}: ${hint === undefined ? '' : `did you mean ${hint}? `}accepted: ${allowed.join(', ')}.`, {
+      key: key.slice(0, 100),
+      accepted: [...allowed],
+      ...(hint === undefined ? {} : { suggestion: hint }),
+    })
+  }
+  return value
+}
+
+/**
+ * The keys of an options type for requireKnownKeys, checked at compile time: a key the type
+ * has and the list lacks is a type error (so the list cannot fall behind the interface).
+ * Usage: `keysOf<AuditQuery>()(['itemId', 'kinds', 'since', 'limit'])`.
+ */
+export function keysOf<T extends object>() {
+  return <const K extends readonly (keyof T & string)[]>(keys: K, ..._complete: [Exclude<keyof T, K[number]>] extends [never] ? [] : [missing: Exclude<keyof T, K[number]>]): K => keys
+}
+
+function showKey(key: string): string {
+  if (/^[A-Za-z_$][\w$-]{0,63}$/.test(key)) return key
+  return JSON.stringify(key.length > 40 ? `${key.slice(0, 40)}…` : key)
+}
+
+/** The accepted key a mistyped one most plausibly meant, or undefined when none is an obvious match. */
+function closestKey(key: string, allowed: readonly string[]): string | undefined {
+  const norm = (k: string) => k.toLowerCase().replace(/[-_]/g, '')
+  const wanted = norm(key)
+  if (wanted.length === 0) return undefined
+  let best: string | undefined
+  let bestScore = Infinity
+  let tie = false
+  for (const candidate of allowed) {
+    const have = norm(candidate)
+    const distance = editDistance(wanted, have)
+    const shorter = Math.min(wanted.length, have.length)
+    let common = 0
+    while (common < shorter && wanted[common] === have[common]) common++
+    // Close spelling, one names a part of the other (`id` for `itemId`, `timeout` for
+    // `timeoutMs`), or an abbreviation of it (`allowUnknownDeps`).
+    const close =
+      distance <= Math.max(1, Math.floor(shorter / 3)) ||
+      (shorter >= 2 && (have.startsWith(wanted) || have.endsWith(wanted) || wanted.startsWith(have) || wanted.endsWith(have))) ||
+      common >= Math.max(5, Math.ceil(shorter * 0.75))
+    if (!close) continue
+    if (distance < bestScore) {
+      best = candidate
+      bestScore = distance
+      tie = false
+    } else if (distance === bestScore) {
+      tie = true
+    }
+  }
+  return tie ? undefined : best
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions. */
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 64) return Infinity
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      let d = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1)
+      rows[i]![j] = d
+    }
+  }
+  return rows[a.length]![b.length]!
+}
+
+/**
+ * Refuses a string that is not well-formed UTF-16 (a lone surrogate): Yjs stores strings as
+ * UTF-8, where a lone surrogate cannot be encoded, so it would come back as U+FFFD after a
+ * reopen and leave the shadow row stale.
+ */
+export function requireWellFormed(value: string, what: string): string {
+  if (value.isWellFormed()) return value
+  const index = loneSurrogateIndex(value)
+  const unit = value.charCodeAt(index).toString(16).toUpperCase()
+  throw invalid(
+    `${what} holds a lone surrogate (\\u${unit}) at index ${index}, which is not well-formed UTF-16 and cannot be stored. Send well-formed UTF-16 / UTF-8 text: complete the surrogate pair or drop it (String.prototype.toWellFormed() replaces it with U+FFFD).`,
+    { index, codeUnit: `\\u${unit}` },
+  )
+}
+
+function loneSurrogateIndex(value: string): number {
+  for (let i = 0; i < value.length; i++) {
+    const unit = value.charCodeAt(i)
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = value.charCodeAt(i + 1)
+      if (next >= 0xdc00 && next <= 0xdfff) i++
+      else return i
+    } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+      return i
+    }
+  }
+  return -1
+}
+
 export function checkName(value: unknown): string {
   if (typeof value !== 'string') throw invalid('name must be a string: give the item a short title.')
+  requireWellFormed(value, 'name')
   const name = value.trim()
   if (name.length === 0) throw invalid('name is empty: give the item a short title.')
   if (name.length > MAX_NAME_LENGTH) {
@@ -51,7 +172,7 @@ export function checkAgent(value: unknown): string | null {
   if (typeof value !== 'string' || value.trim().length === 0 || value.length > MAX_AGENT_LENGTH || CONTROL.test(value)) {
     throw invalid(`agent must be a non-empty single-line string of at most ${MAX_AGENT_LENGTH} characters, or null to clear it.`)
   }
-  return value.trim()
+  return requireWellFormed(value, 'agent').trim()
 }
 
 export function checkRetries(value: unknown): number {
@@ -62,12 +183,13 @@ export function checkRetries(value: unknown): number {
 export function checkReason(value: unknown, what = 'reason'): string {
   if (typeof value !== 'string' || value.trim().length === 0) throw invalid(`${what} must be a non-empty string.`)
   if (value.length > MAX_REASON_LENGTH) throw invalid(`${what} is longer than ${MAX_REASON_LENGTH} characters: shorten it.`)
-  return value.trim()
+  return requireWellFormed(value, what).trim()
 }
 
 export function checkBlocked(value: unknown): Blocked | null {
   if (value === null || value === false) return null
-  if (typeof value === 'object' && value !== null) {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    requireKnownKeys(value, keysOf<Blocked>()(['reason']), 'blocked', 'field')
     return { reason: checkReason((value as Blocked).reason, 'blocked.reason') }
   }
   throw invalid('blocked must be { reason: "…" } to block the item or null to unblock it.')
@@ -89,7 +211,7 @@ export function checkDependsOn(value: unknown): ItemId[] {
 export function checkContentValue(value: unknown, slot: string): ContentValue {
   if (typeof value === 'string') {
     if (Buffer.byteLength(value, 'utf8') > MAX_CONTENT_BYTES) throw tooLarge(slot)
-    return value
+    return requireWellFormed(value, `Content for slot "${slot}"`)
   }
   if (value instanceof Uint8Array) {
     if (value.byteLength > MAX_CONTENT_BYTES) throw tooLarge(slot)
@@ -100,6 +222,30 @@ export function checkContentValue(value: unknown, slot: string): ContentValue {
 
 function tooLarge(slot: string): DocketError {
   return invalid(`Content for slot "${slot}" is larger than ${MAX_CONTENT_BYTES / 1024 / 1024} MiB: store large artefacts elsewhere and keep a reference in the slot.`)
+}
+
+/** The keys each public method's options object accepts (requireKnownKeys refuses any other). */
+export const OPTION_KEYS = {
+  createItem: keysOf<CreateItemOptions>()(['allowUnknownDependencies']),
+  listItems: keysOf<ListItemsOptions>()(['stage', 'type', 'ready']),
+  event: keysOf<StageEvent>()(['type', 'reason']),
+  deleteItem: keysOf<DeleteItemOptions>()(['reason']),
+  audit: keysOf<AuditQuery>()(['itemId', 'kinds', 'since', 'limit']),
+  assertSynced: keysOf<NonNullable<Parameters<Store['assertSynced']>[0]>>()(['timeoutMs', 'offline']),
+} as const
+
+/** A wait in milliseconds that setTimeout can honour (it fires at once beyond 2³¹−1 ms). */
+export function checkTimeout(value: unknown, what: string): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0 && value <= 2 ** 31 - 1) return value
+  throw invalid(`${what} must be a number of milliseconds from 0 to ${2 ** 31 - 1}, got ${showValue(value)}.`)
+}
+
+function showValue(value: unknown): string {
+  if (typeof value === 'number') return String(value)
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
 }
 
 export interface CheckedCreate {
@@ -115,19 +261,13 @@ export interface CheckedCreate {
   id: ItemId | undefined
 }
 
-const CREATE_KEYS = new Set(['name', 'type', 'dependsOn', 'body', 'content', 'stage', 'agent', 'retries', 'blocked', 'frozen', 'id'])
-const UPDATE_KEYS = new Set(['name', 'dependsOn', 'agent', 'retries', 'blocked', 'frozen'])
-
-function rejectUnknownKeys(input: Record<string, unknown>, allowed: Set<string>, what: string): void {
-  for (const key of Object.keys(input)) {
-    if (!allowed.has(key)) throw invalid(`${what} has an unknown field "${key}": allowed fields are ${[...allowed].join(', ')}.`, { field: key })
-  }
-}
+const CREATE_KEYS = keysOf<CreateItemInput>()(['name', 'type', 'dependsOn', 'body', 'content', 'stage', 'agent', 'retries', 'blocked', 'frozen', 'id'])
+const UPDATE_KEYS = keysOf<UpdateItemInput>()(['name', 'dependsOn', 'agent', 'retries', 'blocked', 'frozen'])
 
 /** Shape checks of createItem's input; checks against the store's state come after. */
 export function checkCreateInput(value: unknown): CheckedCreate {
   const input = requireObject(value, 'createItem input')
-  rejectUnknownKeys(input, CREATE_KEYS, 'createItem input')
+  requireKnownKeys(input, CREATE_KEYS, 'createItem() input', 'field')
   const content = new Map<string, ContentValue>()
   if (input.content !== undefined) {
     const slots = requireObject(input.content, 'content')
@@ -163,7 +303,7 @@ export type CheckedUpdate = Partial<{
 
 export function checkUpdateInput(value: unknown): CheckedUpdate {
   const input = requireObject(value, 'updateItem input')
-  rejectUnknownKeys(input, UPDATE_KEYS, 'updateItem input')
+  requireKnownKeys(input, UPDATE_KEYS, 'updateItem() input', 'field')
   const out: CheckedUpdate = {}
   if (input.name !== undefined) out.name = checkName(input.name)
   if (input.dependsOn !== undefined) out.dependsOn = checkDependsOn(input.dependsOn)
@@ -171,7 +311,7 @@ export function checkUpdateInput(value: unknown): CheckedUpdate {
   if (input.retries !== undefined) out.retries = checkRetries(input.retries)
   if (input.blocked !== undefined) out.blocked = checkBlocked(input.blocked)
   if (input.frozen !== undefined) out.frozen = checkFrozen(input.frozen)
-  if (Object.keys(out).length === 0) throw invalid(`updateItem needs at least one field to change: ${[...UPDATE_KEYS].join(', ')}.`)
+  if (Object.keys(out).length === 0) throw invalid(`updateItem needs at least one field to change: ${UPDATE_KEYS.join(', ')}.`)
   return out
 }
 

@@ -36,6 +36,12 @@ export interface ConsistencyReport {
    * as they are. Reported, not counted against `ok`: the document only grows, so they stay.
    */
   malformed: Array<{ root: 'records' | 'items'; key: string; why: string }>
+  /**
+   * Remote updates refused as history rewrites and kept as evidence (`docket log --kind
+   * update_refused` says from where and why). Reported, not counted against `ok`: nothing of
+   * them reached the document — but some peer or server sent them.
+   */
+  refusedUpdates: number
   /** True when there is nothing to repair or recover. */
   ok: boolean
 }
@@ -54,8 +60,10 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
     pendingReanchors: [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? state.rescues.get(uid)?.oldId ?? []),
     damage: damage ?? null,
     malformed: malformedEntries(state),
+    refusedUpdates: 0,
     ok: false,
   }
+  for await (const _ of dbs.refused.keys()) report.refusedUpdates++
   const seen = new Set<ItemId>()
   const malformed = (key: { sublevel: string; key: string }) => report.corrupt.push({ ...key, error: 'not a key docket writes' })
   for await (const rows of scanStoredRows(dbs, { malformed })) {

@@ -16,7 +16,7 @@ export interface SyncOptions {
   /** Reconnect backoff bounds in ms. Default: 250 / 10,000. */
   minReconnectDelayMs?: number
   maxReconnectDelayMs?: number
-  /** How long close() waits for the server to acknowledge local changes. Default: 3,000 ms. */
+  /** How long close() waits for the server to store local changes. Default: 3,000 ms. */
   closeTimeoutMs?: number
 }
 
@@ -26,11 +26,16 @@ export interface SyncState {
   url: string | null
   /** A WebSocket is open and the server accepted the token. */
   connected: boolean
-  /** Connected, the server's state has been received, and every local change was acknowledged. */
+  /**
+   * Connected, the server's state has been received, and the server has *stored* every change
+   * this replica holds (for a read-only replica: the server's state has been received).
+   */
   synced: boolean
+  /** The server accepted this replica's token as read-only: it receives, and its own changes are refused. */
+  readOnly: boolean
   /** When this replica was last known to be synced (persisted across processes), or null. */
   lastSyncedAt: string | null
-  /** Updates from the server that this replica refused (they would rewrite history): see `docket log --kind update_refused`. */
+  /** Remote updates this replica refused and keeps as evidence, across processes: see `docket log --kind update_refused`. */
   refusedUpdates: number
   /** Why syncing stopped for good (a refused token), if it did. */
   error: { code: string; message: string } | null
@@ -46,6 +51,16 @@ export interface SyncBridge {
 }
 
 const FROM_STORE = Symbol('docket:from-store')
+
+/** The mark a server's `{"docket":"stored","n":N}` confirms, or undefined for any other payload. */
+function storedMark(payload: string): number | undefined {
+  try {
+    const value = JSON.parse(payload) as { docket?: unknown; n?: unknown }
+    return value.docket === 'stored' && Number.isSafeInteger(value.n) ? (value.n as number) : undefined
+  } catch {
+    return undefined
+  }
+}
 
 /**
  * Joins a Hocuspocus server through a network Y.Doc of its own. Local changes reach that doc
@@ -74,8 +89,13 @@ export class SyncClient {
   #resync: NodeJS.Timeout | undefined
   /** Server updates handed to the store and not yet on its disk. */
   #applying = 0
-  /** Server updates the store refused (crdt/admission.ts). */
-  #refused = 0
+  /**
+   * Store confirmations (packages/server/src/confirm.ts): once the server has acknowledged all
+   * this replica sent, it sends a mark; the server answers when a store covering it completed.
+   */
+  #markWanted = true
+  #marked = 0
+  #confirmed = 0
 
   constructor(options: SyncOptions, bridge: SyncBridge, logger: Logger, lastSyncedAt: string | null) {
     this.#options = { document: 'docket', closeTimeoutMs: 3000, ...options }
@@ -88,7 +108,8 @@ export class SyncClient {
       if (info.source !== this.#source) Y.applyUpdate(this.#net, update, FROM_STORE)
     })
     this.#net.on('update', (update: Uint8Array, origin: unknown) => {
-      if (origin === this.#provider && !this.#closed) this.#toStore(update)
+      if (origin === FROM_STORE) this.#markWanted = true
+      else if (origin === this.#provider && !this.#closed) this.#toStore(update)
     })
     this.#socket = new HocuspocusProviderWebsocket({
       url: options.url,
@@ -111,7 +132,11 @@ export class SyncClient {
       const connected = status === 'connected'
       if (connected !== this.#connected) this.#logger.info?.(`sync ${connected ? 'connected to' : 'disconnected from'} ${options.url}`)
       this.#connected = connected
-      if (!connected) this.#handshake = false
+      if (!connected) {
+        this.#handshake = false
+        // A mark in flight is lost with its connection: confirm again on the next one.
+        this.#markWanted = true
+      }
       this.#changed()
     })
     this.#provider.on('synced', ({ state }: { state: boolean }) => {
@@ -119,6 +144,12 @@ export class SyncClient {
       this.#changed()
     })
     this.#provider.on('unsyncedChanges', () => this.#changed())
+    this.#provider.on('stateless', ({ payload }: { payload: string }) => {
+      const n = storedMark(payload)
+      if (n === undefined || n <= this.#confirmed) return
+      this.#confirmed = n
+      this.#changed()
+    })
     this.#provider.on('authenticationFailed', ({ reason }: { reason: string }) => {
       this.#error = reason.startsWith('schema-mismatch')
         ? { code: 'SCHEMA_MISMATCH', message: `the server at ${options.url} refused this replica: ${reason.replace(/^schema-mismatch: /, '')}.` }
@@ -140,22 +171,36 @@ export class SyncClient {
       url: this.#options.url,
       connected: this.#connected && this.#error === null,
       synced: this.#isSynced(),
+      readOnly: this.#readOnly(),
       lastSyncedAt: this.#lastSyncedAt,
-      refusedUpdates: this.#refused,
+      refusedUpdates: 0, // the store fills in what it refused (it keeps the count across processes)
       error: this.#error ? { ...this.#error } : null,
     }
   }
 
   #isSynced(): boolean {
-    return (
-      this.#error === null &&
-      this.#connected &&
-      this.#handshake &&
-      this.#provider.isAuthenticated &&
-      !this.#provider.hasUnsyncedChanges &&
-      this.#applying === 0 &&
-      this.#storeHasNetwork()
-    )
+    if (this.#error !== null || !this.#connected || !this.#handshake || !this.#provider.isAuthenticated) return false
+    if (this.#applying > 0 || !this.#storeHasNetwork()) return false
+    // A read-only replica's changes never reach the server: caught up is all it can be.
+    return this.#stored()
+  }
+
+  /** The server accepted this replica's token as read-only. */
+  get readOnly(): boolean {
+    return this.#readOnly()
+  }
+
+  #readOnly(): boolean {
+    return this.#provider.isAuthenticated && this.#provider.authorizedScope === 'readonly'
+  }
+
+  /** Everything sent was acknowledged (applied): ask the server to confirm it is stored. */
+  #maybeMark(): void {
+    if (!this.#markWanted || this.#error !== null || !this.#connected || !this.#handshake) return
+    if (!this.#provider.isAuthenticated || this.#provider.hasUnsyncedChanges || this.#readOnly()) return
+    this.#markWanted = false
+    this.#marked++
+    this.#provider.sendStateless(JSON.stringify({ docket: 'mark', n: this.#marked }))
   }
 
   /** The store holds everything the network doc received (none of it waits to be applied). */
@@ -169,6 +214,7 @@ export class SyncClient {
 
   #changed(): void {
     if (this.#closed) return
+    this.#maybeMark()
     const synced = this.#isSynced()
     if (synced) {
       this.#lastSyncedAt = new Date().toISOString()
@@ -222,10 +268,7 @@ export class SyncClient {
       .catch((err: unknown) => {
         if (this.#closing) return
         // Refused for good (it would rewrite history): audited by the store; sending it again changes nothing.
-        if ((err as { code?: unknown })?.code === 'UPDATE_REFUSED') {
-          this.#refused++
-          return
-        }
+        if ((err as { code?: unknown })?.code === 'UPDATE_REFUSED') return
         // The store rebuilt itself from disk; send it what the network doc has that it lacks.
         this.#logger.warn(`applying an update from ${this.#options.url} failed (${(err as Error).message}); retrying`)
         this.#scheduleResync()
@@ -245,13 +288,18 @@ export class SyncClient {
     }, 200)
   }
 
-  /** Waits (bounded) for the server to acknowledge local changes, then disconnects. */
+  /** The server stored everything this replica sent it (a read-only replica sends nothing). */
+  #stored(): boolean {
+    return this.#readOnly() || (!this.#provider.hasUnsyncedChanges && !this.#markWanted && this.#confirmed >= this.#marked)
+  }
+
+  /** Waits (bounded) for the server to store local changes, then disconnects. */
   async close(): Promise<void> {
     if (this.#closing) return
     this.#closing = true
-    if (this.#connected && this.#error === null && this.#provider.hasUnsyncedChanges) {
+    if (this.#connected && this.#error === null && !this.#stored()) {
       await new Promise<void>((resolve) => {
-        const waiter = { check: () => (!this.#provider.hasUnsyncedChanges || !this.#connected) && finish(), abort: () => finish() }
+        const waiter = { check: () => (this.#stored() || !this.#connected || this.#error !== null) && finish(), abort: () => finish() }
         const timer = setTimeout(finish, this.#options.closeTimeoutMs)
         const waiters = this.#waiters
         function finish(): void {
