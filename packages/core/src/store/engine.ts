@@ -20,7 +20,7 @@ import type { StoreHooks } from './hooks.js'
 import { OpContext, RemoteOrigin, type Job } from './job.js'
 import type { Logger } from './logger.js'
 import { DocState, LOAD_ORIGIN, loadState, recordOf, type CorruptRow } from './state.js'
-import { Writer } from './writer.js'
+import { compactionDue, Writer } from './writer.js'
 
 /** One local mutation, as `Engine.write` takes it. */
 export interface Mutation<T = void> {
@@ -129,7 +129,7 @@ export class Engine {
     await this.reportCorrupt(this.state.corrupt)
     this.runPendingReanchors()
     await this.reanchoring
-    if (this.state.liveSeqs.length > this.compactAfterRows) await this.writer.compact(this.state)
+    if (compactionDue(this.state, [], this.compactAfterRows) === 'snapshot') await this.writer.compact(this.state)
   }
 
   /** Waits until the writer is idle and no re-anchoring runs (a failed one is retried later). */

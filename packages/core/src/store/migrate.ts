@@ -218,6 +218,7 @@ export async function writeMigration(
   if (migration.update) {
     const seq = state.nextSeq++
     state.liveSeqs.push(seq)
+    state.liveBytes += migration.update.byteLength
     ops.push({ type: 'put', sublevel: dbs.doc, key: seqKey(seq), value: migration.update })
   }
   for (const row of migration.rows) ops.push({ ...row, sublevel: dbs[row.sublevel] })

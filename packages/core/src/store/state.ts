@@ -79,6 +79,11 @@ export class DocState {
   readonly items = new Map<ItemId, Item | null>()
   /** Sequence numbers of the update rows on disk, oldest first. */
   liveSeqs: number[] = []
+  /** Bytes of the live update rows, and of the largest of them (the last snapshot, as a rule). */
+  liveBytes = 0
+  baseBytes = 0
+  /** The update rows written since this process last folded rows (with their bytes), for the next merge. */
+  tail: Array<{ seq: number; update: Uint8Array }> = []
   /** Rows that could not be applied; kept on disk (never compacted away) and reported. */
   corrupt: CorruptRow[] = []
   nextSeq = 1
@@ -186,6 +191,11 @@ export async function loadState(dbs: Databases, generation: number, replicaId: R
   }, LOAD_ORIGIN)
   state.loadedSeqs = rows.map(([seq]) => seq)
   state.liveSeqs = state.loadedSeqs.filter((seq) => !corruptSeqs.has(seq))
+  for (const [seq, value] of rows) {
+    if (corruptSeqs.has(seq)) continue
+    state.liveBytes += value.byteLength
+    state.baseBytes = Math.max(state.baseBytes, value.byteLength)
+  }
   const commit = Number((await dbs.meta.get('commit')) ?? '0')
   state.commit = Number.isSafeInteger(commit) && commit >= 0 ? commit : 0
   state.nextSeq = rows.length === 0 ? 1 : rows[rows.length - 1]![0] + 1

@@ -57,10 +57,13 @@ export interface StoreStats {
   highestId: number
   /** Update rows on disk now, and their total size. */
   updateRows: number
+  updateBytes: number
   /** Update rows and bytes read by the last open (or reload). */
   openedRows: number
   openedBytes: number
+  /** Snapshots of the whole document this process wrote, and merges of recent rows into one. */
   compactions: number
+  merges: number
   corruptRows: number
   pendingReanchors: number
 }
@@ -669,9 +672,11 @@ export class Store implements AsyncDisposable {
       tombstones: state.parts.tombstones.size,
       highestId: state.allocator.highest,
       updateRows: state.liveSeqs.length,
+      updateBytes: state.liveBytes,
       openedRows: state.readRows,
       openedBytes: state.readBytes,
       compactions: this.#e.writer.compactions,
+      merges: this.#e.writer.merges,
       corruptRows: state.corrupt.length,
       pendingReanchors: state.unanchored.size,
     }

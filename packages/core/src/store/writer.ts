@@ -47,7 +47,9 @@ export class Writer {
   readonly #env: WriterEnv
   readonly #queue: Job[] = []
   #running: Promise<void> | null = null
+  /** Snapshots of the whole document written, and merges of recent rows. */
   compactions = 0
+  merges = 0
 
   constructor(env: WriterEnv) {
     this.#env = env
@@ -82,12 +84,12 @@ export class Writer {
       else job.reject(staleGeneration(this.#env.dir))
     }
     if (jobs.length === 0) return
-    const updates = jobs.filter((job) => job.update !== undefined).length
-    const due = state.liveSeqs.length + updates > this.#env.compactAfterRows || jobs.some((job) => job.compact)
-    const snapshot = due ? Y.encodeStateAsUpdate(state.doc) : undefined
+    const due = compactionDue(state, jobs, this.#env.compactAfterRows)
+    const snapshot = due === 'snapshot' ? Y.encodeStateAsUpdate(state.doc) : undefined
+    const merged = due === 'merge' ? mergeTail(state, jobs) : undefined
     const seqs: number[] = []
     try {
-      const ops = await this.#buildOps(state, jobs, seqs, snapshot)
+      const ops = await this.#buildOps(state, jobs, seqs, snapshot ? { snapshot } : merged ? { merged } : undefined)
       this.#env.hooks?.step?.('commit:before-write', { jobs: jobs.length })
       const injected = (await this.#env.hooks?.beforeWrite?.(ops)) ?? []
       await this.#env.dbs.root.batch([...ops, ...injected].map((op) => this.#levelOp(op)) as never, { sync: this.#env.sync })
@@ -105,9 +107,22 @@ export class Writer {
     state.commit++
     if (snapshot) {
       state.liveSeqs = seqs
+      state.liveBytes = state.baseBytes = snapshot.byteLength
+      state.tail = []
       this.compactions++
+    } else if (merged) {
+      const folded = new Set(state.tail.map((row) => row.seq))
+      state.liveSeqs = [...state.liveSeqs.filter((seq) => !folded.has(seq)), ...seqs].sort((x, y) => x - y)
+      state.liveBytes += merged.byteLength - state.tail.reduce((n, row) => n + row.update.byteLength, 0)
+      state.tail = []
+      this.merges++
     } else {
+      const updates = jobs.flatMap((job) => (job.update ? [job.update] : []))
       state.liveSeqs.push(...seqs)
+      updates.forEach((update, i) => {
+        state.liveBytes += update.byteLength
+        state.tail.push({ seq: seqs[i]!, update })
+      })
     }
     for (const job of jobs) {
       for (const after of job.afterCommit) after()
@@ -117,7 +132,7 @@ export class Writer {
   }
 
   /** Folds the ops of several jobs into one batch; the last op on a key wins. */
-  async #buildOps(state: DocState, jobs: Job[], seqs: number[], snapshot: Uint8Array | undefined): Promise<WriteOp[]> {
+  async #buildOps(state: DocState, jobs: Job[], seqs: number[], folded: { snapshot: Uint8Array } | { merged: Uint8Array } | undefined): Promise<WriteOp[]> {
     const ops = new Map<string, WriteOp>()
     // Content keys this batch puts, by item: clearing an item's content must also drop them.
     const contentPuts = new Map<ItemId, Set<string>>()
@@ -135,17 +150,27 @@ export class Writer {
         keys?.delete(op.key)
       }
     }
-    if (snapshot) {
+    if (folded && 'snapshot' in folded) {
+      // The whole document in one row; every older row goes.
       const seq = state.nextSeq++
       seqs.push(seq)
-      set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: snapshot })
+      set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: folded.snapshot })
       for (const old of state.liveSeqs) set({ type: 'del', sublevel: 'doc', key: seqKey(old) })
+    } else if (folded) {
+      // The rows written since the last fold — always the last rows on disk — and this batch's
+      // updates, as one row in the place of the first of them: the numbering stays without
+      // holes, which an open reads as lost batches (storage/health.ts).
+      const seq = state.tail[0]!.seq
+      state.nextSeq = seq + 1
+      seqs.push(seq)
+      set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: folded.merged })
+      for (const row of state.tail.slice(1)) set({ type: 'del', sublevel: 'doc', key: seqKey(row.seq) })
     }
     // Every batch advances the commit counter: a checkpoint outside the LevelDB that is ahead
     // of it at the next open means acknowledged batches were lost (storage/health.ts).
     set({ type: 'put', sublevel: 'meta', key: 'commit', value: String(state.commit + 1) })
     for (const job of jobs) {
-      if (job.update && !snapshot) {
+      if (job.update && !folded) {
         const seq = state.nextSeq++
         seqs.push(seq)
         set({ type: 'put', sublevel: 'doc', key: seqKey(seq), value: job.update })
@@ -198,6 +223,34 @@ export class Writer {
     job.compact = true
     await this.submit(job)
   }
+}
+
+/**
+ * Whether this batch folds the rows into a snapshot: past `compactAfterRows` rows, and only once
+ * the rows written since the last snapshot weigh half as much as it. A snapshot costs the whole
+ * document, so on a large store a fixed row count would make every write pay an ever larger
+ * share of it; tied to bytes, the rewriting stays within a constant factor of what was written
+ * (each byte is rewritten at most about twice), whatever the size of the store.
+ */
+export function compactionDue(state: Pick<DocState, 'liveSeqs' | 'liveBytes' | 'baseBytes' | 'tail'>, jobs: readonly Job[], afterRows: number): 'snapshot' | 'merge' | undefined {
+  if (jobs.some((job) => job.compact)) return 'snapshot'
+  let rows = state.liveSeqs.length
+  let bytes = state.liveBytes - state.baseBytes
+  for (const job of jobs) {
+    if (job.update === undefined) continue
+    rows++
+    bytes += job.update.byteLength
+  }
+  if (rows <= afterRows) return undefined
+  if (bytes * 2 >= state.baseBytes) return 'snapshot'
+  // Not yet worth a snapshot: the rows since the last fold become one (costs what they weigh),
+  // so the number of rows an open reads stays bounded too.
+  return state.tail.length > 0 && state.tail.length >= afterRows / 2 ? 'merge' : undefined
+}
+
+/** The rows written since the last fold, and this batch's updates, as one update. */
+function mergeTail(state: DocState, jobs: readonly Job[]): Uint8Array {
+  return Y.mergeUpdates([...state.tail.map((row) => row.update), ...jobs.flatMap((job) => (job.update ? [job.update] : []))])
 }
 
 function persistError(dir: string, err: unknown): DocketError {
