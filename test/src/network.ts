@@ -12,6 +12,12 @@ export interface NetworkPeer {
   onUpdate(listener: (update: Uint8Array, info: { remote: boolean }) => void): () => void
   /** Finishes what applied updates started (docket re-anchors displaced items after a merge); `syncAll` awaits it every round. */
   settle?(): Promise<void>
+  /**
+   * Content travels beside updates (docket keeps it in blobs, by hash): after a delivery the
+   * receiver takes what it lacks from the sender, as it would from a sync server.
+   */
+  readBlob?(sha256: string): Promise<Uint8Array | undefined>
+  pullBlobs?(from: NetworkPeer): Promise<void>
 }
 
 export interface Message {
@@ -80,7 +86,9 @@ export class FakeNetwork {
   async deliver(index: number): Promise<boolean> {
     if (this.inFlight.length === 0) return false
     const [message] = this.inFlight.splice(index % this.inFlight.length, 1)
-    await this.#peers.get(message!.to)!.applyUpdate(message!.update, message!.from)
+    const to = this.#peers.get(message!.to)!
+    await to.applyUpdate(message!.update, message!.from)
+    await to.pullBlobs?.(this.#peers.get(message!.from)!)
     this.delivered++
     return true
   }
@@ -114,7 +122,9 @@ export class FakeNetwork {
       await this.deliverAll()
       for (const a of this.#peers.values()) {
         for (const b of this.#peers.values()) {
-          if (a !== b) await b.applyUpdate(a.encodeStateAsUpdate(b.encodeStateVector()), a.name)
+          if (a === b) continue
+          await b.applyUpdate(a.encodeStateAsUpdate(b.encodeStateVector()), a.name)
+          await b.pullBlobs?.(a)
         }
       }
       for (const peer of this.#peers.values()) await peer.settle?.()

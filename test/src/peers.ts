@@ -1,4 +1,5 @@
 import type { Store } from '@docket/core'
+import { copyBlobs } from '@docket/core/testing'
 import type { NetworkPeer } from './network.js'
 
 /** A store as a network peer, named by its replica id; it settles by flushing (writes and re-anchorings). */
@@ -10,5 +11,8 @@ export function peerOf(store: Store): NetworkPeer {
     encodeStateAsUpdate: (sv) => store.encodeStateAsUpdate(sv),
     onUpdate: (listener) => store.onUpdate(listener),
     settle: () => store.flush(),
+    readBlob: (sha256) => store.readBlob(sha256),
+    pullBlobs: async (from) => void (await copyBlobs({ readBlob: async (sha) => from.readBlob?.(sha) }, store)),
   }
 }
+

@@ -33,6 +33,8 @@ export type { StageEntry } from './stage/log.js'
 export { nextIdAfter, IdAllocator } from './alloc/allocator.js'
 export { ClaimIndex, claimKey, parseClaimKey, shownIdOf, winnerOf } from './crdt/claims.js'
 export { updateRefusal } from './crdt/admission.js'
+export { isContentRef, sha256Of } from './crdt/content.js'
+export type { ContentRef } from './crdt/content.js'
 export type { ClaimReason, ClaimValue } from './crdt/claims.js'
 export type { IdSource } from './alloc/allocator.js'
 

@@ -165,3 +165,15 @@ export async function converged(stores: readonly Store[]): Promise<boolean> {
   const vectors = stores.map((s) => Buffer.from(s.encodeStateVector()).toString('hex'))
   return vectors.every((v) => v === vectors[0]) && stores.every((s) => s.stats().pendingReanchors === 0 && s.syncState().synced)
 }
+
+/** Gives `to` the content blobs it lacks that `from` has: what a sync server does between replicas that exchange updates directly. */
+export async function copyBlobs(from: { readBlob(sha256: string): Promise<Uint8Array | undefined> }, to: Store): Promise<number> {
+  let copied = 0
+  for (const ref of await to.missingBlobs()) {
+    const bytes = await from.readBlob(ref.sha256)
+    if (bytes === undefined) continue
+    await to.importBlob(ref, bytes)
+    copied++
+  }
+  return copied
+}

@@ -2,12 +2,8 @@ import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import { MAX_CONTENT_BYTES, MAX_ITEM_NUMBER, type Store } from '../src/index.js'
 import { readRawRows } from '../src/testing.js'
-import { collect, tempDir, testStore, peerTx } from './support.js'
+import { collect, tempDir, testStore, peerTx, pull } from './support.js'
 
-async function pull(to: Store, from: Store): Promise<void> {
-  await to.applyUpdate(from.encodeStateAsUpdate(to.encodeStateVector()), 'peer')
-  await to.flush()
-}
 
 /** Issue 10: grow-only means grow-only — no remote update may rewrite history. */
 describe('a remote update that would rewrite history is refused whole', () => {

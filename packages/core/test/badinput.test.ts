@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { chmod, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { openStore, type Store } from '../src/index.js'
+import { openStore, SCHEMA_VERSION, type Store } from '../src/index.js'
 import { collect, delRaw, snapshotRows, putRaw, tempDir, testStore } from './support.js'
 
 const BAD_IDS: unknown[] = ['', '0', '01', '-3', '1.5', 'abc', '9'.repeat(400), ' 1', '1e3', null, 3.5, {}, '9007199254740992']
@@ -108,9 +108,9 @@ describe('bad directories and stores', () => {
     const store = await openStore({ dir, durability: 'relaxed' })
     await store.createItem({ name: 'x' })
     await store.close()
-    await putRaw(dir, '!meta!schema', '3')
+    await putRaw(dir, '!meta!schema', String(SCHEMA_VERSION + 1))
     const before = await snapshotRows(dir)
-    await expect(openStore({ dir })).rejects.toMatchObject({ code: 'SCHEMA_TOO_NEW', details: { schema: 3, supported: 2 } })
+    await expect(openStore({ dir })).rejects.toMatchObject({ code: 'SCHEMA_TOO_NEW', details: { schema: SCHEMA_VERSION + 1, supported: SCHEMA_VERSION } })
     expect(await snapshotRows(dir)).toEqual(before)
   })
 

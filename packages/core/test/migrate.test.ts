@@ -1,5 +1,8 @@
-// Schema 1 → 2: stores written by the previous release (the code of ef7d12b, taken from git
-// history at test time and run in a child process) are opened with the current code.
+// Schema 1 → 3: stores written by the previous release (the code of ef7d12b, taken from git
+// history at test time and run in a child process) are opened with the current code, which
+// migrates them in one step: schema 1's items claim their ids (schema 2) and their content moves
+// out of the document into blobs (schema 3). migrate-content.test.ts covers schema 2 → 3.
+import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { cp, mkdtemp, rm } from 'node:fs/promises'
@@ -148,6 +151,46 @@ function keysOf(rows: Map<string, string>, prefix: string): string[] {
   return [...rows.keys()].filter((k) => k.startsWith(prefix))
 }
 
+const sha256 = (hex: string) => createHash('sha256').update(Buffer.from(hex, 'hex')).digest('hex')
+
+/** A content row of schema 3: the reference `{ sha256, size, text }` of the slot's bytes, as JSON. */
+function refOfRow(hex: string): { sha256: string; size: number; text: boolean } | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(hex, 'hex').toString('utf8')) as { sha256: string; size: number; text: boolean }
+    return Object.keys(value).sort().join(',') === 'sha256,size,text' && /^[0-9a-f]{64}$/.test(value.sha256) ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The content counts of the migration: every live item's slots move out of the document; every content row (the orphan's too) becomes a reference. */
+function contentReport(summary: Schema1Summary): { values: number; rows: number; blobs: number } {
+  const slots = summary.items.flatMap((i) => Object.values(i.slots))
+  const orphan = summary.orphan ? [Buffer.from(summary.orphan.body).toString('hex')] : []
+  return { values: slots.length, rows: slots.length + orphan.length, blobs: new Set([...slots, ...orphan].map(sha256)).size }
+}
+
+/**
+ * The content rows of a migrated store: each is the reference of the bytes the item's slot (or
+ * the orphan's row) holds; every referenced blob is there with those bytes, and queued for upload.
+ * `written`: content rows written after the migration (the blobs they replaced stay).
+ */
+function expectContentRefs(rows: Map<string, string>, summary: Schema1Summary, written: Record<string, string> = {}): void {
+  const expected = new Map<string, string>()
+  for (const item of summary.items) for (const [slot, hex] of Object.entries(item.slots)) expected.set(`!content!${item.id.padStart(16, '0')}/${slot}`, hex)
+  if (summary.orphan) expected.set(`!content!${summary.orphan.id.padStart(16, '0')}/body`, Buffer.from(summary.orphan.body).toString('hex'))
+  const migrated = [...expected.values()]
+  for (const [key, hex] of Object.entries(written)) expected.set(key, hex)
+  expect(keysOf(rows, '!content!').sort()).toEqual([...expected.keys()].sort())
+  for (const [key, hex] of expected) {
+    expect(refOfRow(rows.get(key)!), key).toMatchObject({ sha256: sha256(hex), size: hex.length / 2 })
+    expect(rows.get(`!blob!${sha256(hex)}`), `blob of ${key}`).toBe(hex)
+  }
+  const blobs = [...new Set([...migrated, ...expected.values()].map(sha256))].sort()
+  expect(keysOf(rows, '!blob!').sort()).toEqual(blobs.map((s) => `!blob!${s}`))
+  expect(keysOf(rows, '!upload!').sort()).toEqual(blobs.map((s) => `!upload!${s}`))
+}
+
 /** Every schema 1 item is there, the same, under the same id: fields, slots, body and stage history. */
 async function expectItemsKept(store: Store, summary: Schema1Summary, alsoLive: string[] = []): Promise<void> {
   expect(store.listItems().map((i) => i.id)).toEqual([...summary.items.map((i) => i.id), ...alsoLive].sort((x, y) => num(x) - num(y)))
@@ -227,10 +270,10 @@ describe('opening a schema 1 store migrates it', () => {
     const dir = await copyOf(base)
     const { summary } = base
     const store = await testStore({ dir })
-    expect(store.schema.onDisk).toBe(2)
+    expect(store.schema.onDisk).toBe(3)
     expect(store.schema.migrated).toMatchObject({
       from: 1,
-      to: 2,
+      to: 3,
       claimed: summary.items.length,
       reanchored: [],
       droppedJournal: [],
@@ -239,8 +282,9 @@ describe('opening a schema 1 store migrates it', () => {
       liveAfter: summary.items.length,
       tombstones: summary.tombstones.length,
       aliases: 1,
+      content: contentReport(summary),
     })
-    expect(docSchema(store)).toBe(2)
+    expect(docSchema(store)).toBe(3)
 
     await expectItemsKept(store, summary)
     expectTombstonesKept(store, summary)
@@ -274,14 +318,16 @@ describe('opening a schema 1 store migrates it', () => {
     const kinds: Record<string, number> = {}
     for (const e of events) kinds[e.kind] = (kinds[e.kind] ?? 0) + 1
     expect(kinds).toEqual({ ...summary.audit, schema_migrated: 1 })
-    expect(await migratedEvents(store)).toMatchObject([{ replicaId: summary.replicaId, data: { from: 1, to: 2, liveBefore: summary.items.length, liveAfter: summary.items.length } }])
+    expect(await migratedEvents(store)).toMatchObject([
+      { replicaId: summary.replicaId, data: { from: 1, to: 3, liveBefore: summary.items.length, liveAfter: summary.items.length, content: contentReport(summary) } },
+    ])
 
     // Deleted ids stay deleted; new items get fresh ids; migrated items take writes.
     await expect(store.createItem({ name: 'reuse a deleted id', id: summary.ids.deleted })).rejects.toMatchObject({ code: 'TOMBSTONED' })
     await expect(store.createItem({ name: 'reuse a live id', id: summary.ids.epic })).rejects.toMatchObject({ code: 'ALREADY_EXISTS' })
     await expect(store.createItem({ name: 'reuse the orphan id', id: summary.orphan!.id })).rejects.toMatchObject({ code: 'ALREADY_EXISTS' })
     const next = store.peekNextId()
-    const created = await store.createItem({ name: 'first schema 2 item', dependsOn: [summary.collision.newId] })
+    const created = await store.createItem({ name: 'first schema 3 item', dependsOn: [summary.collision.newId] })
     expect(created.id).toBe(next)
     const moved = await store.apply(summary.collision.newId, 'start')
     expect(moved).toMatchObject({ id: summary.collision.newId, uid: summary.collision.loserUid, stage: 'coding' })
@@ -290,8 +336,10 @@ describe('opening a schema 1 store migrates it', () => {
 
     await store.close()
     const rows = await snapshotRows(dir)
-    expect(rawText(rows, '!meta!schema')).toBe('2')
+    expect(rawText(rows, '!meta!schema')).toBe('3')
     expect(keysOf(rows, '!journal!')).toEqual([])
+    // Content rows are references now, to blobs that are there; the slot written after the migration too.
+    expectContentRefs(rows, summary, { [`!content!${summary.ids.parser.padStart(16, '0')}/gate_output`]: Buffer.from('rerun: ok').toString('hex') })
   })
 
   it('is idempotent: a reopen does not migrate again, and what was written after the migration stays', async () => {
@@ -303,7 +351,7 @@ describe('opening a schema 1 store migrates it', () => {
     const afterMigration = await snapshotRows(dir)
 
     const second = await openStore({ dir, logger: quiet })
-    expect(second.schema).toEqual({ onDisk: 2, migrated: undefined })
+    expect(second.schema).toEqual({ onDisk: 3, migrated: undefined })
     await expectItemsKept(second, summary)
     expect(await migratedEvents(second)).toHaveLength(1)
     await second.close()
@@ -312,13 +360,13 @@ describe('opening a schema 1 store migrates it', () => {
 
     const third = await openStore({ dir, logger: quiet })
     await third.apply(summary.ids.epic, 'start')
-    const created = await third.createItem({ name: 'after the migration', body: 'schema 2 body' })
+    const created = await third.createItem({ name: 'after the migration', body: 'schema 3 body' })
     await third.close()
     const fourth = await openStore({ dir, logger: quiet })
     try {
       expect(fourth.schema.migrated).toBeUndefined()
       expect(fourth.getItem(summary.ids.epic)?.stage).toBe('coding')
-      expect(await fourth.readContent(created.id)).toBe('schema 2 body')
+      expect(await fourth.readContent(created.id)).toBe('schema 3 body')
       expect(fourth.aliases()).toEqual(summary.aliases)
       expect(await migratedEvents(fourth)).toHaveLength(1)
       expect((await fourth.verify()).untracked).toEqual([summary.orphan!.id])
@@ -334,7 +382,8 @@ describe('opening a schema 1 store migrates it', () => {
     const store = await openStore({ dir, readOnly: true, logger: quiet })
     try {
       expect(store.schema.onDisk).toBe(1)
-      expect(store.schema.migrated).toMatchObject({ from: 1, to: 2, liveBefore: summary.items.length, liveAfter: summary.items.length, reanchored: [] })
+      // Content is not moved by a read-only open (there is nowhere to write the blobs): inline values read as they are.
+      expect(store.schema.migrated).toMatchObject({ from: 1, to: 3, liveBefore: summary.items.length, liveAfter: summary.items.length, reanchored: [], content: null })
       await expectItemsKept(store, summary)
       expectTombstonesKept(store, summary)
       expect(store.aliases()).toEqual(summary.aliases)
@@ -353,7 +402,7 @@ describe('opening a schema 1 store migrates it', () => {
   })
 })
 
-describe('a migration killed at each step leaves schema 1 untouched or schema 2 complete', () => {
+describe('a migration killed at each step leaves schema 1 untouched or schema 3 complete', () => {
   for (const step of MIGRATE_STEPS) {
     it(`killed at ${step}`, async () => {
       const dir = await copyOf(base)
@@ -367,30 +416,36 @@ describe('a migration killed at each step leaves schema 1 untouched or schema 2 
       if (schema === '1') {
         expect(after).toEqual(before)
       } else {
-        // Complete: the rows of schema 1 are all there (journal rows aside), plus the migration's
-        // document row and its audit event, and the marker.
-        expect(schema).toBe('2')
+        // Complete: the rows of schema 1 are all there (journal rows aside), the content rows as
+        // the references of the bytes they held; plus the migration's document row, its audit
+        // event, the blobs with their uploads, and the marker.
+        expect(schema).toBe('3')
         for (const [key, value] of before) {
           if (key.startsWith('!journal!') || key === '!meta!schema') continue
-          expect(after.get(key), key).toBe(value)
+          if (key.startsWith('!content!')) expect(refOfRow(after.get(key)!), key).toMatchObject({ sha256: sha256(value), size: value.length / 2 })
+          else expect(after.get(key), key).toBe(value)
         }
         expect(keysOf(after, '!journal!')).toEqual([])
         expect(rawKinds(after).filter((k) => k === 'schema_migrated')).toHaveLength(1)
         const added = [...after.keys()].filter((k) => !before.has(k))
         expect(added.filter((k) => k.startsWith('!doc!'))).toHaveLength(1)
-        expect(added.filter((k) => !k.startsWith('!doc!') && !k.startsWith('!audit!'))).toEqual([])
+        expect(added.filter((k) => k.startsWith('!audit!'))).toHaveLength(1)
+        expect(added.filter((k) => !/^!(doc|audit|blob|upload)!/.test(k))).toEqual([])
+        expectContentRefs(after, summary)
       }
       // What the migration writes in one batch is on disk from migrate:written on, and not before.
-      expect(schema).toBe(step === 'migrate:written' ? '2' : '1')
+      expect(schema).toBe(step === 'migrate:written' ? '3' : '1')
 
       const store = await testStore({ dir })
-      expect(store.schema.onDisk).toBe(2)
-      expect(store.schema.migrated === undefined).toBe(schema === '2')
+      expect(store.schema.onDisk).toBe(3)
+      expect(store.schema.migrated === undefined).toBe(schema === '3')
       await expectItemsKept(store, summary)
       expectTombstonesKept(store, summary)
       expect(store.aliases()).toEqual(summary.aliases)
       expect(await migratedEvents(store)).toHaveLength(1)
       expect((await store.verify()).untracked).toEqual([summary.orphan!.id])
+      await store.close()
+      expectContentRefs(await snapshotRows(dir), summary)
     })
   }
 })

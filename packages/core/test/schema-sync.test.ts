@@ -4,6 +4,7 @@ import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import { readStoredDocument } from '@docket/server'
 import { eventually, server, synced, TOKEN } from './sync-support.js'
+import { SCHEMA_VERSION } from '../src/index.js'
 import { collect } from './support.js'
 
 /** Connects a bare Hocuspocus client (as a docket of another schema would) and returns why it was refused. */
@@ -45,10 +46,10 @@ describe('replicas of two schemas never merge through a server', () => {
       doc.getMap('items').set('1', item)
     })
     expect(v1).toMatch(/^schema-mismatch: .*older than schema 2.*same docket version/)
-    const v3 = await refusal(srv.url, JSON.stringify({ schema: 3, token: TOKEN }), (doc) => doc.getMap('future').set('x', 1))
-    expect(v3).toMatch(/schema-mismatch: .*schema 3/)
+    const v3 = await refusal(srv.url, JSON.stringify({ schema: SCHEMA_VERSION + 1, token: TOKEN }), (doc) => doc.getMap('future').set('x', 1))
+    expect(v3).toMatch(new RegExp(`schema-mismatch: .*schema ${SCHEMA_VERSION + 1}`))
     // A wrong token is still a wrong token, whatever the schema.
-    expect(await refusal(srv.url, JSON.stringify({ schema: 2, token: 'wrong' }), () => {})).toBe('invalid-token')
+    expect(await refusal(srv.url, JSON.stringify({ schema: SCHEMA_VERSION, token: 'wrong' }), () => {})).toBe('invalid-token')
     await a.close()
     await srv.close()
     const stored = new Y.Doc()
@@ -72,7 +73,7 @@ describe('the sync server runs the grow-only check too', () => {
     const doc = new Y.Doc()
     Y.applyUpdate(doc, a.encodeStateAsUpdate())
     const socket = new HocuspocusProviderWebsocket({ url: srv.url, WebSocketPolyfill: WebSocket })
-    const provider = new HocuspocusProvider({ websocketProvider: socket, name: 'docket', document: doc, token: JSON.stringify({ schema: 2, token: TOKEN }) })
+    const provider = new HocuspocusProvider({ websocketProvider: socket, name: 'docket', document: doc, token: JSON.stringify({ schema: SCHEMA_VERSION, token: TOKEN }) })
     provider.attach()
     try {
       await new Promise<void>((resolve) => provider.on('synced', () => resolve()))

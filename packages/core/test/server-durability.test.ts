@@ -5,7 +5,7 @@ import WebSocket from 'ws'
 import * as Y from 'yjs'
 import { describe, expect, it } from 'vitest'
 import { readStoredDocument, startServer, type RunningServer } from '@docket/server'
-import { isDocketError, updateRefusal } from '../src/index.js'
+import { isDocketError, SCHEMA_VERSION, updateRefusal } from '../src/index.js'
 import { tempDir } from './support.js'
 import { eventually, freePort, serverProcess, synced, TOKEN } from './sync-support.js'
 
@@ -22,7 +22,7 @@ async function guardedServer(options: { readToken?: string; maxConnectionsPerAdd
 async function bareClient(url: string, token: string): Promise<{ doc: Y.Doc; provider: HocuspocusProvider; stateless: string[]; close: () => void }> {
   const doc = new Y.Doc()
   const socket = new HocuspocusProviderWebsocket({ url, WebSocketPolyfill: WebSocket, maxAttempts: 1 })
-  const provider = new HocuspocusProvider({ websocketProvider: socket, name: 'docket', document: doc, token: JSON.stringify({ schema: 2, token }) })
+  const provider = new HocuspocusProvider({ websocketProvider: socket, name: 'docket', document: doc, token: JSON.stringify({ schema: SCHEMA_VERSION, token }) })
   const stateless: string[] = []
   provider.on('stateless', ({ payload }: { payload: string }) => stateless.push(payload))
   provider.attach()
@@ -190,7 +190,7 @@ describe('what one connection or address may do', () => {
       encoding.writeVarString(auth, 'docket')
       encoding.writeVarUint(auth, 2) // Auth
       encoding.writeVarUint(auth, 0) // a token
-      encoding.writeVarString(auth, JSON.stringify({ schema: 2, token: TOKEN }))
+      encoding.writeVarString(auth, JSON.stringify({ schema: SCHEMA_VERSION, token: TOKEN }))
       ws.send(encoding.toUint8Array(auth))
       await new Promise((r) => ws.once('message', r)) // authenticated
       const closed = new Promise((r) => ws.once('close', r))

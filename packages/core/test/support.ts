@@ -59,6 +59,7 @@ export function keysWithPrefix(dump: Map<string, string>, prefix: string): strin
 }
 
 export { collect, snapshotRows } from '../src/testing.js'
+import { copyBlobs } from '../src/testing.js'
 
 /** Runs a fixture of this folder's fixtures/ in a real child process. */
 export function runFixture(fixture: string, args: string[], timeoutMs = 30_000): Promise<ChildResult> {
@@ -96,4 +97,11 @@ export function peerTx(base: Uint8Array, fn: (doc: Y.Doc) => void, clientId?: nu
   const update = Y.encodeStateAsUpdate(peer, Y.encodeStateVectorFromUpdate(base))
   peer.destroy()
   return update
+}
+
+/** Sends everything `from` has and `to` lacks — the document and the content blobs — as a sync server would. */
+export async function pull(to: Store, from: Store): Promise<void> {
+  await to.applyUpdate(from.encodeStateAsUpdate(to.encodeStateVector()), 'peer')
+  await to.flush()
+  await copyBlobs(from, to)
 }

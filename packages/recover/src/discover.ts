@@ -113,7 +113,7 @@ async function describe(store: Store, rows: StoredRows, kind: OrphanKind, liveUi
     warnings.push('no shadow row: only content rows')
   }
   const body = rows.slots.find((s) => s.slot === 'body')
-  const bytes = body?.value
+  const bytes = body ? await store.maintenance.readStoredContent(rows.id, 'body') : undefined
   const fm = bytes ? parseFrontMatter(bytes) : undefined
   if (fm) warnings.push(...fm.warnings)
   else warnings.push('no body')

@@ -2,6 +2,7 @@ import type { ServeOptions } from './server.js'
 
 const SERVE_KEYS = [
   'dir',
+  'blobDir',
   'host',
   'port',
   'token',

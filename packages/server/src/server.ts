@@ -6,6 +6,7 @@ import { Database } from '@hocuspocus/extension-database'
 import { Server, type Connection, type Document, type Extension } from '@hocuspocus/server'
 import * as decoding from 'lib0/decoding'
 import * as Y from 'yjs'
+import { BlobFiles, handleBlobRequest } from './blobs.js'
 import { Confirmations, parseMark } from './confirm.js'
 import { DEFAULT_PORT } from './defaults.js'
 import { ConnectionGuard, type Socket } from './guard.js'
@@ -20,6 +21,8 @@ export interface ServerLogger {
 export interface ServeOptions {
   /** Where the server keeps its documents (a y-leveldb directory of its own). */
   dir: string
+  /** Where it keeps content blobs (one file each, by SHA-256). Default: `<dir>-blobs`. */
+  blobDir?: string
   /** Default: 127.0.0.1 — reachable from this machine only. */
   host?: string
   /** Default: 1234; 0 picks a free port. */
@@ -134,7 +137,7 @@ const SYNC_STEP_2 = 1
 const SYNC_UPDATE = 2
 
 /** The document schema this server serves (docs/FORMAT.md); replicas say theirs when they connect. */
-export const DOCUMENT_SCHEMA = 2
+export const DOCUMENT_SCHEMA = 3
 
 /**
  * A replica authenticates with `{"schema":N,"token":"…"}`; a bare token comes from a docket
@@ -169,6 +172,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const debounce = options.debounceMs ?? 200
   const maxDebounce = options.maxDebounceMs ?? 1000
   const documents = await DocumentStore.open(options.dir)
+  const blobs = new BlobFiles(options.blobDir ?? `${options.dir}-blobs`)
+  const blobAccess = {
+    access: (authorization: string | undefined): 'read' | 'write' | undefined => {
+      const presented = digest(/^Bearer (.*)$/s.exec(authorization ?? '')?.[1] ?? '\u0000no token')
+      if (timingSafeEqual(presented, expected)) return 'write'
+      return expectedRead !== undefined && timingSafeEqual(presented, expectedRead) ? 'read' : undefined
+    },
+    warn: (m: string) => logger.warn(m),
+  }
 
   // One way to store a document, whoever asks (Hocuspocus's debounce, or a replica waiting for
   // its confirmation): `covered` is read where the state is encoded, so it is what the store holds.
@@ -263,6 +275,11 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       if (refusal === undefined) return
       logger.warn(`refused an update to ${documentName} from ${from} and closed its connection: ${refusal}`)
       throw expel(connection, `update-refused: ${refusal}`)
+    },
+    async onRequest({ request, response }) {
+      // Content blobs travel over plain HTTP beside the Yjs connection (packages/server/src/blobs.ts).
+      // An empty rejection tells Hocuspocus the request was answered.
+      if (await handleBlobRequest(request, response, blobs, blobAccess)) return Promise.reject(null)
     },
     async afterLoadDocument({ document }) {
       confirmations.track(document)

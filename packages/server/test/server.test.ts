@@ -67,7 +67,7 @@ describe('startServer', () => {
 
   it('refuses an option it does not know (a misspelt limit must not stay at its default), before it opens anything', async () => {
     const dir = join(await tempDir(), 'never-created')
-    await expect(startServer({ dir, token: 't', port: 0, maxPayload: 1024 } as never)).rejects.toThrow(/unknown option maxPayload for startServer\(\): did you mean maxPayloadBytes\? accepted: dir, host/)
+    await expect(startServer({ dir, token: 't', port: 0, maxPayload: 1024 } as never)).rejects.toThrow(/unknown option maxPayload for startServer\(\): did you mean maxPayloadBytes\? accepted: dir, blobDir, host/)
     await expect(startServer({ dir, token: 't', port: 0, redis: { host: 'h', port: 1, db: 2 } } as never)).rejects.toThrow(/unknown option db for startServer\(\) redis/)
     await expect(stat(dir)).rejects.toMatchObject({ code: 'ENOENT' })
   })

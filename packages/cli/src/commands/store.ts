@@ -122,6 +122,11 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
           `${verb} schema ${m.from} → ${m.to}: ${m.liveBefore} live item(s) keep their ids (${m.liveAfter} after), ${m.tombstones} tombstone(s), ${m.aliases} alias(es)`,
           ...m.reanchored.map((r) => `  finished an interrupted re-anchoring: ${r.uid} #${r.oldId} → #${r.newId}`),
           ...(m.unreadable.length > 0 ? [`  ${m.unreadable.length} unreadable schema 1 entr(ies) left as they were (invisible before too): ${m.unreadable.slice(0, 10).join(', ')}`] : []),
+          ...(m.content
+            ? [`  content moved out of the document: ${m.content.values} slot value(s) and ${m.content.rows} content row(s) now name ${m.content.blobs} blob(s)`]
+            : m.to >= 3 && result.dryRun
+              ? ['  content moves out of the document into blobs when the store is migrated (a dry run writes no blobs, so it does not move it)']
+              : []),
           result.dryRun ? 'Nothing was written.' : '',
         ].filter(Boolean).join('\n')
       })

@@ -4,6 +4,7 @@ import type { StageEntry } from '../stage/log.js'
 import { isSlotName } from '../storage/keys.js'
 import { isStage } from '../stage/stages.js'
 import type { ClaimValue } from './claims.js'
+import { isContentRef, type ContentRef } from './content.js'
 import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone } from '../types.js'
 
 /**
@@ -154,9 +155,9 @@ export function stagesOf(map: ItemMap): Y.Array<StageEntry> | undefined {
   return stages instanceof Y.Array ? (stages as Y.Array<StageEntry>) : undefined
 }
 
-export function contentOf(map: ItemMap): Y.Map<ContentValue> | undefined {
+export function contentOf(map: ItemMap): Y.Map<SlotValue> | undefined {
   const content = map.get(F.content)
-  return content instanceof Y.Map ? (content as Y.Map<ContentValue>) : undefined
+  return content instanceof Y.Map ? (content as Y.Map<SlotValue>) : undefined
 }
 
 /** Stage entries that have the shape of one; anything else is ignored (and shows as malformed elsewhere). */
@@ -180,20 +181,31 @@ export function isStageEntry(value: unknown): value is StageEntry {
   )
 }
 
-export function readContentValue(map: ItemMap, slot: string): ContentValue | undefined {
+/**
+ * What a content slot holds in the document: a reference to a blob (schema 3), or the value
+ * itself (schema 2 wrote values inline; a store migrates them, and a value that still arrives
+ * inline from a peer reads as it is).
+ */
+export type SlotValue = ContentRef | ContentValue
+
+function isSlotValue(value: unknown): value is SlotValue {
+  return typeof value === 'string' || value instanceof Uint8Array || isContentRef(value)
+}
+
+export function readContentValue(map: ItemMap, slot: string): SlotValue | undefined {
   if (!isSlotName(slot)) return undefined
   const value = contentOf(map)?.get(slot)
-  return typeof value === 'string' || value instanceof Uint8Array ? value : undefined
+  return isSlotValue(value) ? value : undefined
 }
 
 /**
  * An item's content slots that docket could have written: a slot name a peer made up (say
  * `../../x`) or a value of another type is not content (it would become a file name in an export).
  */
-export function contentEntries(map: ItemMap): Array<[string, ContentValue]> {
-  const out: Array<[string, ContentValue]> = []
+export function contentEntries(map: ItemMap): Array<[string, SlotValue]> {
+  const out: Array<[string, SlotValue]> = []
   for (const [slot, value] of contentOf(map) ?? []) {
-    if (isSlotName(slot) && (typeof value === 'string' || value instanceof Uint8Array)) out.push([slot, value])
+    if (isSlotName(slot) && isSlotValue(value)) out.push([slot, value])
   }
   return out
 }
@@ -205,7 +217,7 @@ export function contentSlots(map: ItemMap): string[] {
 }
 
 /** Builds the nested map of a new item; it is integrated when set into `items`. */
-export function buildItemMap(record: ItemRecord, entries: readonly StageEntry[], content: ReadonlyMap<string, ContentValue>): ItemMap {
+export function buildItemMap(record: ItemRecord, entries: readonly StageEntry[], content: ReadonlyMap<string, SlotValue>): ItemMap {
   const map = new Y.Map<unknown>()
   map.set(F.uid, record.uid)
   map.set(F.name, record.name)
@@ -221,8 +233,8 @@ export function buildItemMap(record: ItemRecord, entries: readonly StageEntry[],
   const stages = new Y.Array<StageEntry>()
   stages.push(entries.map((entry) => ({ ...entry })))
   map.set(F.stages, stages)
-  const slots = new Y.Map<ContentValue>()
-  for (const [slot, value] of content) slots.set(slot, value)
+  const slots = new Y.Map<SlotValue>()
+  for (const [slot, value] of content) slots.set(slot, isContentRef(value) ? { ...value } : value)
   map.set(F.content, slots)
   return map
 }

@@ -5,7 +5,7 @@ import { Level } from 'level'
 import { DocketError } from '../errors.js'
 
 /** Names of the sublevels in the store's LevelDB (docs/FORMAT.md). */
-export const SUBLEVELS = ['meta', 'doc', 'shadow', 'content', 'journal', 'audit', 'reported', 'refused'] as const
+export const SUBLEVELS = ['meta', 'doc', 'shadow', 'content', 'blob', 'upload', 'journal', 'audit', 'reported', 'refused'] as const
 export type SublevelName = (typeof SUBLEVELS)[number]
 
 type Binary = Uint8Array
@@ -23,6 +23,10 @@ export interface Databases {
   reported: Sublevel<string>
   /** Remote updates refused as evidence of a hostile or broken peer, by ULID. */
   refused: Sublevel<Binary>
+  /** Content bytes by their SHA-256 (schema 3): what the document's content references name. */
+  blob: Sublevel<Binary>
+  /** Blobs written here that the sync server may not have yet, by SHA-256. */
+  upload: Sublevel<string>
 }
 
 export const LEVEL_DIR = 'db'
@@ -59,6 +63,8 @@ function withSublevels(root: RootDb): Databases {
     audit: root.sublevel<string, string>('audit', { valueEncoding: 'utf8' }),
     reported: root.sublevel<string, string>('reported', { valueEncoding: 'utf8' }),
     refused: root.sublevel<string, Binary>('refused', { valueEncoding: 'view' }),
+    blob: root.sublevel<string, Binary>('blob', { valueEncoding: 'view' }),
+    upload: root.sublevel<string, string>('upload', { valueEncoding: 'utf8' }),
   }
 }
 

@@ -1,3 +1,4 @@
+import { decodeRef } from '../crdt/content.js'
 import { isUid, type ItemId, type Uid } from '../ids.js'
 import type { Databases } from './db.js'
 import { contentRange, idFromKey, idKey, parseContentKey } from './keys.js'
@@ -8,7 +9,7 @@ export interface StoredRows {
   id: ItemId
   /** The shadow row: absent, readable (with its uid) or unreadable (with why). */
   shadow: { uid: Uid; text: string } | { error: string; text: string } | undefined
-  /** Content slots with their size in bytes and their raw value. */
+  /** Content slots with the size of their content and their raw row (a blob reference, or bytes an older docket wrote). */
   slots: Array<{ slot: string; bytes: number; value: Uint8Array }>
 }
 
@@ -65,7 +66,7 @@ export async function* scanStoredRows(
         shadowNext = await nextShadow(shadows, options.malformed)
       }
       while (contentNext && contentNext.padded === id) {
-        rows.slots.push({ slot: contentNext.slot, bytes: contentNext.value.byteLength, value: contentNext.value })
+        rows.slots.push({ slot: contentNext.slot, bytes: contentSize(contentNext.value), value: contentNext.value })
         contentNext = await nextContent(contents, options.malformed)
       }
       yield rows
@@ -80,9 +81,13 @@ export async function readStoredRows(dbs: Databases, id: ItemId): Promise<Stored
   const rows: StoredRows = { id, shadow: text === undefined ? undefined : withText(shadowUid(text), text), slots: [] }
   for await (const [key, value] of dbs.content.iterator(contentRange(id))) {
     const parsed = parseContentKey(key)
-    if (parsed) rows.slots.push({ slot: parsed.slot, bytes: value.byteLength, value })
+    if (parsed) rows.slots.push({ slot: parsed.slot, bytes: contentSize(value), value })
   }
   return rows
+}
+
+function contentSize(row: Uint8Array): number {
+  return decodeRef(row)?.size ?? row.byteLength
 }
 
 function withText(result: { uid: Uid } | { error: string }, text: string): StoredRows['shadow'] {

@@ -1,5 +1,5 @@
 import { nextUlid } from '../audit/audit.js'
-import { isDeletedUid, type ItemRecord } from '../crdt/layout.js'
+import { isDeletedUid, type ItemRecord, type SlotValue } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { StoredRows } from '../storage/scan.js'
@@ -8,8 +8,8 @@ import { createdEntry } from '../stage/advance.js'
 import type { StageEntry } from '../stage/log.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
-import type { ContentValue, ItemType } from '../types.js'
-import { decodeContent } from './evidence.js'
+import type { ItemType } from '../types.js'
+import { slotValueOfRow } from './evidence.js'
 import type { DocState } from './state.js'
 import { checkDependsOn, checkName, checkStage, checkType, invalid, keysOf, requireKnownKeys, requireObject } from './validate.js'
 
@@ -32,7 +32,7 @@ export interface AdoptOrphanOptions {
 export interface AdoptionPlan {
   record: ItemRecord
   entries: StageEntry[]
-  content: Map<string, ContentValue>
+  content: Map<string, SlotValue>
   shadowUid: Uid | null
   kind: 'tombstoned' | 'missing' | 'displaced'
   warnings: string[]
@@ -128,8 +128,8 @@ export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts
   if (entries.length === 0) {
     entries = [createdEntry(opts.stage ?? row?.stage ?? 'backlog', replicaId, now, nextUlid())]
   }
-  const content = new Map<string, ContentValue>()
-  for (const { slot, value } of rows.slots) content.set(slot, decodeContent(value))
+  const content = new Map<string, SlotValue>()
+  for (const { slot, value } of rows.slots) content.set(slot, slotValueOfRow(value))
   const kind = tombstoned ? 'tombstoned' : liveHere ? 'displaced' : 'missing'
   if (row && !isReplicaId(row.createdBy)) warnings.push('the shadow row named no valid creator')
   return { record, entries, content, shadowUid, kind, warnings }

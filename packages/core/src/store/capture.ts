@@ -1,12 +1,12 @@
 import type * as Y from 'yjs'
 import { auditEvent } from '../audit/audit.js'
 import { encodeRescued } from '../crdt/rescue.js'
-import { contentEntries, contentOf, contentSlots, isDeletedUid, isItemMap, locateItemPart, readRecord, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { contentEntries, contentSlots, isDeletedUid, isItemMap, locateItemPart, readContentValue, readRecord, readStageEntries, type ItemMap, type ItemRecord, type SlotValue } from '../crdt/layout.js'
+import { blobOf, encodeRef, isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey, isSlotName } from '../storage/keys.js'
 import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.js'
 import { resolveStage } from '../stage/resolve.js'
-import type { ContentValue } from '../types.js'
 import { itemFromRecord } from './items.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
 import { indexClaim, indexTombstone, noteAnchoring, recordOf, type DocState, type IndexEntry } from './state.js'
@@ -200,7 +200,6 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   state.items.set(id, itemFromRecord(id, record, stage))
   reportSuperseded(env, job, id, resolution)
   job.puts.push({ sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, stage, entries)) })
-  const content = contentOf(map)
   if (fresh) {
     // Rows of a previous occupant go first. An id nobody held here has no rows: the
     // allocator never proposes an id with rows, and explicit ids are checked before writing.
@@ -210,8 +209,8 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   } else {
     for (const slot of t.slots) {
       if (!isSlotName(slot)) continue
-      const value = content?.get(slot)
-      if (typeof value === 'string' || value instanceof Uint8Array) putContent(job, id, slot, value)
+      const value = readContentValue(map, slot)
+      if (value !== undefined) putContent(job, id, slot, value)
       else job.dels.push({ sublevel: 'content', key: contentKey(id, slot) })
     }
   }
@@ -250,13 +249,27 @@ export function hasPendingUpdates(state: DocState): boolean {
   return store.pendingStructs !== null || store.pendingDs !== null
 }
 
-function putContent(job: Job, id: ItemId, slot: string, value: ContentValue): void {
-  job.puts.push({ sublevel: 'content', key: contentKey(id, slot), value: contentBytes(value) })
+/**
+ * A content row holds the slot's reference (schema 3). A value that arrived inline (a schema 2
+ * peer's, or an adopted row's) is kept as a blob here, so every row names a blob.
+ */
+function putContent(job: Job, id: ItemId, slot: string, value: SlotValue): void {
+  job.puts.push(...slotRows(id, slot, value))
 }
 
-/** A content value as its row holds it: text as UTF-8. */
-export function contentBytes(value: ContentValue): Uint8Array {
-  return typeof value === 'string' ? Buffer.from(value, 'utf8') : value
+/** The rows a content slot's value implies: its content row, and its blob if it came inline. */
+export function slotRows(id: ItemId, slot: string, value: SlotValue): Array<{ sublevel: 'content' | 'blob'; key: string; value: Uint8Array }> {
+  if (isContentRef(value)) return [{ sublevel: 'content', key: contentKey(id, slot), value: Buffer.from(encodeRef(value)) }]
+  const blob = blobOf(value)
+  return [
+    { sublevel: 'blob', key: blob.ref.sha256, value: blob.bytes },
+    { sublevel: 'content', key: contentKey(id, slot), value: Buffer.from(encodeRef(blob.ref)) },
+  ]
+}
+
+/** The reference a slot's value stands for (an inline value's is computed). */
+export function refOfSlot(value: SlotValue): ContentRef {
+  return isContentRef(value) ? value : blobOf(value).ref
 }
 
 export function shadowRow(

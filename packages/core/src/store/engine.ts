@@ -3,6 +3,7 @@ import * as Y from 'yjs'
 import { auditEvent, nextUlid } from '../audit/audit.js'
 import { nextIdAfter } from '../alloc/allocator.js'
 import { claimKey, type ClaimValue } from '../crdt/claims.js'
+import { decodeRef, matches, type ContentRef } from '../crdt/content.js'
 import { buildItemMap } from '../crdt/layout.js'
 import { readReplacedItem } from '../crdt/rescue.js'
 import { DocketError } from '../errors.js'
@@ -42,8 +43,12 @@ export interface Mutation<T = void> {
 
 export type AuditSpec = [AuditKind, Record<string, unknown>, ItemId?]
 
-/** A committed update, for replication: `remote` is true for updates that came from a peer, `source` names where it came from. */
-export type UpdateListener = (update: Uint8Array, info: { remote: boolean; source: string }) => void
+/**
+ * A committed update, for replication: `remote` is true for updates that came from a peer,
+ * `source` names where it came from, `blobs` the content blobs it references that were written
+ * with it (a replica sends the blobs before the update that names them).
+ */
+export type UpdateListener = (update: Uint8Array, info: { remote: boolean; source: string; blobs: readonly string[] }) => void
 
 /** @internal The parts openStore assembles; not part of the public API. */
 export interface EngineInit {
@@ -165,6 +170,57 @@ export class Engine {
     this.refusedUpdates++
     if (this.refusedDigests.size < MAX_REFUSED_KEPT) this.refusedDigests.set(digest, key)
     throw refusal(key)
+  }
+
+  /** Blobs written here that the sync server may lack (the `upload` rows), and blobs remote updates named that may be missing here. */
+  readonly pendingUploads = new Set<string>()
+  readonly wantedBlobs = new Map<string, ContentRef>()
+  readonly blobListeners = new Set<() => void>()
+
+  /** Loads the upload queue (at start: a previous session may have ended before it drained). */
+  async loadUploads(): Promise<void> {
+    for await (const key of this.dbs.upload.keys()) this.pendingUploads.add(key)
+  }
+
+  #noteBlobs(job: Job): void {
+    let news = false
+    const written = new Set<string>()
+    for (const put of job.puts) {
+      if (put.sublevel === 'upload') {
+        this.pendingUploads.add(put.key)
+        news = true
+      } else if (put.sublevel === 'blob') written.add(put.key)
+    }
+    if (job.remote) {
+      for (const put of job.puts) {
+        if (put.sublevel !== 'content') continue
+        const ref = decodeRef(put.value as Uint8Array)
+        if (ref && !written.has(ref.sha256)) {
+          this.wantedBlobs.set(ref.sha256, ref)
+          news = true
+        }
+      }
+    }
+    if (news) for (const listener of this.blobListeners) this.safely(listener)
+  }
+
+  /** The server has a blob: it leaves the upload queue (a crash before this only repeats an upload). */
+  async uploaded(sha256: string): Promise<void> {
+    await this.dbs.upload.del(sha256)
+    this.pendingUploads.delete(sha256)
+    // The updates that waited for it can go now.
+    for (const listener of this.blobListeners) this.safely(listener)
+  }
+
+  /**
+   * Keeps a blob fetched from the sync server. Content-addressed and checked before it is
+   * kept, so it needs no place in a batch: a crash loses at most a fetch, done again later.
+   */
+  async keepBlob(ref: ContentRef, bytes: Uint8Array): Promise<void> {
+    if (!matches(ref, bytes)) throw new DocketError('CONTENT_UNAVAILABLE', `The bytes fetched for blob ${ref.sha256} do not match it: the server holds a damaged copy; fetch it again later, or from a replica that wrote it.`, { details: { sha256: ref.sha256 } })
+    if (this.readOnly) return
+    await this.dbs.blob.put(ref.sha256, bytes)
+    this.wantedBlobs.delete(ref.sha256)
   }
 
   async rejectWrite(id: ItemId, op: string, reason: string): Promise<never> {
@@ -305,8 +361,10 @@ export class Engine {
 
   committed(job: Job): void {
     this.#maybeCheckpoint()
+    this.#noteBlobs(job)
     if (job.update) {
-      for (const listener of this.updateListeners) this.safely(() => listener(job.update!, { remote: job.remote, source: job.source }))
+      const blobs = job.puts.filter((put) => put.sublevel === 'upload').map((put) => put.key)
+      for (const listener of this.updateListeners) this.safely(() => listener(job.update!, { remote: job.remote, source: job.source, blobs }))
     }
     for (const event of job.events) this.emit(event)
   }

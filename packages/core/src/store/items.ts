@@ -1,4 +1,5 @@
-import { isDeletedUid, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { contentEntries, isDeletedUid, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
@@ -158,4 +159,19 @@ export function stageHistory(state: DocState, id: ItemId): StageHistoryEntry[] {
       return out
     })
     .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.id < b.id ? -1 : 1))
+}
+
+/** Every blob the live items' content references (deduplicated by hash), for blob catch-up. */
+export function* referencedBlobs(state: DocState): Iterable<ContentRef> {
+  const seen = new Set<string>()
+  for (const id of liveIds(state)) {
+    const uid = state.claims.uidAt(id)
+    const map = uid === undefined ? undefined : state.maps.get(uid)
+    if (!map) continue
+    for (const [, value] of contentEntries(map)) {
+      if (!isContentRef(value) || seen.has(value.sha256)) continue
+      seen.add(value.sha256)
+      yield value
+    }
+  }
 }

@@ -1,6 +1,7 @@
 import { auditEvent, nextUlid } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
 import { buildItemMap, isDeletedUid, readStageEntries, stagesOf } from '../crdt/layout.js'
+import { isContentRef } from '../crdt/content.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, isReplicaId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey, parseSlot } from '../storage/keys.js'
@@ -9,6 +10,7 @@ import type { ShadowRow } from '../storage/shadow.js'
 import type { StorageDamage } from '../storage/health.js'
 import type { Alias, AuditEvent, Item, StageEntry, Tombstone } from '../types.js'
 import { checkAdoptOptions, planAdoption, type AdoptOrphanOptions } from './adopt.js'
+import { slotValueOfRow } from './evidence.js'
 import type { Engine } from './engine.js'
 import { itemAt } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
@@ -94,13 +96,21 @@ export class Maintenance {
     return [...state.unanchored].flatMap((uid) => state.claims.lossOf(uid)?.id ?? [])
   }
 
-  /** One content row of the shadow content store (not the CRDT): raw bytes, or undefined. */
+  /** The bytes one content row of the shadow content store names (not the CRDT's), or undefined. */
   async readStoredContent(id: ItemId | string, slot = 'body'): Promise<Uint8Array | undefined> {
     this.#a.assertOpen()
-    const value = await this.#a.engine.dbs.content.get(contentKey(parseItemId(id), parseSlot(slot))).catch((err: unknown) => {
+    const dbs = this.#a.engine.dbs
+    const value = await dbs.content.get(contentKey(parseItemId(id), parseSlot(slot))).catch((err: unknown) => {
       throw this.#a.storageError(err)
     })
-    return value === undefined ? undefined : new Uint8Array(value)
+    if (value === undefined) return undefined
+    // A row names a blob (schema 3); a row an older docket left holds the bytes themselves.
+    const slotValue = slotValueOfRow(value)
+    if (!isContentRef(slotValue)) return typeof slotValue === 'string' ? new Uint8Array(Buffer.from(slotValue, 'utf8')) : slotValue
+    const bytes = await dbs.blob.get(slotValue.sha256).catch((err: unknown) => {
+      throw this.#a.storageError(err)
+    })
+    return bytes === undefined ? undefined : new Uint8Array(bytes)
   }
 
   /** The shadow row at `id`, parsed defensively: the row, why it is unreadable, or undefined. */

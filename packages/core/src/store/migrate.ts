@@ -1,7 +1,7 @@
 import * as Y from 'yjs'
 import { auditEvent, encodeAudit } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
-import { buildItemMap, contentEntries, isDeletedUid, readRecord, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { buildItemMap, contentEntries, isDeletedUid, readRecord, readStageEntries, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import { isItemId, isUid, numberToId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
@@ -14,11 +14,12 @@ import type { Alias, ContentValue } from '../types.js'
 import { decodeContent } from './evidence.js'
 import type { StoreHooks } from './hooks.js'
 import { buildIndexes, recordOf, type DocState, type Intent } from './state.js'
-import { contentBytes, shadowRow } from './capture.js'
+import { shadowRow, slotRows } from './capture.js'
 import { itemAt } from './items.js'
+import { rowsToRefs, valuesToRefs, type ContentMigration } from './migrate-content.js'
 
 /** The on-disk format this code writes. A store with a higher version is refused, not guessed at. */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 /** Marks the migration's own transaction: it is persisted by the migration batch, not by capture. */
 export const MIGRATE_ORIGIN = Symbol('docket:migrate')
@@ -40,6 +41,8 @@ export interface MigrationReport {
   liveAfter: number
   tombstones: number
   aliases: number
+  /** Schema 2 → 3: content moved out of the document into blobs, or null (not done: a read-only open, or nothing to do). */
+  content: ContentMigration | null
 }
 
 interface Reanchor {
@@ -56,7 +59,7 @@ interface Reanchor {
 /** A row the migration batch writes besides the document: the shadow of the items it moved. */
 export interface MigrationRow {
   type: 'put' | 'del'
-  sublevel: 'shadow' | 'content'
+  sublevel: 'shadow' | 'content' | 'blob' | 'upload'
   key: string
   value?: string | Uint8Array
 }
@@ -80,23 +83,33 @@ export async function migrateInMemory(
   dbs: Databases,
   state: DocState,
   intents: Intent[],
+  options: { from: number; content: boolean } = { from: 1, content: true },
 ): Promise<{ report: MigrationReport; update: Uint8Array | undefined; rows: MigrationRow[] }> {
   const { parts } = state
-  const before = new Map<ItemId, { uid: Uid; name: string; stage: string }>()
+  const from = options.from
+  const before = new Map<ItemId, { uid: Uid; name: string; stage: string; slots?: string }>()
   const unreadable: string[] = []
-  for (const [key, map] of parts.items) {
-    const record = readRecord(map)
-    if (!record || !isItemId(key)) {
-      unreadable.push(key)
-      continue
+  if (from < 2) {
+    for (const [key, map] of parts.items) {
+      const record = readRecord(map)
+      if (!record || !isItemId(key)) {
+        unreadable.push(key)
+        continue
+      }
+      if (parts.tombstones.has(key) || isDeletedUid(parts, record.uid)) continue
+      before.set(key, { uid: record.uid, name: record.name, stage: resolveStage(readStageEntries(map))?.stage ?? 'backlog' })
     }
-    if (parts.tombstones.has(key) || isDeletedUid(parts, record.uid)) continue
-    before.set(key, { uid: record.uid, name: record.name, stage: resolveStage(readStageEntries(map))?.stage ?? 'backlog' })
+  } else {
+    for (const [id] of state.claims.shownEntries()) {
+      const item = itemAt(state, id)
+      const map = item ? state.maps.get(item.uid) : undefined
+      if (item && map) before.set(id, { uid: item.uid, name: item.name, stage: item.stage, slots: contentSlotsOf(map) })
+    }
   }
 
   const reanchors: Reanchor[] = []
   const droppedJournal: MigrationReport['droppedJournal'] = []
-  for (const intent of intents) {
+  for (const intent of from < 2 ? intents : []) {
     const { id, uid, reason, source } = intent.data
     if (intent.kind === 'deferred') droppedJournal.push({ key: intent.key, kind: intent.kind })
     if (intent.kind !== 'reanchor') continue
@@ -124,6 +137,8 @@ export async function migrateInMemory(
   }
   state.doc.on('update', collect)
   const moved: MigrationReport['reanchored'] = []
+  const blobs = new Map<string, Uint8Array>()
+  let values = 0
   try {
     state.doc.transact(() => {
       let highest = state.allocator.highest
@@ -139,6 +154,7 @@ export async function migrateInMemory(
         if (typeof mark !== 'number' || mark < highest) parts.alloc.set(state.replicaId, highest)
         moved.push({ uid: r.uid, oldId: r.id, newId })
       }
+      if (options.content) values = valuesToRefs(state, blobs)
       parts.meta.set('schema', SCHEMA_VERSION)
     }, MIGRATE_ORIGIN)
   } finally {
@@ -150,17 +166,20 @@ export async function migrateInMemory(
   // Verify before anything is written: schema 1's live items are live under the same id.
   for (const [id, was] of before) {
     const now = itemAt(state, id)
-    if (now?.uid !== was.uid || now.name !== was.name || now.stage !== was.stage) {
+    const map = now ? state.maps.get(now.uid) : undefined
+    const slotsChanged = was.slots !== undefined && (!map || contentSlotsOf(map) !== was.slots)
+    if (now?.uid !== was.uid || now.name !== was.name || now.stage !== was.stage || slotsChanged) {
       throw failed(`item ${id} (${was.uid}) would not be the same after the migration (${now ? `it would be ${now.uid} in ${now.stage}` : 'it would not be live'}); nothing was changed`, { id, uid: was.uid })
     }
   }
   let liveAfter = 0
   for (const [id] of state.claims.shownEntries()) if (itemAt(state, id)) liveAfter++
   if (liveAfter !== before.size + moved.length) {
-    throw failed(`the migrated document holds ${liveAfter} live items where schema 1 showed ${before.size} (+${moved.length} moved): nothing was changed`, {})
+    throw failed(`the migrated document holds ${liveAfter} live items where it showed ${before.size} before (+${moved.length} moved): nothing was changed`, {})
   }
+  const content = options.content ? await rowsToRefs(dbs, state, blobs, values) : undefined
   const report: MigrationReport = {
-    from: 1,
+    from,
     to: SCHEMA_VERSION,
     claimed,
     reanchored: moved,
@@ -170,8 +189,11 @@ export async function migrateInMemory(
     liveAfter,
     tombstones: parts.tombstones.size,
     aliases: parts.aliases.size,
+    content: content?.migration ?? null,
   }
-  return { report, update: updates.length === 0 ? undefined : Y.mergeUpdates(updates), rows: movedRows(state, reanchors, moved) }
+  // The moved items' rows last: where both write a key, theirs are the rows that stand.
+  const rows = [...(content?.rows ?? []), ...movedRows(state, reanchors, moved)]
+  return { report, update: updates.length === 0 ? undefined : Y.mergeUpdates(updates), rows }
 }
 
 /**
@@ -179,6 +201,13 @@ export async function migrateInMemory(
  * written them: the moved item's rows at its new id; at its old id, the rows of the item that
  * holds that id now (the moved item's copies there are its stale evidence, superseded).
  */
+function contentSlotsOf(map: ItemMap): string {
+  return contentEntries(map)
+    .map(([slot]) => slot)
+    .sort()
+    .join(',')
+}
+
 function movedRows(state: DocState, reanchors: Reanchor[], moved: MigrationReport['reanchored']): MigrationRow[] {
   const rows: MigrationRow[] = []
   const put = (id: ItemId) => {
@@ -189,7 +218,7 @@ function movedRows(state: DocState, reanchors: Reanchor[], moved: MigrationRepor
     const entries = readStageEntries(map)
     rows.push({ type: 'put', sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, item.stage, entries)) })
     for (const [slot, value] of contentEntries(map)) {
-      rows.push({ type: 'put', sublevel: 'content', key: contentKey(id, slot), value: contentBytes(value) })
+      for (const row of slotRows(id, slot, value)) rows.push({ type: 'put', ...row })
     }
   }
   for (const m of moved) {
@@ -240,5 +269,5 @@ export function schemaMarkerUpdate(): Uint8Array {
 }
 
 function failed(message: string, details: Record<string, unknown>): DocketError {
-  return new DocketError('MIGRATION_FAILED', `The store could not be migrated to schema ${SCHEMA_VERSION}: ${message}. It is still schema 1 and unchanged; report this with the output of \`docket migrate --dry-run --json\`.`, { details })
+  return new DocketError('MIGRATION_FAILED', `The store could not be migrated to schema ${SCHEMA_VERSION}: ${message}. It is unchanged (still its old schema); report this with the output of \`docket migrate --dry-run --json\`.`, { details })
 }

@@ -104,8 +104,9 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
     }
     let migrated: MigrationReport | undefined
     if (schema < SCHEMA_VERSION) {
-      // A read-only open migrates in memory only: reports and dry runs see schema 2, the disk stays schema 1.
-      const migration = await migrateInMemory(dbs, state, state.intents)
+      // A read-only open migrates in memory only: reports and dry runs see the new schema, the disk stays as it was.
+      // Content moves to the blob store only when it can be written (a read-only open reads inline values as they are).
+      const migration = await migrateInMemory(dbs, state, state.intents, { from: schema, content: !readOnly })
       opts.hooks?.step?.('migrate:verified', { claimed: migration.report.claimed })
       if (!readOnly) await writeMigration(dbs, state, migration, replicaId, opts.hooks)
       const settled = new Set(migration.report.droppedJournal.map((j) => j.key))

@@ -2,8 +2,9 @@ import * as Y from 'yjs'
 import { decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
 import { refusalOf } from '../crdt/admission.js'
-import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord } from '../crdt/layout.js'
-import { DocketError } from '../errors.js'
+import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord, type SlotValue } from '../crdt/layout.js'
+import { blobOf, blobPuts, isContentRef, isSha256, matches, type ContentRef } from '../crdt/content.js'
+import { DocketError, isDocketError } from '../errors.js'
 import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { parseSlot } from '../storage/keys.js'
 import { readStoredRows } from '../storage/scan.js'
@@ -26,7 +27,7 @@ import type {
 } from '../types.js'
 import { hasPendingUpdates, pendingOnlyJob } from './capture.js'
 import { decodeContent } from './evidence.js'
-import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, stageHistory } from './items.js'
+import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, referencedBlobs, stageHistory } from './items.js'
 import { RemoteOrigin } from './job.js'
 import type { DocState } from './state.js'
 import { checkContentValue, checkCreateInput, checkReason, checkStage, checkTimeout, checkType, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
@@ -130,6 +131,7 @@ export class Store implements AsyncDisposable {
     if (this.#damage && !this.#e.readOnly) await this.#acknowledgeDamage(this.#damage)
     if (this.#syncOptions && !this.#e.readOnly) {
       await this.#e.publishContentHighWater()
+      await this.#e.loadUploads()
       // Loaded only by stores that sync: the provider and its WebSocket are not free to load.
       const { SyncClient } = await import('../sync/client.js')
       this.#sync = new SyncClient(
@@ -141,6 +143,23 @@ export class Store implements AsyncDisposable {
           applyUpdate: (update, source) => this.applyUpdate(update, source),
           onUpdate: (listener) => this.onUpdate(listener),
           noteSynced: (at) => this.#noteSynced(at),
+          onBlobs: (listener) => {
+            this.#e.blobListeners.add(listener)
+            return () => this.#e.blobListeners.delete(listener)
+          },
+          pendingUploads: () => this.#e.pendingUploads,
+          readBlob: async (sha256) => {
+            const bytes = await this.#e.dbs.blob.get(sha256)
+            return bytes === undefined ? undefined : new Uint8Array(bytes)
+          },
+          uploaded: (sha256) => this.#e.uploaded(sha256),
+          wantedBlobs: () => this.#e.wantedBlobs,
+          missingBlobs: async (refs) => {
+            const present = await this.#e.dbs.blob.hasMany(refs.map((ref) => ref.sha256))
+            return refs.filter((_, i) => !present[i])
+          },
+          keepBlob: (ref, bytes) => this.#e.keepBlob(ref, bytes),
+          referencedBlobs: () => referencedBlobs(this.#e.state),
         },
         this.#e.logger,
         this.#lastSyncedAt,
@@ -199,8 +218,11 @@ export class Store implements AsyncDisposable {
     const entry = createdEntry(checked.stage, this.replicaId, now, nextUlid())
     this.#e.hooks?.step?.('create:before-crdt-write', { id, uid })
 
+    const blobs = new Map([...checked.content].map(([slot, value]) => [slot, blobOf(value)]))
+    const refs = new Map([...blobs].map(([slot, blob]) => [slot, blob.ref]))
     let refused = false
     await this.#e.write('create', {
+      puts: blobPuts([...blobs.values()]),
       change: (state) => {
         // The tombstone guard: the last check, inside the transaction that writes.
         if (state.parts.tombstones.has(id)) {
@@ -208,7 +230,7 @@ export class Store implements AsyncDisposable {
           return
         }
         // Under its uid, where no other item can overwrite it; the claim says which id it shows.
-        state.parts.records.set(uid, buildItemMap(record, [entry], checked.content))
+        state.parts.records.set(uid, buildItemMap(record, [entry], refs))
         state.parts.claims.set(claimKey(id, uid), { at: now, by: this.replicaId, reason: 'created' })
         this.#e.raiseHighWater(state, id)
       },
@@ -386,19 +408,88 @@ export class Store implements AsyncDisposable {
 
   // ───────────────────────────── content ─────────────────────────────
 
-  /** The text of a content slot (default `body`), or undefined if the item has no such slot. */
+  /**
+   * The text of a content slot (default `body`), or undefined if the item has no such slot. The
+   * bytes come from the blob store; a blob written on another replica and not fetched yet is
+   * fetched from the sync server now (CONTENT_UNAVAILABLE if it cannot be).
+   */
   async readContent(id: ItemId | string, slot = 'body'): Promise<string | undefined> {
-    const value = this.#contentValue(parseItemId(id), parseSlot(slot))
+    const itemId = parseItemId(id)
+    const name = parseSlot(slot)
+    const value = this.#contentValue(itemId, name)
     if (value === undefined || typeof value === 'string') return value
-    const text = decodeContent(value)
+    const bytes = isContentRef(value) ? await this.#blob(value, itemId, name) : value
+    const text = decodeContent(bytes)
     if (typeof text === 'string') return text
     throw invalid(`Slot "${slot}" of item ${id} holds bytes that are not UTF-8 text: read it with readContentBytes.`, { id, slot })
   }
 
   async readContentBytes(id: ItemId | string, slot = 'body'): Promise<Uint8Array | undefined> {
-    const value = this.#contentValue(parseItemId(id), parseSlot(slot))
+    const itemId = parseItemId(id)
+    const name = parseSlot(slot)
+    const value = this.#contentValue(itemId, name)
     if (value === undefined) return undefined
+    if (isContentRef(value)) return this.#blob(value, itemId, name)
     return typeof value === 'string' ? new Uint8Array(Buffer.from(value, 'utf8')) : new Uint8Array(value)
+  }
+
+  /** A referenced blob's bytes: from the blob store, else from the sync server (then kept). */
+  async #blob(ref: ContentRef, id: ItemId, slot: string): Promise<Uint8Array> {
+    const stored = await this.#e.dbs.blob.get(ref.sha256).catch((err: unknown) => {
+      throw this.#storageError(err)
+    })
+    if (stored !== undefined) return new Uint8Array(stored)
+    if (this.#sync) {
+      const fetched = await this.#sync.fetchBlob(ref, { id, slot })
+      await this.#e.keepBlob(ref, fetched)
+      return fetched
+    }
+    throw new DocketError(
+      'CONTENT_UNAVAILABLE',
+      `Slot "${slot}" of item ${id} was written on another replica and its content (${ref.size} bytes, sha256 ${ref.sha256.slice(0, 12)}…) has not reached this one: open the store with its sync server (--sync) to fetch it.`,
+      { details: { id, slot, sha256: ref.sha256, size: ref.size } },
+    )
+  }
+
+  // ───────────────────────────── blobs (replication without a server) ─────────────────────────────
+
+  /**
+   * The content blobs the live items reference and this replica lacks. A sync server fetches
+   * them by itself; replicas that exchange updates directly (`applyUpdate`) exchange these too,
+   * with `readBlob` on the replica that has them and `importBlob` here.
+   */
+  async missingBlobs(): Promise<ContentRef[]> {
+    this.#assertOpen()
+    const refs = [...referencedBlobs(this.#e.state)]
+    const missing: ContentRef[] = []
+    for (let i = 0; i < refs.length; i += 1000) {
+      const chunk = refs.slice(i, i + 1000)
+      const present = await this.#e.dbs.blob.hasMany(chunk.map((ref) => ref.sha256)).catch((err: unknown) => {
+        throw this.#storageError(err)
+      })
+      chunk.forEach((ref, k) => present[k] || missing.push({ ...ref }))
+    }
+    return missing
+  }
+
+  /** A blob's bytes, if this replica has them. */
+  async readBlob(sha256: string): Promise<Uint8Array | undefined> {
+    this.#assertOpen()
+    if (!isSha256(sha256)) throw invalid(`sha256 must be 64 lowercase hex digits, got ${JSON.stringify(sha256)}.`)
+    const bytes = await this.#e.dbs.blob.get(sha256).catch((err: unknown) => {
+      throw this.#storageError(err)
+    })
+    return bytes === undefined ? undefined : new Uint8Array(bytes)
+  }
+
+  /** Keeps a blob another replica sent; INVALID_INPUT if the bytes are not the ones `ref` names. */
+  async importBlob(ref: ContentRef, bytes: Uint8Array): Promise<void> {
+    this.#assertOpen()
+    if (!isContentRef(ref)) throw invalid('ref must be a content reference { sha256, size, text } (see missingBlobs()).')
+    if (!(bytes instanceof Uint8Array) || !matches(ref, bytes)) throw invalid(`the bytes given are not blob ${ref.sha256} (${ref.size} bytes): nothing was kept.`, { sha256: ref.sha256 })
+    await this.#e.keepBlob(ref, bytes).catch((err: unknown) => {
+      throw isDocketError(err) ? err : this.#storageError(err)
+    })
   }
 
   contentSlots(id: ItemId | string): string[] {
@@ -408,7 +499,7 @@ export class Store implements AsyncDisposable {
     return contentSlots(this.#e.state.maps.get(this.#e.state.claims.uidAt(itemId)!)!)
   }
 
-  #contentValue(id: ItemId, slot: string): ContentValue | undefined {
+  #contentValue(id: ItemId, slot: string): SlotValue | undefined {
     this.#assertOpen()
     if (!itemAt(this.#e.state, id)) throw this.#missing(id)
     return readContentValue(this.#e.state.maps.get(this.#e.state.claims.uidAt(id)!)!, slot)
@@ -423,17 +514,18 @@ export class Store implements AsyncDisposable {
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'writeContent', 'tombstoned')
     const { map } = found
-    const bytes = checked === null ? 0 : typeof checked === 'string' ? Buffer.byteLength(checked, 'utf8') : checked.byteLength
+    const blob = checked === null ? undefined : blobOf(checked)
     await this.#e.write('writeContent', {
-      audit: [['content_written', { slot: name, bytes, removed: checked === null }, itemId]],
+      audit: [['content_written', { slot: name, bytes: blob?.ref.size ?? 0, removed: checked === null, ...(blob ? { sha256: blob.ref.sha256 } : {}) }, itemId]],
+      puts: blob ? blobPuts([blob]) : [],
       change: () => {
         let content = contentOf(map)
         if (!content) {
-          content = new Y.Map<ContentValue>()
+          content = new Y.Map<SlotValue>()
           map.set(F.content, content)
         }
-        if (checked === null) content.delete(name)
-        else content.set(name, checked)
+        if (blob === undefined) content.delete(name)
+        else content.set(name, { ...blob.ref })
         map.set(F.updatedAt, new Date().toISOString())
       },
     })

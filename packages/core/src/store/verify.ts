@@ -6,7 +6,8 @@ import { scanStoredRows, parseShadowRow, type StoredRows } from '../storage/scan
 import type { ShadowRow } from '../storage/shadow.js'
 import type { Stage } from '../stage/stages.js'
 import type { StorageDamage } from '../storage/health.js'
-import { contentBytes, malformedItem, shadowRow } from './capture.js'
+import { malformedItem, refOfSlot, shadowRow } from './capture.js'
+import { slotValueOfRow } from './evidence.js'
 import { itemAt, liveIds } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
 
@@ -125,10 +126,9 @@ function checkRows(state: DocState, rows: StoredRows, report: ConsistencyReport)
   const stored = new Map(rows.slots.map(({ slot, value }) => [slot, value]))
   const content = new Map(contentEntries(map))
   for (const [slot, value] of content) {
-    const bytes = stored.get(slot)
-    const expected = contentBytes(value)
-    if (bytes === undefined) report.missingContent.push({ id, slot, reason: 'missing' })
-    else if (!Buffer.from(bytes).equals(Buffer.from(expected))) report.missingContent.push({ id, slot, reason: 'different' })
+    const row = stored.get(slot)
+    if (row === undefined) report.missingContent.push({ id, slot, reason: 'missing' })
+    else if (refOfSlot(slotValueOfRow(row)).sha256 !== refOfSlot(value).sha256) report.missingContent.push({ id, slot, reason: 'different' })
   }
   for (const slot of stored.keys()) if (!content.has(slot)) report.strayContent.push({ id, slot })
 }

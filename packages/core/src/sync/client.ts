@@ -4,6 +4,11 @@ import * as Y from 'yjs'
 import { DocketError } from '../errors.js'
 import type { Logger } from '../store/logger.js'
 import { SCHEMA_VERSION } from '../store/migrate.js'
+import type { ContentRef } from '../crdt/content.js'
+import { BlobTransfer, type BlobBridge } from './blobs.js'
+
+/** How long one blob upload or fetch may take. */
+const BLOB_TIMEOUT_MS = 60_000
 
 /** How a store joins a sync server. */
 export interface SyncOptions {
@@ -42,11 +47,13 @@ export interface SyncState {
 }
 
 /** What the sync client needs from the store: replication primitives only. */
-export interface SyncBridge {
+export interface SyncBridge extends BlobBridge {
+  /** Calls `listener` when blobs wait to be uploaded or fetched. */
+  onBlobs(listener: () => void): () => void
   encodeStateAsUpdate(stateVector?: Uint8Array): Uint8Array
   encodeStateVector(): Uint8Array
   applyUpdate(update: Uint8Array, source: string): Promise<void>
-  onUpdate(listener: (update: Uint8Array, info: { remote: boolean; source: string }) => void): () => void
+  onUpdate(listener: (update: Uint8Array, info: { remote: boolean; source: string; blobs: readonly string[] }) => void): () => void
   noteSynced(at: string): void
 }
 
@@ -96,6 +103,11 @@ export class SyncClient {
   #markWanted = true
   #marked = 0
   #confirmed = 0
+  /** Content blobs, beside the document (sync/blobs.ts). */
+  readonly #blobs: BlobTransfer
+  /** Local updates waiting for their blobs to reach the server, oldest first. */
+  #outbox: Array<{ update: Uint8Array; blobs: readonly string[] }> = []
+  readonly #offBlobs: () => void
 
   constructor(options: SyncOptions, bridge: SyncBridge, logger: Logger, lastSyncedAt: string | null) {
     this.#options = { document: 'docket', closeTimeoutMs: 3000, ...options }
@@ -103,9 +115,23 @@ export class SyncClient {
     this.#logger = logger
     this.#lastSyncedAt = lastSyncedAt
     this.#source = `sync:${options.url}`
-    Y.applyUpdate(this.#net, bridge.encodeStateAsUpdate(), FROM_STORE)
+    // What this replica holds goes to the server only after the blobs it names: with uploads
+    // pending from an earlier session, the whole state waits in the outbox behind them.
+    const pending = [...bridge.pendingUploads()]
+    if (pending.length === 0) Y.applyUpdate(this.#net, bridge.encodeStateAsUpdate(), FROM_STORE)
+    else this.#outbox.push({ update: bridge.encodeStateAsUpdate(), blobs: pending })
+    this.#blobs = new BlobTransfer({ url: options.url, token: options.token ?? '', timeoutMs: BLOB_TIMEOUT_MS }, bridge, logger)
+    this.#offBlobs = bridge.onBlobs(() => {
+      this.#blobs.kick()
+      this.#flushOutbox()
+      this.#changed()
+    })
     this.#offUpdate = bridge.onUpdate((update, info) => {
-      if (info.source !== this.#source) Y.applyUpdate(this.#net, update, FROM_STORE)
+      if (info.source === this.#source) return
+      // An update goes to the server only after the blobs it names: a replica that sees a
+      // reference can then always fetch what it names. Updates keep their order.
+      this.#outbox.push({ update, blobs: info.blobs })
+      this.#flushOutbox()
     })
     this.#net.on('update', (update: Uint8Array, origin: unknown) => {
       if (origin === FROM_STORE) this.#markWanted = true
@@ -215,6 +241,7 @@ export class SyncClient {
   #changed(): void {
     if (this.#closed) return
     this.#maybeMark()
+    this.#blobs.setActive(this.#error === null && this.#connected && this.#handshake && this.#provider.isAuthenticated, !this.#readOnly())
     const synced = this.#isSynced()
     if (synced) {
       this.#lastSyncedAt = new Date().toISOString()
@@ -288,9 +315,21 @@ export class SyncClient {
     }, 200)
   }
 
+  #flushOutbox(): void {
+    const pending = this.#bridge.pendingUploads()
+    while (this.#outbox.length > 0 && !this.#closed && this.#outbox[0]!.blobs.every((sha) => !pending.has(sha))) {
+      Y.applyUpdate(this.#net, this.#outbox.shift()!.update, FROM_STORE)
+    }
+  }
+
+  /** Fetches a blob a read found missing (CONTENT_UNAVAILABLE if the server cannot give it). */
+  fetchBlob(ref: ContentRef, where: { id: string; slot: string }): Promise<Uint8Array> {
+    return this.#blobs.fetch(ref, where)
+  }
+
   /** The server stored everything this replica sent it (a read-only replica sends nothing). */
   #stored(): boolean {
-    return this.#readOnly() || (!this.#provider.hasUnsyncedChanges && !this.#markWanted && this.#confirmed >= this.#marked)
+    return this.#readOnly() || (!this.#provider.hasUnsyncedChanges && !this.#markWanted && this.#confirmed >= this.#marked && this.#blobs.uploadsDone && this.#outbox.length === 0)
   }
 
   /** Waits (bounded) for the server to store local changes, then disconnects. */
@@ -311,6 +350,8 @@ export class SyncClient {
       })
     }
     this.#closed = true
+    this.#blobs.close()
+    this.#offBlobs()
     if (this.#resync) clearTimeout(this.#resync)
     for (const waiter of [...this.#waiters]) waiter.abort()
     this.#offUpdate()

@@ -1,0 +1,205 @@
+import { DocketError } from '../errors.js'
+import { matches, type ContentRef } from '../crdt/content.js'
+import type { Logger } from '../store/logger.js'
+
+/** What blob transfer needs from the store. */
+export interface BlobBridge {
+  /** Blobs written here that the server may lack. */
+  pendingUploads(): ReadonlySet<string>
+  readBlob(sha256: string): Promise<Uint8Array | undefined>
+  uploaded(sha256: string): Promise<void>
+  /** Blobs that remote updates named, that may be missing here (checked before fetching). */
+  wantedBlobs(): Map<string, ContentRef>
+  /** Which of these blobs this replica lacks. */
+  missingBlobs(refs: ContentRef[]): Promise<ContentRef[]>
+  keepBlob(ref: ContentRef, bytes: Uint8Array): Promise<void>
+  /** Every blob the document references, for the first catch-up of a session. */
+  referencedBlobs(): Iterable<ContentRef>
+}
+
+/** The HTTP side of a `docket serve` at a ws:// or wss:// URL (packages/server/src/blobs.ts). */
+export function blobUrl(syncUrl: string, sha256: string): string {
+  const url = new URL(syncUrl)
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:'
+  url.pathname = `/docket/blobs/${sha256}`
+  url.search = ''
+  return url.toString()
+}
+
+const CONCURRENCY = 4
+
+/**
+ * Moves content blobs between this replica and its sync server over HTTP, beside the Yjs
+ * connection: blobs are immutable and named by their hash, so a GET or PUT of one is all there
+ * is to it — no merge, and nothing the Yjs sync protocol would do better for 16 MiB of bytes.
+ * Uploads drain the store's queue whenever connected; fetches bring what remote updates named
+ * (and, once per session, everything referenced and missing), so that content is readable
+ * offline later; a read that finds a blob missing fetches it at once.
+ */
+export class BlobTransfer {
+  readonly #url: string
+  readonly #token: string
+  readonly #bridge: BlobBridge
+  readonly #logger: Logger
+  readonly #timeoutMs: number
+  #active = false
+  #uploads = true
+  #running: Promise<void> | null = null
+  #again = false
+  #caughtUp = false
+  #failures = 0
+  #retry: NodeJS.Timeout | undefined
+  #closed = false
+  /** Set while the last pass failed to upload or fetch something (and will retry). */
+  lastError: string | null = null
+
+  constructor(options: { url: string; token: string; timeoutMs: number }, bridge: BlobBridge, logger: Logger) {
+    this.#url = options.url
+    this.#token = options.token
+    this.#timeoutMs = options.timeoutMs
+    this.#bridge = bridge
+    this.#logger = logger
+  }
+
+  /** Connected (with write access: uploads too): start or stop passes. */
+  setActive(active: boolean, uploads: boolean): void {
+    const was = this.#active
+    this.#active = active
+    this.#uploads = uploads
+    if (active && !was) this.kick()
+  }
+
+  /** Something to move: run a pass now (or right after the one under way). */
+  kick(): void {
+    if (this.#closed || !this.#active) return
+    if (this.#running) {
+      this.#again = true
+      return
+    }
+    this.#running = this.#pass().finally(() => {
+      this.#running = null
+      if (this.#again) {
+        this.#again = false
+        this.kick()
+      }
+    })
+  }
+
+  /** Whether every blob written here has reached the server. */
+  get uploadsDone(): boolean {
+    return this.#bridge.pendingUploads().size === 0
+  }
+
+  /** Fetches one blob now (a read that found it missing). */
+  async fetch(ref: ContentRef, where: { id: string; slot: string }): Promise<Uint8Array> {
+    const unavailable = (why: string) =>
+      new DocketError('CONTENT_UNAVAILABLE', `Slot "${where.slot}" of item ${where.id} was written on another replica and its content (${ref.size} bytes) is not here: ${why}.`, {
+        details: { ...where, sha256: ref.sha256, size: ref.size, url: this.#url },
+      })
+    let response: Response
+    try {
+      response = await fetch(blobUrl(this.#url, ref.sha256), { headers: this.#headers(), signal: AbortSignal.timeout(this.#timeoutMs) })
+    } catch (err) {
+      throw unavailable(`the sync server at ${this.#url} cannot be reached (${(err as Error).message}); read it again once it can`)
+    }
+    if (response.status === 404) throw unavailable('the sync server does not have it yet (the replica that wrote it has not uploaded it); read it again after that replica has synced')
+    if (response.status === 401 || response.status === 403) throw unavailable(`the sync server refused this replica's token (${response.status})`)
+    if (!response.ok) throw unavailable(`the sync server answered ${response.status}`)
+    const bytes = new Uint8Array(await response.arrayBuffer())
+    if (!matches(ref, bytes)) throw unavailable('the sync server sent bytes that do not match it (a damaged copy on the server)')
+    return bytes
+  }
+
+  close(): void {
+    this.#closed = true
+    if (this.#retry) clearTimeout(this.#retry)
+  }
+
+  /** Resolves when no pass runs (for close, and tests). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running
+  }
+
+  async #pass(): Promise<void> {
+    const problems: string[] = []
+    if (this.#uploads) await this.#upload(problems)
+    await this.#fetches(problems)
+    this.lastError = problems.length > 0 ? problems.slice(0, 3).join('; ') : null
+    if (problems.length === 0) {
+      this.#failures = 0
+      return
+    }
+    this.#failures++
+    const delay = Math.min(250 * 2 ** this.#failures, 30_000)
+    this.#logger.warn(`moving content blobs to or from ${this.#url} failed (${this.lastError}); retrying in ${delay} ms`)
+    if (this.#retry) clearTimeout(this.#retry)
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      this.kick()
+    }, delay)
+    this.#retry.unref?.()
+  }
+
+  async #upload(problems: string[]): Promise<void> {
+    const queue = [...this.#bridge.pendingUploads()]
+    await this.#parallel(queue, async (sha256) => {
+      const bytes = await this.#bridge.readBlob(sha256)
+      if (bytes === undefined) {
+        // Gone from the blob store (damage): nothing to send; doctor reports the missing content.
+        await this.#bridge.uploaded(sha256)
+        return
+      }
+      const response = await fetch(blobUrl(this.#url, sha256), {
+        method: 'PUT',
+        headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
+        body: bytes,
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      })
+      if (response.status === 403) throw new Error('the server accepts no uploads with this token (read-only)')
+      if (!response.ok) throw new Error(`upload of blob ${sha256.slice(0, 12)}… answered ${response.status}`)
+      await response.arrayBuffer().catch(() => undefined)
+      await this.#bridge.uploaded(sha256)
+    }, problems)
+  }
+
+  async #fetches(problems: string[]): Promise<void> {
+    const wanted = this.#bridge.wantedBlobs()
+    // The first pass of a session looks at every reference (a previous session may have ended
+    // before it fetched everything); later passes at what remote updates named since.
+    const refs = new Map<string, ContentRef>(wanted)
+    wanted.clear()
+    if (!this.#caughtUp) for (const ref of this.#bridge.referencedBlobs()) refs.set(ref.sha256, ref)
+    const missing: ContentRef[] = []
+    const all = [...refs.values()]
+    for (let i = 0; i < all.length; i += 1000) missing.push(...(await this.#bridge.missingBlobs(all.slice(i, i + 1000))))
+    const before = problems.length
+    await this.#parallel(missing, async (ref) => {
+      try {
+        await this.#bridge.keepBlob(ref, await this.fetch(ref, { id: 'a remote item', slot: 'a slot' }))
+      } catch (err) {
+        wanted.set(ref.sha256, ref) // fetched on the next pass
+        throw err
+      }
+    }, problems)
+    if (problems.length === before) this.#caughtUp = true
+  }
+
+  async #parallel<T>(items: T[], work: (item: T) => Promise<void>, problems: string[]): Promise<void> {
+    let next = 0
+    const worker = async () => {
+      while (next < items.length && !this.#closed && this.#active) {
+        const item = items[next++]!
+        try {
+          await work(item)
+        } catch (err) {
+          problems.push((err as Error).message)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, items.length) }, worker))
+  }
+
+  #headers(): Record<string, string> {
+    return { authorization: `Bearer ${this.#token}` }
+  }
+}
