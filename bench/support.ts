@@ -42,6 +42,10 @@ export interface Row {
   baselineMs: number
   ratio: number
   target?: string
+  /** The unit of subjectMs and baselineMs when they are not milliseconds (e.g. 'MB'); absent: ms. */
+  unit?: string
+  /** Whether the target is met, for suites that judge it (the target text says so too). */
+  met?: boolean
 }
 
 export function row(bench: string, subject: string, subjectMs: number, baseline: string, baselineMs: number, target?: string): Row {

@@ -243,6 +243,10 @@ describe('content through a sync server', () => {
     expect((err as Error).message).toMatch(/sync server|--sync/)
     expect(isDocketError(await b.readContentBytes(item.id, 'scan').catch((e: unknown) => e), 'CONTENT_UNAVAILABLE')).toBe(true)
 
+    // verify() names what is not here yet, without calling the store inconsistent.
+    const report = await b.verify()
+    expect(report.unfetchedContent.map((u) => `${u.id}/${u.slot}`).sort()).toEqual([`${item.id}/body`, `${item.id}/scan`])
+    expect(report.ok).toBe(true)
     const missing = await b.missingBlobs()
     const byHash = (refs: ContentRef[]) => [...refs].sort((x, y) => x.sha256.localeCompare(y.sha256))
     expect(byHash(missing)).toEqual(byHash([
@@ -257,6 +261,7 @@ describe('content through a sync server', () => {
     await b.importBlob(bodyRef, fromA!)
     expect(await b.readContent(item.id)).toBe(body)
     expect((await b.missingBlobs()).map((r) => r.sha256)).toEqual([sha256Of(bytes)])
+    expect((await b.verify()).unfetchedContent.map((u) => u.slot)).toEqual(['scan'])
 
     // The other slot comes from the server once B opens with it.
     await b.close()

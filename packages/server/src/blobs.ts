@@ -8,6 +8,42 @@ export const MAX_BLOB_BYTES = 16 * 1024 * 1024
 
 const SHA256 = /^[0-9a-f]{64}$/
 const PATH = /^\/docket\/blobs\/([0-9a-f]{64})$/
+/** Many blobs in one request (a replica joining a large pipeline fetches thousands). */
+const BATCH_FETCH = '/docket/blobs/fetch'
+const BATCH_STORE = '/docket/blobs/store'
+/** What one batch request may carry: 1,000 names to fetch, or 64 MiB of blobs to store. */
+export const MAX_BATCH_NAMES = 1000
+export const MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+/**
+ * The frames of a batch: per blob its SHA-256 (32 raw bytes), its length (4 bytes, big-endian)
+ * and its bytes. Names, lengths and bytes are all checked by the receiver.
+ */
+export function encodeFrames(blobs: ReadonlyArray<{ sha256: string; bytes: Uint8Array }>): Uint8Array {
+  const parts: Buffer[] = []
+  for (const blob of blobs) {
+    const head = Buffer.alloc(36)
+    Buffer.from(blob.sha256, 'hex').copy(head, 0)
+    head.writeUInt32BE(blob.bytes.byteLength, 32)
+    parts.push(head, Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength))
+  }
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+export function decodeFrames(body: Uint8Array): Array<{ sha256: string; bytes: Uint8Array }> | undefined {
+  const buffer = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+  const out: Array<{ sha256: string; bytes: Uint8Array }> = []
+  let at = 0
+  while (at < buffer.byteLength) {
+    if (at + 36 > buffer.byteLength) return undefined
+    const sha256 = buffer.subarray(at, at + 32).toString('hex')
+    const length = buffer.readUInt32BE(at + 32)
+    if (length > MAX_BLOB_BYTES || at + 36 + length > buffer.byteLength) return undefined
+    out.push({ sha256, bytes: new Uint8Array(buffer.subarray(at + 36, at + 36 + length)) })
+    at += 36 + length
+  }
+  return out
+}
 
 /**
  * Content blobs on the server: one file per blob, named by its SHA-256 (`ab/abcdef…`), written
@@ -74,9 +110,9 @@ export interface BlobAccess {
  * token may read; only the token may write. Answers true if the request was one of these.
  */
 export async function handleBlobRequest(request: IncomingMessage, response: ServerResponse, blobs: BlobFiles, access: BlobAccess): Promise<boolean> {
-  const match = PATH.exec(new URL(request.url ?? '/', 'http://x').pathname)
-  if (!match) return false
-  const sha256 = match[1]!
+  const path = new URL(request.url ?? '/', 'http://x').pathname
+  const match = PATH.exec(path)
+  if (!match && path !== BATCH_FETCH && path !== BATCH_STORE) return false
   const reply = (status: number, text: string) => {
     response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' })
     response.end(`${text}\n`)
@@ -87,6 +123,11 @@ export async function handleBlobRequest(request: IncomingMessage, response: Serv
     reply(401, 'a docket token is required (Authorization: Bearer <token>)')
     return true
   }
+  if (!match) {
+    await handleBatch(path === BATCH_STORE, request, response, blobs, access, scope, reply)
+    return true
+  }
+  const sha256 = match[1]!
   try {
     if (request.method === 'GET' || request.method === 'HEAD') {
       const bytes = await blobs.read(sha256)
@@ -124,6 +165,63 @@ export async function handleBlobRequest(request: IncomingMessage, response: Serv
     if (!response.headersSent) reply(500, 'the server could not store or read the blob')
   }
   return true
+}
+
+/**
+ * `POST /docket/blobs/fetch` (body: SHA-256s, 32 raw bytes each) answers the frames of those the
+ * server has; `POST /docket/blobs/store` (body: frames; the token, not the read-only one) keeps
+ * every blob whose bytes match its name and answers 400 naming the first that does not.
+ */
+async function handleBatch(store: boolean, request: IncomingMessage, response: ServerResponse, blobs: BlobFiles, access: BlobAccess, scope: 'read' | 'write', reply: (status: number, text: string) => void): Promise<void> {
+  if (request.method !== 'POST') {
+    request.resume()
+    reply(405, 'use POST')
+    return
+  }
+  if (store && scope !== 'write') {
+    request.resume()
+    reply(403, 'this token may only read')
+    return
+  }
+  try {
+    const body = await readBody(request, store ? MAX_BATCH_BYTES : MAX_BATCH_NAMES * 32)
+    if (body === undefined) {
+      reply(413, store ? `a batch may carry at most ${MAX_BATCH_BYTES} bytes` : `a batch may name at most ${MAX_BATCH_NAMES} blobs`)
+      return
+    }
+    if (store) {
+      const frames = decodeFrames(body)
+      if (!frames) {
+        reply(400, 'the body is not a sequence of blob frames')
+        return
+      }
+      for (const frame of frames) {
+        if (!(await blobs.write(frame.sha256, frame.bytes))) {
+          access.warn(`refused a blob upload whose bytes are not blob ${frame.sha256}`)
+          reply(400, `the bytes sent for ${frame.sha256} do not have that SHA-256`)
+          return
+        }
+      }
+      reply(200, `stored ${frames.length}`)
+      return
+    }
+    if (body.byteLength % 32 !== 0) {
+      reply(400, 'the body must be SHA-256s of 32 bytes each')
+      return
+    }
+    const found: Array<{ sha256: string; bytes: Uint8Array }> = []
+    for (let at = 0; at < body.byteLength; at += 32) {
+      const sha256 = Buffer.from(body.subarray(at, at + 32)).toString('hex')
+      const bytes = await blobs.read(sha256)
+      if (bytes) found.push({ sha256, bytes })
+    }
+    const frames = encodeFrames(found)
+    response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(frames.byteLength) })
+    response.end(frames)
+  } catch (err) {
+    access.warn(`a blob batch request failed: ${(err as Error).message}`)
+    if (!response.headersSent) reply(500, 'the server could not store or read the blobs')
+  }
 }
 
 /** The request body, or undefined once it passes `limit` bytes (the rest is drained, not kept). */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startServer, type RunningServer } from '../src/index.js'
-import { BlobFiles, MAX_BLOB_BYTES } from '../src/blobs.js'
+import { BlobFiles, decodeFrames, encodeFrames, MAX_BLOB_BYTES } from '../src/blobs.js'
 
 // `GET|HEAD|PUT /docket/blobs/<sha256>` on the sync server's port (packages/server/src/blobs.ts).
 
@@ -252,5 +252,40 @@ describe('BlobFiles', () => {
     expect(results.every(Boolean)).toBe(true)
     expect(await filesUnder(dir)).toEqual(blobs.map((b) => join(sha(b).slice(0, 2), sha(b))).sort())
     for (const b of blobs) expect(sameBytes((await files.read(sha(b)))!, b)).toBe(true)
+  })
+})
+
+describe('batches: POST /docket/blobs/store and /docket/blobs/fetch', () => {
+  const post = (base: string, path: 'store' | 'fetch', body: Uint8Array, token = TOKEN) =>
+    fetch(`${base}/docket/blobs/${path}`, { method: 'POST', headers: { ...auth(token), 'content-type': 'application/octet-stream' }, body })
+  const names = (...shas: string[]) => new Uint8Array(Buffer.concat(shas.map((s) => Buffer.from(s, 'hex'))))
+
+  it('stores many blobs in one request and fetches those it has, leaving out the others', async () => {
+    const { base } = await blobServer()
+    const blobs = Array.from({ length: 20 }, (_, i) => new Uint8Array(randomBytes(100 + i * 1000)))
+    const stored = await post(base, 'store', encodeFrames(blobs.map((bytes) => ({ sha256: sha(bytes), bytes }))))
+    expect(stored.status).toBe(200)
+    const unknown = sha(new Uint8Array([9, 9, 9]))
+    const answer = await post(base, 'fetch', names(sha(blobs[3]!), unknown, sha(blobs[17]!)), READ_TOKEN)
+    expect(answer.status).toBe(200)
+    const frames = decodeFrames(new Uint8Array(await answer.arrayBuffer()))!
+    expect(frames.map((f) => f.sha256)).toEqual([sha(blobs[3]!), sha(blobs[17]!)])
+    expect(sameBytes(frames[1]!.bytes, blobs[17]!)).toBe(true)
+    // Each one is there on its own too.
+    expect((await fetch(`${base}/docket/blobs/${sha(blobs[0]!)}`, { headers: auth(TOKEN) })).status).toBe(200)
+  })
+
+  it('refuses a batch from the read-only token, a frame whose bytes are not its name, a body that is no frames, and a token-less request', async () => {
+    const { base, warnings } = await blobServer()
+    const bytes = new Uint8Array(randomBytes(64))
+    expect((await post(base, 'store', encodeFrames([{ sha256: sha(bytes), bytes }]), READ_TOKEN)).status).toBe(403)
+    const forged = await post(base, 'store', encodeFrames([{ sha256: sha(new Uint8Array([1])), bytes }]))
+    expect(forged.status).toBe(400)
+    expect(await forged.text()).toContain('do not have that SHA-256')
+    expect(warnings.some((w) => w.includes('refused a blob upload'))).toBe(true)
+    expect((await post(base, 'store', new Uint8Array([1, 2, 3]))).status).toBe(400)
+    expect((await post(base, 'fetch', new Uint8Array(31))).status).toBe(400)
+    expect((await fetch(`${base}/docket/blobs/fetch`, { method: 'POST', body: names(sha(bytes)) })).status).toBe(401)
+    expect((await fetch(`${base}/docket/blobs/${sha(bytes)}`, { headers: auth(TOKEN) })).status).toBe(404)
   })
 })

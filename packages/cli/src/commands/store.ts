@@ -240,6 +240,7 @@ function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: numbe
     ['acknowledged work missing', r.damage ? r.damage.findings.length : 0, r.damage ? `: ${r.damage.findings.join('; ')}` : ''],
     ['malformed entries (hidden)', r.malformed.length, r.malformed.slice(0, 5).map((m) => ` ${m.root}/${m.key} (${m.why})`).join(',')],
     ['updates refused (kept aside)', r.refusedUpdates, r.refusedUpdates > 0 ? ': see `docket log --kind update_refused`' : ''],
+    ['content not fetched yet', r.unfetchedContent.length, r.unfetchedContent.length > 0 ? `${ids(r.unfetchedContent)} (fetched from the sync server when read, or by \`docket sync\`)` : ''],
   ]
   const lines = rows.map(([label, n, detail]) => `${label.padEnd(32)} ${n === 0 || label.startsWith('live') ? String(n) : c.yellow(String(n))}${detail}`)
   if (fixed) lines.push('', `repaired ${fixed.repaired.length} item(s) from the CRDT${ids(fixed.repaired)}; settled ${fixed.settled.length} interrupted operation(s)`)

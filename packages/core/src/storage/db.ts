@@ -27,6 +27,12 @@ export interface Databases {
   blob: Sublevel<Binary>
   /** Blobs written here that the sync server may not have yet, by SHA-256. */
   upload: Sublevel<string>
+  /**
+   * What content rows hold: blob references (schema 3), or the bytes themselves (a schema 2
+   * store opened read-only, which is not migrated on disk). Rows are read by the schema on
+   * disk, never guessed from their bytes (a text can look like a reference).
+   */
+  contentRows: 'refs' | 'bytes'
 }
 
 export const LEVEL_DIR = 'db'
@@ -65,6 +71,7 @@ function withSublevels(root: RootDb): Databases {
     refused: root.sublevel<string, Binary>('refused', { valueEncoding: 'view' }),
     blob: root.sublevel<string, Binary>('blob', { valueEncoding: 'view' }),
     upload: root.sublevel<string, string>('upload', { valueEncoding: 'utf8' }),
+    contentRows: 'refs',
   }
 }
 

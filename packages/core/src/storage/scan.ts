@@ -1,4 +1,6 @@
-import { decodeRef } from '../crdt/content.js'
+import { isContentRef, type ContentRef } from '../crdt/content.js'
+import { slotValueOfRow } from '../store/evidence.js'
+import type { ContentValue } from '../types.js'
 import { isUid, type ItemId, type Uid } from '../ids.js'
 import type { Databases } from './db.js'
 import { contentRange, idFromKey, idKey, parseContentKey } from './keys.js'
@@ -10,7 +12,7 @@ export interface StoredRows {
   /** The shadow row: absent, readable (with its uid) or unreadable (with why). */
   shadow: { uid: Uid; text: string } | { error: string; text: string } | undefined
   /** Content slots with the size of their content and their raw row (a blob reference, or bytes an older docket wrote). */
-  slots: Array<{ slot: string; bytes: number; value: Uint8Array }>
+  slots: Array<{ slot: string; bytes: number; value: Uint8Array; content: ContentRef | ContentValue }>
 }
 
 export interface MalformedKey {
@@ -66,7 +68,7 @@ export async function* scanStoredRows(
         shadowNext = await nextShadow(shadows, options.malformed)
       }
       while (contentNext && contentNext.padded === id) {
-        rows.slots.push({ slot: contentNext.slot, bytes: contentSize(contentNext.value), value: contentNext.value })
+        rows.slots.push(slotOf(dbs, contentNext.slot, contentNext.value))
         contentNext = await nextContent(contents, options.malformed)
       }
       yield rows
@@ -81,13 +83,15 @@ export async function readStoredRows(dbs: Databases, id: ItemId): Promise<Stored
   const rows: StoredRows = { id, shadow: text === undefined ? undefined : withText(shadowUid(text), text), slots: [] }
   for await (const [key, value] of dbs.content.iterator(contentRange(id))) {
     const parsed = parseContentKey(key)
-    if (parsed) rows.slots.push({ slot: parsed.slot, bytes: contentSize(value), value })
+    if (parsed) rows.slots.push(slotOf(dbs, parsed.slot, value))
   }
   return rows
 }
 
-function contentSize(row: Uint8Array): number {
-  return decodeRef(row)?.size ?? row.byteLength
+function slotOf(dbs: Databases, slot: string, value: Uint8Array): StoredRows['slots'][number] {
+  const content = slotValueOfRow(value, dbs.contentRows)
+  const bytes = isContentRef(content) ? content.size : typeof content === 'string' ? Buffer.byteLength(content, 'utf8') : content.byteLength
+  return { slot, bytes, value, content }
 }
 
 function withText(result: { uid: Uid } | { error: string }, text: string): StoredRows['shadow'] {

@@ -9,7 +9,6 @@ import type { StageEntry } from '../stage/log.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
 import type { ItemType } from '../types.js'
-import { slotValueOfRow } from './evidence.js'
 import type { DocState } from './state.js'
 import { checkDependsOn, checkName, checkStage, checkType, invalid, keysOf, requireKnownKeys, requireObject } from './validate.js'
 
@@ -129,7 +128,7 @@ export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts
     entries = [createdEntry(opts.stage ?? row?.stage ?? 'backlog', replicaId, now, nextUlid())]
   }
   const content = new Map<string, SlotValue>()
-  for (const { slot, value } of rows.slots) content.set(slot, slotValueOfRow(value))
+  for (const { slot, content: value } of rows.slots) content.set(slot, value)
   const kind = tombstoned ? 'tombstoned' : liveHere ? 'displaced' : 'missing'
   if (row && !isReplicaId(row.createdBy)) warnings.push('the shadow row named no valid creator')
   return { record, entries, content, shadowUid, kind, warnings }

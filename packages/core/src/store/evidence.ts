@@ -13,9 +13,9 @@ export function decodeContent(bytes: Uint8Array): ContentValue {
 }
 
 /**
- * What a content row stands for: the reference it holds (schema 3), or — in a row written by an
- * older docket and not migrated (evidence of an orphan, say) — the value itself.
+ * What a content row stands for: the reference it holds (schema 3), or — in a store read as
+ * schema 2 (`Databases.contentRows`), or a row that holds no reference — the value itself.
  */
-export function slotValueOfRow(row: Uint8Array): ContentRef | ContentValue {
-  return decodeRef(row) ?? decodeContent(row)
+export function slotValueOfRow(row: Uint8Array, rows: 'refs' | 'bytes'): ContentRef | ContentValue {
+  return (rows === 'refs' ? decodeRef(row) : undefined) ?? decodeContent(row)
 }

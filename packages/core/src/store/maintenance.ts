@@ -105,7 +105,7 @@ export class Maintenance {
     })
     if (value === undefined) return undefined
     // A row names a blob (schema 3); a row an older docket left holds the bytes themselves.
-    const slotValue = slotValueOfRow(value)
+    const slotValue = slotValueOfRow(value, dbs.contentRows)
     if (!isContentRef(slotValue)) return typeof slotValue === 'string' ? new Uint8Array(Buffer.from(slotValue, 'utf8')) : slotValue
     const bytes = await dbs.blob.get(slotValue.sha256).catch((err: unknown) => {
       throw this.#a.storageError(err)

@@ -244,7 +244,17 @@ export async function writeMigration(
   hooks: StoreHooks | undefined,
 ): Promise<void> {
   const ops: Array<Record<string, unknown>> = []
-  if (migration.update) {
+  if (migration.report.content !== null && migration.report.content.values > 0) {
+    // Content left the document: the rows that still hold it inline give way to one snapshot,
+    // or every later open would read (and the disk keep) what the migration moved out.
+    const snapshot = Y.encodeStateAsUpdate(state.doc)
+    const seq = state.nextSeq++
+    for (const old of state.liveSeqs) ops.push({ type: 'del', sublevel: dbs.doc, key: seqKey(old) })
+    ops.push({ type: 'put', sublevel: dbs.doc, key: seqKey(seq), value: snapshot })
+    state.liveSeqs = [seq]
+    state.liveBytes = state.baseBytes = snapshot.byteLength
+    state.tail = []
+  } else if (migration.update) {
     const seq = state.nextSeq++
     state.liveSeqs.push(seq)
     state.liveBytes += migration.update.byteLength

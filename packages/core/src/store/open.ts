@@ -109,6 +109,8 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       const migration = await migrateInMemory(dbs, state, state.intents, { from: schema, content: !readOnly })
       opts.hooks?.step?.('migrate:verified', { claimed: migration.report.claimed })
       if (!readOnly) await writeMigration(dbs, state, migration, replicaId, opts.hooks)
+      // Not migrated on disk: the content rows still hold the bytes themselves.
+      else if (schema < 3) dbs.contentRows = 'bytes'
       const settled = new Set(migration.report.droppedJournal.map((j) => j.key))
       state.intents.splice(0, state.intents.length, ...state.intents.filter((i) => !settled.has(i.key)))
       migrated = migration.report

@@ -7,7 +7,7 @@ import type { ShadowRow } from '../storage/shadow.js'
 import type { Stage } from '../stage/stages.js'
 import type { StorageDamage } from '../storage/health.js'
 import { malformedItem, refOfSlot, shadowRow } from './capture.js'
-import { slotValueOfRow } from './evidence.js'
+import { isContentRef } from '../crdt/content.js'
 import { itemAt, liveIds } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
 
@@ -43,6 +43,12 @@ export interface ConsistencyReport {
    * them reached the document — but some peer or server sent them.
    */
   refusedUpdates: number
+  /**
+   * Content the document references whose blob this replica does not hold (first 1,000): written
+   * on another replica and not fetched yet. Reported, not counted against `ok`: a replica that
+   * syncs fetches it (on read, or in the background); one that never syncs cannot read it.
+   */
+  unfetchedContent: Array<{ id: ItemId; slot: string; sha256: string }>
   /** True when there is nothing to repair or recover. */
   ok: boolean
 }
@@ -62,6 +68,7 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
     damage: damage ?? null,
     malformed: malformedEntries(state),
     refusedUpdates: 0,
+    unfetchedContent: [],
     ok: false,
   }
   for await (const _ of dbs.refused.keys()) report.refusedUpdates++
@@ -74,6 +81,7 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
   }
   const live = liveIds(state)
   report.items = live.length
+  report.unfetchedContent = await unfetched(dbs, state, live)
   for (const id of live) if (!seen.has(id) && itemAt(state, id)) report.crdtOnly.push(id)
   report.ok =
     report.crdtOnly.length === 0 &&
@@ -123,12 +131,12 @@ function checkRows(state: DocState, rows: StoredRows, report: ConsistencyReport)
       if (fields.length > 0) report.staleShadow.push({ id, fields, crdtStage: item.stage, shadowStage: parsed.row.stage })
     }
   }
-  const stored = new Map(rows.slots.map(({ slot, value }) => [slot, value]))
+  const stored = new Map(rows.slots.map(({ slot, content }) => [slot, content]))
   const content = new Map(contentEntries(map))
   for (const [slot, value] of content) {
     const row = stored.get(slot)
     if (row === undefined) report.missingContent.push({ id, slot, reason: 'missing' })
-    else if (refOfSlot(slotValueOfRow(row)).sha256 !== refOfSlot(value).sha256) report.missingContent.push({ id, slot, reason: 'different' })
+    else if (refOfSlot(row).sha256 !== refOfSlot(value).sha256) report.missingContent.push({ id, slot, reason: 'different' })
   }
   for (const slot of stored.keys()) if (!content.has(slot)) report.strayContent.push({ id, slot })
 }
@@ -140,4 +148,23 @@ function differingFields(expected: ShadowRow, actual: ShadowRow): string[] {
     if (JSON.stringify(expected[key]) !== JSON.stringify(actual[key])) out.push(key)
   }
   return out
+}
+
+/** The content references of live items whose blob is not here (the first 1,000). */
+async function unfetched(dbs: Databases, state: DocState, live: readonly ItemId[]): Promise<ConsistencyReport['unfetchedContent']> {
+  if (dbs.contentRows !== 'refs') return []
+  const refs: ConsistencyReport['unfetchedContent'] = []
+  for (const id of live) {
+    const uid = state.claims.uidAt(id)
+    const map = uid === undefined ? undefined : state.maps.get(uid)
+    if (!map) continue
+    for (const [slot, value] of contentEntries(map)) if (isContentRef(value)) refs.push({ id, slot, sha256: value.sha256 })
+  }
+  const missing: ConsistencyReport['unfetchedContent'] = []
+  for (let i = 0; i < refs.length && missing.length < 1000; i += 1000) {
+    const chunk = refs.slice(i, i + 1000)
+    const present = await dbs.blob.hasMany(chunk.map((r) => r.sha256))
+    chunk.forEach((r, k) => present[k] || missing.push(r))
+  }
+  return missing.slice(0, 1000)
 }

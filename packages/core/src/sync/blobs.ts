@@ -17,7 +17,7 @@ export interface BlobBridge {
   referencedBlobs(): Iterable<ContentRef>
 }
 
-/** The HTTP side of a `docket serve` at a ws:// or wss:// URL (packages/server/src/blobs.ts). */
+/** The HTTP side of a `docket serve` at a ws:// or wss:// URL (packages/server/src/blobs.ts): one blob, or `fetch`/`store` for batches. */
 export function blobUrl(syncUrl: string, sha256: string): string {
   const url = new URL(syncUrl)
   url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:'
@@ -27,6 +27,49 @@ export function blobUrl(syncUrl: string, sha256: string): string {
 }
 
 const CONCURRENCY = 4
+/** A batch: at most this many blobs, and about this many bytes (the server takes up to 1,000 and 64 MiB). */
+const BATCH_BLOBS = 500
+const BATCH_BYTES = 8 * 1024 * 1024
+
+/** The wire format of batches (docs/FORMAT.md, the server's blobs.ts): per blob 32 bytes of SHA-256, 4 of length (big-endian), the bytes. */
+function encodeFrames(blobs: ReadonlyArray<{ sha256: string; bytes: Uint8Array }>): Uint8Array {
+  const parts: Buffer[] = []
+  for (const blob of blobs) {
+    const head = Buffer.alloc(36)
+    Buffer.from(blob.sha256, 'hex').copy(head, 0)
+    head.writeUInt32BE(blob.bytes.byteLength, 32)
+    parts.push(head, Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength))
+  }
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+function* framesOf(body: Uint8Array): Generator<{ sha256: string; bytes: Uint8Array }> {
+  const buffer = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
+  for (let at = 0; at + 36 <= buffer.byteLength; ) {
+    const length = buffer.readUInt32BE(at + 32)
+    if (at + 36 + length > buffer.byteLength) return
+    yield { sha256: buffer.subarray(at, at + 32).toString('hex'), bytes: new Uint8Array(buffer.subarray(at + 36, at + 36 + length)) }
+    at += 36 + length
+  }
+}
+
+/** Splits items into batches of at most BATCH_BLOBS items and about BATCH_BYTES. */
+function batches<T>(items: readonly T[], size: (item: T) => number): T[][] {
+  const out: T[][] = []
+  let current: T[] = []
+  let bytes = 0
+  for (const item of items) {
+    if (current.length > 0 && (current.length >= BATCH_BLOBS || bytes + size(item) > BATCH_BYTES)) {
+      out.push(current)
+      current = []
+      bytes = 0
+    }
+    current.push(item)
+    bytes += size(item)
+  }
+  if (current.length > 0) out.push(current)
+  return out
+}
 
 /**
  * Moves content blobs between this replica and its sync server over HTTP, beside the Yjs
@@ -141,24 +184,24 @@ export class BlobTransfer {
   }
 
   async #upload(problems: string[]): Promise<void> {
-    const queue = [...this.#bridge.pendingUploads()]
-    await this.#parallel(queue, async (sha256) => {
+    const queue: Array<{ sha256: string; bytes: Uint8Array }> = []
+    for (const sha256 of [...this.#bridge.pendingUploads()]) {
       const bytes = await this.#bridge.readBlob(sha256)
-      if (bytes === undefined) {
-        // Gone from the blob store (damage): nothing to send; doctor reports the missing content.
-        await this.#bridge.uploaded(sha256)
-        return
-      }
-      const response = await fetch(blobUrl(this.#url, sha256), {
-        method: 'PUT',
+      // Gone from the blob store (damage): nothing to send; doctor reports the missing content.
+      if (bytes === undefined) await this.#bridge.uploaded(sha256)
+      else queue.push({ sha256, bytes })
+    }
+    await this.#parallel(batches(queue, (blob) => blob.bytes.byteLength + 36), async (batch) => {
+      const response = await fetch(blobUrl(this.#url, 'store'), {
+        method: 'POST',
         headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
-        body: bytes,
+        body: encodeFrames(batch),
         signal: AbortSignal.timeout(this.#timeoutMs),
       })
-      if (response.status === 403) throw new Error('the server accepts no uploads with this token (read-only)')
-      if (!response.ok) throw new Error(`upload of blob ${sha256.slice(0, 12)}… answered ${response.status}`)
       await response.arrayBuffer().catch(() => undefined)
-      await this.#bridge.uploaded(sha256)
+      if (response.status === 403) throw new Error('the server accepts no uploads with this token (read-only)')
+      if (!response.ok) throw new Error(`an upload of ${batch.length} blob(s) answered ${response.status}`)
+      for (const blob of batch) await this.#bridge.uploaded(blob.sha256)
     }, problems)
   }
 
@@ -173,13 +216,27 @@ export class BlobTransfer {
     const all = [...refs.values()]
     for (let i = 0; i < all.length; i += 1000) missing.push(...(await this.#bridge.missingBlobs(all.slice(i, i + 1000))))
     const before = problems.length
-    await this.#parallel(missing, async (ref) => {
+    await this.#parallel(batches(missing, (ref) => ref.size + 36), async (batch) => {
+      const left = new Map(batch.map((ref) => [ref.sha256, ref]))
       try {
-        await this.#bridge.keepBlob(ref, await this.fetch(ref, { id: 'a remote item', slot: 'a slot' }))
-      } catch (err) {
-        wanted.set(ref.sha256, ref) // fetched on the next pass
-        throw err
+        const response = await fetch(blobUrl(this.#url, 'fetch'), {
+          method: 'POST',
+          headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
+          body: new Uint8Array(Buffer.concat(batch.map((ref) => Buffer.from(ref.sha256, 'hex')))),
+          signal: AbortSignal.timeout(this.#timeoutMs),
+        })
+        if (!response.ok) throw new Error(`a fetch of ${batch.length} blob(s) answered ${response.status}`)
+        for (const frame of framesOf(new Uint8Array(await response.arrayBuffer()))) {
+          const ref = left.get(frame.sha256)
+          if (!ref || !matches(ref, frame.bytes)) continue
+          await this.#bridge.keepBlob(ref, frame.bytes)
+          left.delete(frame.sha256)
+        }
+      } finally {
+        // Not there yet (the writer has not uploaded it) or not sent: asked for again on the next pass.
+        for (const [sha256, ref] of left) wanted.set(sha256, ref)
       }
+      if (left.size > 0) throw new Error(`${left.size} blob(s) are not on the server yet`)
     }, problems)
     if (problems.length === before) this.#caughtUp = true
   }
