@@ -173,6 +173,12 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
       if (flags.format === 'folders' && flags.out === undefined) throw new UsageError('--format folders needs --out FOLDER')
       const out = ctx.output(command)
       const { exportFolders, exportJsonl } = await import('../legacy/export.js')
+      // A slot whose bytes never reached this replica is named, not exported: exit 3, so that a backup script notices.
+      const incomplete = (summary: { unavailable: Array<{ id: string; slot: string }> }) => {
+        if (summary.unavailable.length === 0) return
+        out.warn(`${summary.unavailable.length} content slot(s) were not exported: their bytes were written on another replica and never reached this one (${summary.unavailable.slice(0, 5).map((u) => `#${u.id} ${u.slot}`).join(', ')}${summary.unavailable.length > 5 ? ', …' : ''}); export from a replica that syncs (--sync) to include them`)
+        ctx.exitCode = EXIT.partial
+      }
       await ctx.withStore(command, { readOnly: true, allowDamage: true }, async (store) => {
         if (flags.format === 'folders') {
           const summary = await exportFolders(store, resolve(ctx.io.cwd, flags.out!)).catch((err: NodeJS.ErrnoException) => {
@@ -180,11 +186,12 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
             throw err
           })
           out.result(summary, () => `exported ${summary.items} items and ${summary.tombstones} tombstones to ${flags.out} (${summary.files} files)`)
+          incomplete(summary)
           return
         }
         if (flags.out === undefined) {
           // JSONL on stdout is the document itself, with --json or without.
-          await exportJsonl(store, (line) => out.write(line))
+          incomplete(await exportJsonl(store, (line) => out.write(line)))
           return
         }
         const file = createWriteStream(resolve(ctx.io.cwd, flags.out), { flags: 'wx' })
@@ -197,6 +204,7 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         file.end()
         await once(file, 'close')
         out.result(summary, () => `exported ${summary.items} items and ${summary.tombstones} tombstones to ${flags.out}`)
+        incomplete(summary)
       })
     })
 }

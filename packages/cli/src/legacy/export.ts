@@ -11,22 +11,32 @@ export interface ExportSummary {
   items: number
   tombstones: number
   files: number
+  /** Content slots not exported: their bytes never reached this replica (CONTENT_UNAVAILABLE). */
+  unavailable: Array<{ id: string; slot: string }>
 }
 
 interface Exported {
   item: Item
   history: ReturnType<Store['stageHistory']>
   content: Record<string, string | Uint8Array>
+  /** Slots whose bytes this replica does not have and could not fetch (CONTENT_UNAVAILABLE): named, not exported. */
+  unavailable?: string[]
 }
 
 async function* exportedItems(store: Store): AsyncGenerator<Exported> {
   for (const item of store.listItems()) {
     const content: Record<string, string | Uint8Array> = {}
+    const unavailable: string[] = []
     for (const slot of store.contentSlots(item.id)) {
-      const bytes = (await store.readContentBytes(item.id, slot))!
-      content[slot] = decodeContent(bytes)
+      try {
+        content[slot] = decodeContent((await store.readContentBytes(item.id, slot))!)
+      } catch (err) {
+        // One slot whose bytes never reached this replica must not stop the backup of the rest.
+        if (!(err instanceof DocketError) || err.code !== 'CONTENT_UNAVAILABLE') throw err
+        unavailable.push(slot)
+      }
     }
-    yield { item, history: store.stageHistory(item.id), content }
+    yield { item, history: store.stageHistory(item.id), content, ...(unavailable.length > 0 ? { unavailable } : {}) }
   }
 }
 
@@ -37,7 +47,7 @@ function header(store: Store): Record<string, unknown> {
     exportedAt: new Date().toISOString(),
     replicaId: store.replicaId,
     highestId: store.stats().highestId,
-    tombstones: store.tombstonedIds().map((id) => ({ id, ...store.tombstone(id)! })),
+    tombstones: store.tombstonedIds().map((id) => ({ ...store.tombstone(id)!, id })),
   }
 }
 
@@ -46,11 +56,13 @@ export async function exportJsonl(store: Store, write: (line: string) => void | 
   const head = header(store)
   await write(`${JSON.stringify(head)}\n`)
   let items = 0
+  const unavailable: ExportSummary['unavailable'] = []
   for await (const exported of exportedItems(store)) {
     await write(`${JSON.stringify(exported, jsonBytes)}\n`)
+    for (const slot of exported.unavailable ?? []) unavailable.push({ id: exported.item.id, slot })
     items++
   }
-  return { items, tombstones: (head.tombstones as unknown[]).length, files: 1 }
+  return { items, tombstones: (head.tombstones as unknown[]).length, files: 1, unavailable }
 }
 
 /**
@@ -70,7 +82,9 @@ export async function exportFolders(store: Store, out: string): Promise<ExportSu
   let items = 0
   let files = 1
   const made = new Set<string>()
-  for await (const { item, content } of exportedItems(store)) {
+  const unavailable: ExportSummary['unavailable'] = []
+  for await (const { item, content, unavailable: missing } of exportedItems(store)) {
+    for (const slot of missing ?? []) unavailable.push({ id: item.id, slot })
     const folder = item.frozen ? '7_frozen' : folderFor(item.stage)
     if (!made.has(folder)) {
       await mkdir(join(out, folder), { recursive: true })
@@ -94,5 +108,5 @@ export async function exportFolders(store: Store, out: string): Promise<ExportSu
     }
     items++
   }
-  return { items, tombstones: (head.tombstones as unknown[]).length, files }
+  return { items, tombstones: (head.tombstones as unknown[]).length, files, unavailable }
 }

@@ -8,7 +8,11 @@ import { MAX_ITEM_NUMBER, numberToId, type ItemId } from '../ids.js'
  */
 export function nextIdAfter(highest: number): ItemId {
   if (highest >= MAX_ITEM_NUMBER) {
-    throw new DocketError('INVALID_INPUT', `The id space is exhausted (highest id ${highest}); no new item can be created.`)
+    throw new DocketError(
+      'INVALID_INPUT',
+      `The id space is exhausted: id ${highest}, the top of the range (2^40 − 1), has been used or claimed (a replica's allocator mark, a claim or an import: \`docket log\` and the sync server's logs say which). No new id can be allocated after it and no id is ever issued twice; items can still be created with an explicit free id (createItem({ id })).`,
+      { details: { highest } },
+    )
   }
   return numberToId(Math.max(0, highest) + 1)
 }

@@ -1,5 +1,5 @@
 import * as Y from 'yjs'
-import { docParts, F, readUid, type DocParts } from './layout.js'
+import { docParts, F, readRecord, readUid, type DocParts } from './layout.js'
 import { firstAt, Places, writeRefusal } from './admission-structs.js'
 
 interface Internals {
@@ -20,6 +20,16 @@ type DeleteSet = Parameters<typeof Y.isDeleted>[0]
  * in one pass, without applying it, and without copying the document.
  */
 export function refusalOf(parts: DocParts, update: Uint8Array): string | undefined {
+  try {
+    return check(parts, update)
+  } catch (err) {
+    // A value shaped to trip the checks themselves (an object whose prototype lib0 set from the
+    // update, say) is no docket value either: refused, never an exception for the caller.
+    return `it could not be checked (${String((err as Error)?.message ?? err).slice(0, 80)}), so it is not applied`
+  }
+}
+
+function check(parts: DocParts, update: Uint8Array): string | undefined {
   let decoded: { structs: Array<Y.Item | Y.GC | Y.Skip>; ds: DeleteSet }
   try {
     decoded = Y.decodeUpdate(update) as typeof decoded
@@ -42,6 +52,11 @@ export function refusalOf(parts: DocParts, update: Uint8Array): string | undefin
     if ((struct.parent as unknown) === 'deleted' && typeof struct.parentSub === 'string') deletedUids.add(struct.parentSub)
   }
   const roots = rootsOf(parts)
+  for (const struct of decoded.structs) {
+    if (!(struct instanceof Y.Item)) continue
+    const why = replacement(parts, places, struct, decoded.ds, overwritten, deletedUids)
+    if (why) return why
+  }
   const local = parts.doc.store.clients
   for (const [client, ranges] of (decoded.ds as unknown as { clients: Map<number, Array<{ clock: number; len: number }>> }).clients) {
     const structs = local.get(client)
@@ -97,6 +112,45 @@ function removal(parts: DocParts, roots: Map<unknown, RootName>, item: Y.Item, d
     return goes(parent) ? undefined : 'it replaces or removes the stage log of an item, which only grows'
   }
   return undefined
+}
+
+/**
+ * The key of a grow-only root that already holds a value here may not lose it to this update:
+ * not by a value the update writes over it and deletes again (the overwrite made the removal
+ * look like one), nor by a concurrent value that would win the key and is deleted — and an
+ * item's record is never replaced at all (docket edits an item's fields; a new map would bring a
+ * new, empty stage log: the done item would be back in backlog).
+ */
+function replacement(parts: DocParts, places: Places, item: Y.Item, ds: DeleteSet, overwritten: Set<string>, deletedUids: Set<string>): string | undefined {
+  const place = places.placeOf(item)
+  if (place === undefined || place.keys.length !== 1 || typeof place.keys[0] !== 'string') return undefined
+  const root = place.root
+  const key = place.keys[0]
+  if (root !== 'tombstones' && root !== 'deleted' && root !== 'aliases' && root !== 'claims' && root !== 'records') return undefined
+  const map = (parts as unknown as Record<string, Y.Map<unknown>>)[root]!
+  const current = (map as unknown as Internals)._map.get(key)
+  if (current === undefined || current.deleted) return undefined
+  const removed = Y.isDeleted(ds, item.id) && !overwritten.has(idKey(item.id.client, item.id.clock + item.length - 1))
+  const explicit = item.origin !== null && item.origin.client === current.id.client && item.origin.clock === current.id.clock + current.length - 1
+  // A concurrent value (no origin) takes the key when its client id is the higher.
+  const wins = explicit || (item.origin === null && item.id.client > current.id.client)
+  if (root === 'records') {
+    // A record that reads as no item (a peer's bad value) may be replaced: that is its repair (recover adopts it).
+    if (isDeletedUidOf(parts, key, deletedUids) || !isReadableRecord(current)) return undefined
+    if (explicit || (wins && removed)) return `it replaces the record of item ${key}, which is only ever edited field by field`
+    return undefined
+  }
+  if (wins && removed) return `it writes the ${root} entry ${JSON.stringify(key)} and removes it in the same update, which would remove what only grows`
+  return undefined
+}
+
+function isReadableRecord(item: Y.Item): boolean {
+  const content = item.content as { type?: unknown }
+  return content instanceof Y.ContentType && readRecord(content.type as Y.Map<unknown>) !== undefined
+}
+
+function isDeletedUidOf(parts: DocParts, uid: string, deletedUids: Set<string>): boolean {
+  return deletedUids.has(uid) || parts.deleted.has(uid)
 }
 
 function isItemRoot(parts: DocParts, type: unknown): boolean {

@@ -164,7 +164,12 @@ export function contentOf(map: ItemMap): Y.Map<SlotValue> | undefined {
 export function readStageEntries(map: ItemMap): StageEntry[] {
   const stages = stagesOf(map)
   if (!stages) return []
-  return stages.toArray().filter(isStageEntry)
+  // Copies of the fields docket knows: a look-alike with more (a BigInt, say) must not carry
+  // them into shadow rows and exports.
+  return stages
+    .toArray()
+    .filter(isStageEntry)
+    .map((e) => ({ id: e.id, epoch: e.epoch, stage: e.stage, event: e.event, basedOn: e.basedOn, by: e.by, at: e.at, ...(typeof e.reason === 'string' ? { reason: e.reason } : {}) }))
 }
 
 export function isStageEntry(value: unknown): value is StageEntry {
@@ -177,7 +182,9 @@ export function isStageEntry(value: unknown): value is StageEntry {
     typeof e.event === 'string' &&
     (e.basedOn === null || typeof e.basedOn === 'string') &&
     typeof e.by === 'string' &&
-    typeof e.at === 'string'
+    typeof e.at === 'string' &&
+    Number.isFinite(e.epoch) &&
+    (e.reason === undefined || e.reason === null || typeof e.reason === 'string')
   )
 }
 

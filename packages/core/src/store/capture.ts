@@ -122,7 +122,8 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
         if (root === 'items' && isItemId(key)) allocator.observe('items', idToNumber(key))
         const value = (root === 'records' ? parts.records : parts.items).get(key)
         for (const uid of state.noteMap(root, key, value)) whole(uid)
-        const why = value === undefined ? undefined : malformedItem(root, key, value)
+        // `has` tells a removed key from one whose value is `undefined` (a peer's, malformed like any other).
+        const why = !(root === 'records' ? parts.records : parts.items).has(key) ? undefined : malformedItem(root, key, value)
         if (why) reportMalformed(env, job, root, key, why)
       }
     } else if (type === parts.claims) {

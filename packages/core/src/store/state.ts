@@ -2,7 +2,7 @@ import * as Y from 'yjs'
 import { IdAllocator } from '../alloc/allocator.js'
 import { ClaimIndex, parseClaimKey } from '../crdt/claims.js'
 import { decodeRescued, type RescuedItem } from '../crdt/rescue.js'
-import { docParts, isDeletedUid, isItemMap, readRecord, readUid, type DocParts, type ItemMap, type ItemRecord } from '../crdt/layout.js'
+import { docParts, isDeletedUid, isItemMap, readRecord, type DocParts, type ItemMap, type ItemRecord } from '../crdt/layout.js'
 import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { Databases } from '../storage/db.js'
 import { idFromKey, idKey, parseContentKey, seqFromKey } from '../storage/keys.js'
@@ -136,7 +136,11 @@ export class DocState {
       return affected
     }
     const before = this.legacy.get(key)
-    const after = map ? readUid(map) : undefined
+    // Only a map that reads as a whole item implies a claim — a bare uid claims nothing — and not
+    // for an item of schema 2 or later (it lives under its uid in records; schema 1 never saw it).
+    // Schema 1 history still arrives from peers that migrated, so such maps are not refused.
+    const read = map ? readRecord(map)?.uid : undefined
+    const after = read !== undefined && !this.parts.records.has(read) ? read : undefined
     if (before !== undefined) {
       affected.add(before)
       if (before !== after) {

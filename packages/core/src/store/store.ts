@@ -540,8 +540,9 @@ export class Store implements AsyncDisposable {
 
   tombstone(id: ItemId | string): Tombstone | undefined {
     this.#assertOpen()
-    const tomb = this.#e.state.parts.tombstones.get(parseItemId(id))
-    return tomb ? { ...tomb } : undefined
+    const itemId = parseItemId(id)
+    if (!this.#e.state.parts.tombstones.has(itemId)) return undefined
+    return tombstoneOf(this.#e.state.parts.tombstones.get(itemId))
   }
 
   tombstonedIds(): ItemId[] {
@@ -561,7 +562,8 @@ export class Store implements AsyncDisposable {
   aliases(oldId?: ItemId | string): Alias[] {
     this.#assertOpen()
     const filter = oldId === undefined ? undefined : parseItemId(oldId)
-    return [...this.#e.state.parts.aliases.values()].filter((a) => filter === undefined || a.oldId === filter).map((a) => ({ ...a }))
+    // Only values with an alias's shape count: a peer can put anything into the map.
+    return [...this.#e.state.parts.aliases.values()].flatMap((a) => (isAlias(a) && (filter === undefined || a.oldId === filter) ? [{ uid: a.uid, oldId: a.oldId, newId: a.newId, at: a.at, by: a.by, reason: a.reason }] : []))
   }
 
   stageHistory(id: ItemId | string): StageHistoryEntry[] {
@@ -916,4 +918,24 @@ function checkListOptions(options: ListItemsOptions): ListItemsOptions {
     out.ready = options.ready
   }
   return out
+}
+
+/**
+ * A tombstone as readers see it: its fields when it has a tombstone's shape, else a tombstone
+ * that says only that the id is dead (the key alone makes it so; a peer's value for it may be anything).
+ */
+function tombstoneOf(value: unknown): Tombstone {
+  const t = (typeof value === 'object' && value !== null && !Array.isArray(value) ? value : {}) as Partial<Record<keyof Tombstone, unknown>>
+  return {
+    uid: (isUid(t.uid) ? t.uid : '') as Uid,
+    at: typeof t.at === 'string' ? t.at.slice(0, 64) : '',
+    by: (typeof t.by === 'string' ? t.by.slice(0, 200) : '') as ReplicaId,
+    reason: typeof t.reason === 'string' ? t.reason.slice(0, 2000) : null,
+  }
+}
+
+function isAlias(value: unknown): value is Alias {
+  if (typeof value !== 'object' || value === null) return false
+  const a = value as Alias
+  return isUid(a.uid) && isItemId(a.oldId) && isItemId(a.newId) && typeof a.at === 'string' && typeof a.by === 'string' && typeof a.reason === 'string'
 }
