@@ -9,8 +9,9 @@ import type { Connection, Document } from '@hocuspocus/server'
  * - once the server has acknowledged everything a replica sent, the replica sends
  *   `{"docket":"mark","n":N}` (N grows per connection);
  * - the server answers `{"docket":"stored","n":N}` once a store has completed that began after
- *   every update it had applied when the mark arrived — the replica's included, since they were
- *   acknowledged before the mark was sent.
+ *   the last update of that replica's connection had been applied (they were all acknowledged
+ *   before the mark was sent). Others' updates do not hold it up: a replica that sent nothing
+ *   new is answered at once.
  * Counting applied updates (rather than comparing state vectors) covers deletions, which a
  * state vector does not show.
  */
@@ -46,6 +47,8 @@ interface Waiting {
 interface Tracked {
   /** Updates applied to the document since it was loaded (the loaded state counts as stored). */
   applied: number
+  /** `applied` right after each connection's last update. */
+  byOrigin: WeakMap<object, number>
   /** `applied` as of the start of the last store that completed. */
   stored: number
   waiting: Waiting[]
@@ -78,19 +81,22 @@ export class Confirmations {
   /** Starts counting a freshly loaded document's updates. */
   track(document: Document): void {
     if (this.#docs.has(document)) return
-    const onUpdate = () => {
+    const onUpdate = (_update: Uint8Array, origin: unknown) => {
       const t = this.#docs.get(document)
-      if (t) t.applied++
+      if (!t) return
+      t.applied++
+      if (typeof origin === 'object' && origin !== null) t.byOrigin.set(origin, t.applied)
     }
     document.on('update', onUpdate)
-    this.#docs.set(document, { applied: 0, stored: 0, waiting: [], fallback: undefined, failures: 0, off: () => document.off('update', onUpdate) })
+    this.#docs.set(document, { applied: 0, byOrigin: new WeakMap(), stored: 0, waiting: [], fallback: undefined, failures: 0, off: () => document.off('update', onUpdate) })
   }
 
   /** A replica's mark arrived: answer now if a completed store covers it, else after the next one. */
   mark(document: Document, connection: Connection, n: number): void {
     const t = this.#docs.get(document)
     if (!t) return
-    if (t.stored >= t.applied) {
+    const needed = t.byOrigin.get(connection) ?? 0
+    if (t.stored >= needed) {
       connection.sendStateless(storedMessage(n))
       return
     }
@@ -98,7 +104,7 @@ export class Confirmations {
       this.#watched.add(connection)
       connection.onClose(() => this.dropConnection(connection))
     }
-    t.waiting.push({ connection, n, needed: t.applied })
+    t.waiting.push({ connection, n, needed })
     this.#arm(document, t, this.#options.fallbackMs)
   }
 

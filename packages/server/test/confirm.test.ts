@@ -4,9 +4,9 @@ import type { Connection, Document } from '@hocuspocus/server'
 import { Confirmations, parseMark, storedMessage } from '../src/confirm.js'
 
 /** The parts of a Hocuspocus document and connection that confirmations touch. */
-function fakeDocument(): Document & { change: () => void } {
+function fakeDocument(): Document & { change: (origin?: object) => void } {
   const emitter = new EventEmitter()
-  return Object.assign(emitter, { name: 'docket', change: () => emitter.emit('update') }) as unknown as Document & { change: () => void }
+  return Object.assign(emitter, { name: 'docket', change: (origin?: object) => emitter.emit('update', new Uint8Array(), origin) }) as unknown as Document & { change: (origin?: object) => void }
 }
 function fakeConnection(): Connection & { sent: string[] } {
   const sent: string[] = []
@@ -24,23 +24,29 @@ describe('store confirmations (the server side)', () => {
     for (const bad of ['{"docket":"mark","n":0}', '{"docket":"mark","n":1.5}', '{"docket":"stored","n":3}', 'not json', '{"docket":"mark"}']) expect(parseMark(bad)).toBeUndefined()
   })
 
-  it('answers at once when nothing applied waits to be stored', () => {
+  it('answers at once when nothing that connection sent waits to be stored, whatever others sent', () => {
     const { c } = confirmations()
     const doc = fakeDocument()
     const conn = fakeConnection()
+    const other = fakeConnection()
     c.track(doc)
     c.mark(doc, conn, 1)
     expect(conn.sent).toEqual([storedMessage(1)])
+    doc.change(other) // another replica's update, not stored yet
+    c.mark(doc, conn, 2)
+    expect(conn.sent).toEqual([storedMessage(1), storedMessage(2)])
+    c.mark(doc, other, 1)
+    expect(other.sent).toEqual([])
   })
 
-  it('answers a mark only after a store that began after every update applied before it', () => {
+  it('answers a mark only after a store that began after that connection\'s last update', () => {
     const { c } = confirmations()
     const doc = fakeDocument()
     const conn = fakeConnection()
     c.track(doc)
-    doc.change()
+    doc.change(conn)
     const early = c.storing(doc) // a store that began before the next update
-    doc.change()
+    doc.change(conn)
     c.mark(doc, conn, 7)
     c.stored(doc, early)
     expect(conn.sent).toEqual([])
@@ -64,7 +70,7 @@ describe('store confirmations (the server side)', () => {
     const doc = fakeDocument()
     const conn = fakeConnection()
     c.track(doc)
-    doc.change()
+    doc.change(conn)
     c.mark(doc, conn, 1)
     await new Promise((r) => setTimeout(r, 200))
     expect(attempts).toBe(2)
@@ -78,7 +84,7 @@ describe('store confirmations (the server side)', () => {
     const doc = fakeDocument()
     const conn = fakeConnection()
     c.track(doc)
-    doc.change()
+    doc.change(conn)
     c.mark(doc, conn, 1)
     c.dropConnection(conn)
     c.forget(doc)
