@@ -147,6 +147,28 @@ describe('docket import', () => {
     }
   })
 
+  it('export names content whose bytes never reached this replica, exports the rest, and exits 3', async () => {
+    const a = await openStore({ dir: await tempDir(), durability: 'relaxed' })
+    const dir = await newStore()
+    const b = await openStore({ dir, durability: 'relaxed' })
+    try {
+      await a.createItem({ name: 'written elsewhere', body: 'only on a' })
+      await b.createItem({ name: 'local', body: 'here' })
+      await b.applyUpdate(a.encodeStateAsUpdate(), 'a') // the document, not the blob
+    } finally {
+      await Promise.all([a.close(), b.close()])
+    }
+    const run = await docket(['--dir', dir, 'export'])
+    expect(run.code, run.stderr).toBe(3)
+    expect(run.stderr).toMatch(/1 content slot\(s\) were not exported.*#\d+ body.*--sync/)
+    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { item?: { name: string }; content?: Record<string, string>; unavailable?: string[] })
+    // Both items were created as id 1 on their replicas: one moved, so order by name.
+    expect(lines.slice(1).map((l) => [l.item!.name, l.content, l.unavailable ?? []]).sort((x, y) => String(x[0]).localeCompare(String(y[0])))).toEqual([
+      ['local', { body: 'here' }, []],
+      ['written elsewhere', {}, ['body']],
+    ])
+  })
+
   it('export --format folders and jsonl round-trip through import: items, stages and bodies', async () => {
     const { root } = await realisticTree()
     const dir = await newStore()
