@@ -57,6 +57,8 @@ describe('two docket servers sharing one Redis', () => {
     const deadline = Date.now() + 15_000
     while (!b.getItem(item.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
     expect(b.getItem(item.id)).toMatchObject({ name: 'through redis', uid: item.uid })
+    // The body was uploaded to server one; server two has it from Redis.
+    expect(await b.readContent(item.id)).toBe('shared')
     await b.apply(item.id, 'start')
     while (a.getItem(item.id)?.stage !== 'coding' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
     expect(a.getItem(item.id)?.stage).toBe('coding')

@@ -50,8 +50,18 @@ export function decodeFrames(body: Uint8Array): Array<{ sha256: string; bytes: U
  * to a temporary file, synced and renamed — a blob is there whole or not at all, and the same
  * bytes are one file however often they are sent.
  */
+/** Where servers that share Redis (`--redis`) share their blobs too: each keeps files of its own. */
+export interface SharedBlobs {
+  get(sha256: string): Promise<Uint8Array | undefined>
+  set(sha256: string, bytes: Uint8Array): Promise<void>
+  close(): Promise<void>
+}
+
 export class BlobFiles {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    readonly shared?: SharedBlobs,
+  ) {}
 
   #path(sha256: string): string {
     return join(this.dir, sha256.slice(0, 2), sha256)
@@ -70,15 +80,24 @@ export class BlobFiles {
     try {
       return new Uint8Array(await readFile(this.#path(sha256)))
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
+    // Uploaded to another server: kept here from now on.
+    const bytes = await this.shared?.get(sha256)
+    if (bytes === undefined || !(await this.#keep(sha256, bytes))) return undefined
+    return bytes
   }
 
   /** Keeps `bytes` if they are the blob `sha256` names; false if they are not. */
   async write(sha256: string, bytes: Uint8Array): Promise<boolean> {
+    if (await this.has(sha256)) return createHash('sha256').update(bytes).digest('hex') === sha256
+    if (!(await this.#keep(sha256, bytes))) return false
+    await this.shared?.set(sha256, bytes)
+    return true
+  }
+
+  async #keep(sha256: string, bytes: Uint8Array): Promise<boolean> {
     if (createHash('sha256').update(bytes).digest('hex') !== sha256) return false
-    if (await this.has(sha256)) return true
     const folder = join(this.dir, sha256.slice(0, 2))
     await mkdir(folder, { recursive: true })
     const temp = join(folder, `.${sha256}.${randomUUID()}.tmp`)

@@ -7,6 +7,7 @@ import { Server, type Connection, type Document, type Extension } from '@hocuspo
 import * as decoding from 'lib0/decoding'
 import * as Y from 'yjs'
 import { BlobFiles, handleBlobRequest } from './blobs.js'
+import { redisBlobs } from './shared-blobs.js'
 import { Confirmations, parseMark } from './confirm.js'
 import { DEFAULT_PORT } from './defaults.js'
 import { ConnectionGuard, type Socket } from './guard.js'
@@ -172,7 +173,12 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const debounce = options.debounceMs ?? 200
   const maxDebounce = options.maxDebounceMs ?? 1000
   const documents = await DocumentStore.open(options.dir)
-  const blobs = new BlobFiles(options.blobDir ?? `${options.dir}-blobs`)
+  // With Redis, servers share blobs through it too (a blob uploaded to one is found by the others).
+  const shared = options.redis ? await redisBlobs(options.redis).catch(async (err: unknown) => {
+    await documents.close()
+    throw new Error(`cannot reach Redis at ${options.redis!.host}:${options.redis!.port} to share blobs: ${(err as Error).message}`)
+  }) : undefined
+  const blobs = new BlobFiles(options.blobDir ?? `${options.dir}-blobs`, shared)
   const blobAccess = {
     access: (authorization: string | undefined): 'read' | 'write' | undefined => {
       const presented = digest(/^Bearer (.*)$/s.exec(authorization ?? '')?.[1] ?? '\u0000no token')
@@ -308,6 +314,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     await Promise.race([once(server.httpServer, 'listening'), once(server.httpServer, 'error').then(([err]) => Promise.reject(err))])
   } catch (err) {
     await documents.close()
+    await shared?.close()
     const code = (err as NodeJS.ErrnoException).code
     throw new Error(code === 'EADDRINUSE' ? `port ${port} on ${host} is in use: choose another --port.` : `cannot listen on ${host}:${port}: ${(err as Error).message}`)
   }
@@ -327,6 +334,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         // destroy() only asks clients to leave; end the sockets so that they reconnect elsewhere.
         for (const socket of server.webSocketServer.clients) socket.terminate()
         await documents.close()
+        await shared?.close()
         logger.info('stopped; every document was stored')
       })()),
   }
