@@ -137,6 +137,18 @@ describe('content through a sync server', () => {
     for (const [i] of more.entries()) expect(blobs.has(shaOfText(textOf(512 * 1024, `more ${i}`)))).toBe(true)
   })
 
+  it('a replica closed while it is still fetching blobs closes cleanly (requests aborted, nothing left reading its LevelDB)', async () => {
+    const srv = await server()
+    const a = await synced(srv.url)
+    for (let i = 0; i < 400; i += 100) await Promise.all(Array.from({ length: 100 }, (_, k) => a.createItem({ name: `item ${i + k}`, body: `body ${i + k}` })))
+    await a.whenSynced(20_000)
+    for (let round = 0; round < 3; round++) {
+      const b = await synced(srv.url)
+      await eventually('b has the items', () => b.listItems().length === 400, 20_000)
+      await b.close() // the background fetch of 400 blobs is under way
+    }
+  })
+
   it('whenSynced() on A waits for its uploads: right after it, the server serves every blob A wrote', async () => {
     const srv = await server()
     const a = await synced(srv.url)

@@ -93,6 +93,7 @@ export class BlobTransfer {
   #failures = 0
   #retry: NodeJS.Timeout | undefined
   #closed = false
+  readonly #abort = new AbortController()
   /** Set while the last pass failed to upload or fetch something (and will retry). */
   lastError: string | null = null
 
@@ -141,7 +142,7 @@ export class BlobTransfer {
       })
     let response: Response
     try {
-      response = await fetch(blobUrl(this.#url, ref.sha256), { headers: this.#headers(), signal: AbortSignal.timeout(this.#timeoutMs) })
+      response = await fetch(blobUrl(this.#url, ref.sha256), { headers: this.#headers(), signal: this.#signal() })
     } catch (err) {
       throw unavailable(`the sync server at ${this.#url} cannot be reached (${(err as Error).message}); read it again once it can`)
     }
@@ -153,9 +154,11 @@ export class BlobTransfer {
     return bytes
   }
 
+  /** Stops: no new pass, and the requests under way are aborted (see idle()). */
   close(): void {
     this.#closed = true
     if (this.#retry) clearTimeout(this.#retry)
+    this.#abort.abort()
   }
 
   /** Resolves when no pass runs (for close, and tests). */
@@ -165,8 +168,16 @@ export class BlobTransfer {
 
   async #pass(): Promise<void> {
     const problems: string[] = []
-    if (this.#uploads) await this.#upload(problems)
-    await this.#fetches(problems)
+    try {
+      if (this.#uploads) await this.#upload(problems)
+      await this.#fetches(problems)
+    } catch (err) {
+      // The store closing under a pass (its LevelDB is gone), or a read of it failing: the next
+      // pass tries again; nothing may escape as an unhandled rejection.
+      if (this.#closed) return
+      problems.push((err as Error).message)
+    }
+    if (this.#closed) return
     this.lastError = problems.length > 0 ? problems.slice(0, 3).join('; ') : null
     if (problems.length === 0) {
       this.#failures = 0
@@ -196,7 +207,7 @@ export class BlobTransfer {
         method: 'POST',
         headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
         body: encodeFrames(batch),
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: this.#signal(),
       })
       await response.arrayBuffer().catch(() => undefined)
       if (response.status === 403) throw new Error('the server accepts no uploads with this token (read-only)')
@@ -223,7 +234,7 @@ export class BlobTransfer {
           method: 'POST',
           headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
           body: new Uint8Array(Buffer.concat(batch.map((ref) => Buffer.from(ref.sha256, 'hex')))),
-          signal: AbortSignal.timeout(this.#timeoutMs),
+          signal: this.#signal(),
         })
         if (!response.ok) throw new Error(`a fetch of ${batch.length} blob(s) answered ${response.status}`)
         for (const frame of framesOf(new Uint8Array(await response.arrayBuffer()))) {
@@ -254,6 +265,11 @@ export class BlobTransfer {
       }
     }
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, items.length) }, worker))
+  }
+
+  /** Aborted by the timeout, or by close(). */
+  #signal(): AbortSignal {
+    return AbortSignal.any([AbortSignal.timeout(this.#timeoutMs), this.#abort.signal])
   }
 
   #headers(): Record<string, string> {

@@ -351,6 +351,8 @@ export class SyncClient {
     }
     this.#closed = true
     this.#blobs.close()
+    // The store closes its LevelDB after this: no blob pass may still be reading it.
+    await this.#blobs.idle()
     this.#offBlobs()
     if (this.#resync) clearTimeout(this.#resync)
     for (const waiter of [...this.#waiters]) waiter.abort()
