@@ -352,6 +352,24 @@ describe('content through a sync server', () => {
     expect(await b.readContent(item.id)).toBe(body)
   })
 
+  it('a queue of more blobs than one upload batch drains in several, and every blob reaches the server', async () => {
+    const port = await freePort()
+    const url = `ws://127.0.0.1:${port}`
+    const aDir = await tempDir()
+    const a = await synced(url, { dir: aDir })
+    for (let i = 0; i < 1200; i += 300) await Promise.all(Array.from({ length: 300 }, (_, k) => a.createItem({ name: `offline ${i + k}`, body: `body ${i + k}` })))
+    await a.close()
+    expect((await readRawRows(aDir)).filter((row) => row.sublevel === 'upload')).toHaveLength(1200)
+    const srv = await server({ port })
+    const again = await synced(url, { dir: aDir })
+    await again.whenSynced(30_000)
+    expect(await headBlob(srv.url, shaOfText('body 0'))).toBe(200)
+    expect(await headBlob(srv.url, shaOfText('body 1199'))).toBe(200)
+    const b = await synced(srv.url)
+    await eventually('B has everything', () => b.listItems().length === 1200, 20_000)
+    await eventually('B fetched every blob', async () => (await b.missingBlobs()).length === 0, 20_000)
+  })
+
   it('kill -9 of the server right after A\'s whenSynced(): the blob files are on its disk, whole', async () => {
     const dir = join(await tempDir('docket-server-'), 'server')
     const port = await freePort()

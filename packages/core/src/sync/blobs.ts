@@ -194,26 +194,47 @@ export class BlobTransfer {
     this.#retry.unref?.()
   }
 
+  /** Uploads the queue a batch at a time: a large queue (after a migration, say) is never all in memory. */
   async #upload(problems: string[]): Promise<void> {
-    const queue: Array<{ sha256: string; bytes: Uint8Array }> = []
-    for (const sha256 of [...this.#bridge.pendingUploads()]) {
-      const bytes = await this.#bridge.readBlob(sha256)
-      // Gone from the blob store (damage): nothing to send; doctor reports the missing content.
-      if (bytes === undefined) await this.#bridge.uploaded(sha256)
-      else queue.push({ sha256, bytes })
+    let batch: Array<{ sha256: string; bytes: Uint8Array }> = []
+    let bytes = 0
+    const send = async () => {
+      const sending = batch
+      batch = []
+      bytes = 0
+      if (sending.length === 0) return
+      try {
+        await this.#uploadBatch(sending)
+      } catch (err) {
+        problems.push((err as Error).message)
+      }
     }
-    await this.#parallel(batches(queue, (blob) => blob.bytes.byteLength + 36), async (batch) => {
-      const response = await fetch(blobUrl(this.#url, 'store'), {
-        method: 'POST',
-        headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
-        body: encodeFrames(batch),
-        signal: this.#signal(),
-      })
-      await response.arrayBuffer().catch(() => undefined)
-      if (response.status === 403) throw new Error('the server accepts no uploads with this token (read-only)')
-      if (!response.ok) throw new Error(`an upload of ${batch.length} blob(s) answered ${response.status}`)
-      for (const blob of batch) await this.#bridge.uploaded(blob.sha256)
-    }, problems)
+    for (const sha256 of [...this.#bridge.pendingUploads()]) {
+      if (this.#closed || !this.#active) return
+      const blob = await this.#bridge.readBlob(sha256)
+      // Gone from the blob store (damage): nothing to send; doctor reports the missing content.
+      if (blob === undefined) {
+        await this.#bridge.uploaded(sha256)
+        continue
+      }
+      if (batch.length > 0 && (batch.length >= BATCH_BLOBS || bytes + blob.byteLength > BATCH_BYTES)) await send()
+      batch.push({ sha256, bytes: blob })
+      bytes += blob.byteLength + 36
+    }
+    await send()
+  }
+
+  async #uploadBatch(batch: Array<{ sha256: string; bytes: Uint8Array }>): Promise<void> {
+    const response = await fetch(blobUrl(this.#url, 'store'), {
+      method: 'POST',
+      headers: { ...this.#headers(), 'content-type': 'application/octet-stream' },
+      body: encodeFrames(batch),
+      signal: this.#signal(),
+    })
+    await response.arrayBuffer().catch(() => undefined)
+    if (response.status === 403) throw new Error('the server accepts no uploads with this token (read-only)')
+    if (!response.ok) throw new Error(`an upload of ${batch.length} blob(s) answered ${response.status}`)
+    for (const blob of batch) await this.#bridge.uploaded(blob.sha256)
   }
 
   async #fetches(problems: string[]): Promise<void> {
@@ -225,7 +246,12 @@ export class BlobTransfer {
     if (!this.#caughtUp) for (const ref of this.#bridge.referencedBlobs()) refs.set(ref.sha256, ref)
     const missing: ContentRef[] = []
     const all = [...refs.values()]
-    for (let i = 0; i < all.length; i += 1000) missing.push(...(await this.#bridge.missingBlobs(all.slice(i, i + 1000))))
+    try {
+      for (let i = 0; i < all.length; i += 1000) missing.push(...(await this.#bridge.missingBlobs(all.slice(i, i + 1000))))
+    } catch (err) {
+      for (const ref of all) wanted.set(ref.sha256, ref) // looked at again on the next pass
+      throw err
+    }
     const before = problems.length
     await this.#parallel(batches(missing, (ref) => ref.size + 36), async (batch) => {
       const left = new Map(batch.map((ref) => [ref.sha256, ref]))
