@@ -3,8 +3,8 @@ import * as Y from 'yjs'
 import { auditEvent, nextUlid } from '../audit/audit.js'
 import { nextIdAfter } from '../alloc/allocator.js'
 import { claimKey, type ClaimValue } from '../crdt/claims.js'
-import { decodeRef, matches, type ContentRef } from '../crdt/content.js'
-import { buildItemMap } from '../crdt/layout.js'
+import { decodeRef, isContentRef, matches, type ContentRef } from '../crdt/content.js'
+import { buildItemMap, contentEntries, isItemMap } from '../crdt/layout.js'
 import { readReplacedItem } from '../crdt/rescue.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, isItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
@@ -141,6 +141,10 @@ export class Engine {
   async settle(): Promise<void> {
     for (;;) {
       await this.writer.idle()
+      if (this.#collecting !== null) {
+        await this.#collecting
+        continue
+      }
       if (this.reanchoring === null) return
       await this.reanchoring
     }
@@ -202,6 +206,36 @@ export class Engine {
       }
     }
     if (news) for (const listener of this.blobListeners) this.safely(listener)
+  }
+
+  #collectedAt = 0
+  #collecting: Promise<void> | null = null
+
+  /**
+   * Deletes the blobs nothing names any more — content overwritten or deleted. Kept: what the
+   * document or a content row (an orphan's too) references, what waits to be uploaded or was
+   * asked for. The document is looked at again right before the batch: a change made meanwhile
+   * keeps what it names, and a local write carries its own blob row, so a batch after this one
+   * puts back a blob it needs.
+   */
+  async collectBlobs(): Promise<number> {
+    if (this.readOnly || this.unavailable || this.closing || this.broken) return 0
+    // A blob still to be uploaded stays even if overwritten: an update that names it may yet be
+    // sent (it waits for the upload), and its receivers will ask the server for it.
+    const keep = new Set<string>([...this.pendingUploads, ...this.wantedBlobs.keys()])
+    for await (const key of this.dbs.upload.keys()) keep.add(key)
+    for await (const value of this.dbs.content.values()) {
+      const ref = decodeRef(value)
+      if (ref) keep.add(ref.sha256)
+    }
+    const candidates: string[] = []
+    for await (const key of this.dbs.blob.keys()) if (!keep.has(key)) candidates.push(key)
+    if (candidates.length === 0 || this.closing) return 0
+    const named = documentBlobs(this.state)
+    const gone = candidates.filter((sha) => !named.has(sha) && !this.pendingUploads.has(sha))
+    if (gone.length === 0) return 0
+    await this.write('collectBlobs', { dels: gone.map((key) => ({ sublevel: 'blob' as const, key })) })
+    return gone.length
   }
 
   /** The server has a blob: it leaves the upload queue (a crash before this only repeats an upload). */
@@ -362,6 +396,15 @@ export class Engine {
   committed(job: Job): void {
     this.#maybeCheckpoint()
     this.#noteBlobs(job)
+    // After a snapshot, the blobs overwritten content left behind go too (as rarely as snapshots).
+    if (this.writer.compactions !== this.#collectedAt && this.#collecting === null && !job.remote) {
+      this.#collectedAt = this.writer.compactions
+      this.#collecting = this.collectBlobs()
+        .catch((err: unknown) => this.logger.warn(`collecting unused content blobs failed (${(err as Error).message}); it is tried again after the next compaction`))
+        .then(() => {
+          this.#collecting = null
+        })
+    }
     if (job.update) {
       const blobs = job.puts.filter((put) => put.sublevel === 'upload').map((put) => put.key)
       for (const listener of this.updateListeners) this.safely(() => listener(job.update!, { remote: job.remote, source: job.source, blobs }))
@@ -532,4 +575,16 @@ export class Engine {
     }
     return id
   }
+}
+
+/** Every blob any item map of the document names (readable or not, live or not). */
+function documentBlobs(state: DocState): Set<string> {
+  const named = new Set<string>()
+  for (const root of [state.parts.records, state.parts.items]) {
+    for (const map of root.values()) {
+      if (!isItemMap(map)) continue
+      for (const [, value] of contentEntries(map)) if (isContentRef(value)) named.add(value.sha256)
+    }
+  }
+  return named
 }

@@ -745,9 +745,11 @@ export class Store implements AsyncDisposable {
   // ───────────────────────────── health ─────────────────────────────
 
   /** Folds every update row into one snapshot row now (the writer also does it on its own). */
+  /** Folds the update rows into one snapshot, then deletes the content blobs nothing names any more. */
   async compact(): Promise<void> {
     await this.#ready()
     await this.#e.writer.compact(this.#e.state)
+    await this.#e.collectBlobs()
   }
 
   /** Total bytes of the update rows on disk (what the next open reads). */
