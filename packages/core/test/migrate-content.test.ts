@@ -2,21 +2,17 @@
 // schema 2 code (d32c385, taken from git history at test time and run in a child process) is
 // opened with the current code.
 import { createHash } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
 import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { discoverOrphans, recoverOrphans } from '../../recover/src/index.js'
 import { openStore, type Item, type StageHistoryEntry, type Store } from '../src/index.js'
-import { collect, runFixture, snapshotRows, tempDir, testStore } from './support.js'
+import { collect, runFixture, snapshotRows, tempDir, testStore, extractCoreSource } from './support.js'
 
 /** The last commit that writes schema 2. */
 const SCHEMA2_COMMIT = 'd32c385'
-const CORE = fileURLToPath(new URL('..', import.meta.url))
 const MIGRATE_STEPS = ['migrate:verified', 'migrate:before-write', 'migrate:written'] as const
 
 interface Schema2Item extends Item {
@@ -52,27 +48,10 @@ let builtParent: string | undefined
 let storeDir: string
 let summary: Schema2Summary
 
-/**
- * Extracts packages/core/src of the schema 2 commit into a fresh `.schema2-*` directory inside
- * packages/core, so that its imports of yjs, level and ulid resolve to packages/core/node_modules.
- */
 function extractSchema2Source(): string {
-  let repo: string
-  try {
-    repo = execFileSync('git', ['-C', CORE, 'rev-parse', '--show-toplevel'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
-    execFileSync('git', ['-C', repo, 'cat-file', '-e', `${SCHEMA2_COMMIT}^{commit}`], { stdio: ['ignore', 'pipe', 'pipe'] })
-  } catch (err) {
-    throw new Error(
-      `git history is unavailable: commit ${SCHEMA2_COMMIT} (the last commit that writes schema 2) cannot be read from the repository of ${CORE} ` +
-        `(${((err as { stderr?: Buffer }).stderr?.toString() || (err as Error).message).trim()}). The migration tests build their schema 2 store with that ` +
-        `commit's code: run them in a clone with full history (git fetch --unshallow).`,
-    )
-  }
-  const tar = execFileSync('git', ['-C', repo, 'archive', '--format=tar', SCHEMA2_COMMIT, 'packages/core/src'], { maxBuffer: 256 * 1024 * 1024 })
-  const dir = mkdtempSync(join(CORE, '.schema2-'))
-  oldRoot = dir
-  execFileSync('tar', ['-x', '-C', dir], { input: tar })
-  return join(dir, 'packages/core/src')
+  const extracted = extractCoreSource(SCHEMA2_COMMIT, 'schema2', 'the last commit that writes schema 2')
+  oldRoot = extracted.root
+  return extracted.src
 }
 
 let setupError: unknown

@@ -3,21 +3,17 @@
 // migrates them in one step: schema 1's items claim their ids (schema 2) and their content moves
 // out of the document into blobs (schema 3). migrate-content.test.ts covers schema 2 → 3.
 import { createHash } from 'node:crypto'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
 import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { discoverOrphans } from '../../recover/src/index.js'
 import { openStore, type Alias, type Item, type StageHistoryEntry, type Store } from '../src/index.js'
-import { collect, delRaw, putRaw, runFixture, snapshotRows, tempDir, testStore } from './support.js'
+import { collect, delRaw, putRaw, runFixture, snapshotRows, tempDir, testStore, extractCoreSource } from './support.js'
 
 /** The last commit that writes schema 1 (the previous release). */
 const SCHEMA1_COMMIT = 'ef7d12b'
-const CORE = fileURLToPath(new URL('..', import.meta.url))
 const MIGRATE_STEPS = ['migrate:verified', 'migrate:before-write', 'migrate:written'] as const
 
 interface Schema1Item extends Item {
@@ -56,27 +52,10 @@ const builtDirs: string[] = []
 let base: Built
 let interrupted: Built
 
-/**
- * Extracts packages/core/src of the schema 1 release into a fresh `.schema1-*` directory inside
- * packages/core, so that its imports of yjs, level and ulid resolve to packages/core/node_modules.
- */
 function extractSchema1Source(): string {
-  let repo: string
-  try {
-    repo = execFileSync('git', ['-C', CORE, 'rev-parse', '--show-toplevel'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
-    execFileSync('git', ['-C', repo, 'cat-file', '-e', `${SCHEMA1_COMMIT}^{commit}`], { stdio: ['ignore', 'pipe', 'pipe'] })
-  } catch (err) {
-    throw new Error(
-      `git history is unavailable: commit ${SCHEMA1_COMMIT} (the last release that writes schema 1) cannot be read from the repository of ${CORE} ` +
-        `(${((err as { stderr?: Buffer }).stderr?.toString() || (err as Error).message).trim()}). The migration tests build their schema 1 stores with that ` +
-        `release's code: run them in a clone with full history (git fetch --unshallow).`,
-    )
-  }
-  const tar = execFileSync('git', ['-C', repo, 'archive', '--format=tar', SCHEMA1_COMMIT, 'packages/core/src'], { maxBuffer: 256 * 1024 * 1024 })
-  const dir = mkdtempSync(join(CORE, '.schema1-'))
-  oldRoot = dir
-  execFileSync('tar', ['-x', '-C', dir], { input: tar })
-  return join(dir, 'packages/core/src')
+  const extracted = extractCoreSource(SCHEMA1_COMMIT, 'schema1', 'the last release that writes schema 1')
+  oldRoot = extracted.root
+  return extracted.src
 }
 
 /** Runs fixtures/schema1-store.ts: a real schema 1 store, written by the schema 1 code. */

@@ -1,6 +1,9 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterEach } from 'vitest'
 import * as Y from 'yjs'
 import { openStore, type Logger, type OpenStoreOptions, type Store } from '../src/index.js'
@@ -104,4 +107,29 @@ export async function pull(to: Store, from: Store): Promise<void> {
   await to.applyUpdate(from.encodeStateAsUpdate(to.encodeStateVector()), 'peer')
   await to.flush()
   await copyBlobs(from, to)
+}
+
+const CORE = fileURLToPath(new URL('..', import.meta.url))
+
+/**
+ * Extracts packages/core/src of an older commit into a fresh `.<label>-*` directory inside
+ * packages/core (so that its imports of yjs, level and ulid resolve to packages/core/node_modules),
+ * for tests that build stores with an older docket. `root` is the directory to remove afterwards.
+ */
+export function extractCoreSource(commit: string, label: string, what: string): { root: string; src: string } {
+  let repo: string
+  try {
+    repo = execFileSync('git', ['-C', CORE, 'rev-parse', '--show-toplevel'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
+    execFileSync('git', ['-C', repo, 'cat-file', '-e', `${commit}^{commit}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (err) {
+    throw new Error(
+      `git history is unavailable: commit ${commit} (${what}) cannot be read from the repository of ${CORE} ` +
+        `(${((err as { stderr?: Buffer }).stderr?.toString() || (err as Error).message).trim()}). The migration tests build their old stores with that ` +
+        `commit's code: run them in a clone with full history (git fetch --unshallow).`,
+    )
+  }
+  const tar = execFileSync('git', ['-C', repo, 'archive', '--format=tar', commit, 'packages/core/src'], { maxBuffer: 256 * 1024 * 1024 })
+  const root = mkdtempSync(join(CORE, `.${label}-`))
+  execFileSync('tar', ['-x', '-C', root], { input: tar })
+  return { root, src: join(root, 'packages/core/src') }
 }
