@@ -205,3 +205,14 @@ function messageOf(err: unknown): string {
 export function isErrno(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException)?.code === code
 }
+
+/** Those of `items` whose blob the store lacks (up to `limit`), asked of LevelDB 1,000 names at a time. */
+export async function absentBlobs<T extends { sha256: string }>(dbs: Databases, items: readonly T[], limit = Infinity): Promise<T[]> {
+  const absent: T[] = []
+  for (let i = 0; i < items.length && absent.length < limit; i += 1000) {
+    const chunk = items.slice(i, i + 1000)
+    const present = await dbs.blob.hasMany(chunk.map((item) => item.sha256))
+    chunk.forEach((item, k) => present[k] || absent.push(item))
+  }
+  return absent.slice(0, limit)
+}

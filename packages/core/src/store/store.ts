@@ -37,7 +37,7 @@ import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
 import type { MigrationReport } from './migrate.js'
 import { Maintenance } from './maintenance.js'
 import { acknowledgeDamage, type StorageDamage } from '../storage/health.js'
-import { storageError } from '../storage/db.js'
+import { absentBlobs, storageError } from '../storage/db.js'
 
 export interface DeleteItemOptions {
   reason?: string
@@ -154,10 +154,7 @@ export class Store implements AsyncDisposable {
           },
           uploaded: (sha256) => this.#e.uploaded(sha256),
           wantedBlobs: () => this.#e.wantedBlobs,
-          missingBlobs: async (refs) => {
-            const present = await this.#e.dbs.blob.hasMany(refs.map((ref) => ref.sha256))
-            return refs.filter((_, i) => !present[i])
-          },
+          missingBlobs: (refs) => absentBlobs(this.#e.dbs, refs),
           keepBlob: (ref, bytes) => this.#e.keepBlob(ref, bytes),
           referencedBlobs: () => referencedBlobs(this.#e.state),
         },
@@ -460,16 +457,10 @@ export class Store implements AsyncDisposable {
    */
   async missingBlobs(): Promise<ContentRef[]> {
     this.#assertOpen()
-    const refs = [...referencedBlobs(this.#e.state)]
-    const missing: ContentRef[] = []
-    for (let i = 0; i < refs.length; i += 1000) {
-      const chunk = refs.slice(i, i + 1000)
-      const present = await this.#e.dbs.blob.hasMany(chunk.map((ref) => ref.sha256)).catch((err: unknown) => {
-        throw this.#storageError(err)
-      })
-      chunk.forEach((ref, k) => present[k] || missing.push({ ...ref }))
-    }
-    return missing
+    const missing = await absentBlobs(this.#e.dbs, [...referencedBlobs(this.#e.state)]).catch((err: unknown) => {
+      throw this.#storageError(err)
+    })
+    return missing.map((ref) => ({ ...ref }))
   }
 
   /** A blob's bytes, if this replica has them. */

@@ -1,6 +1,6 @@
 import { contentEntries, readStageEntries } from '../crdt/layout.js'
 import type { ItemId } from '../ids.js'
-import type { Databases } from '../storage/db.js'
+import { absentBlobs, type Databases } from '../storage/db.js'
 import { idKey } from '../storage/keys.js'
 import { scanStoredRows, parseShadowRow, type StoredRows } from '../storage/scan.js'
 import type { ShadowRow } from '../storage/shadow.js'
@@ -160,11 +160,5 @@ async function unfetched(dbs: Databases, state: DocState, live: readonly ItemId[
     if (!map) continue
     for (const [slot, value] of contentEntries(map)) if (isContentRef(value)) refs.push({ id, slot, sha256: value.sha256 })
   }
-  const missing: ConsistencyReport['unfetchedContent'] = []
-  for (let i = 0; i < refs.length && missing.length < 1000; i += 1000) {
-    const chunk = refs.slice(i, i + 1000)
-    const present = await dbs.blob.hasMany(chunk.map((r) => r.sha256))
-    chunk.forEach((r, k) => present[k] || missing.push(r))
-  }
-  return missing.slice(0, 1000)
+  return absentBlobs(dbs, refs, 1000)
 }

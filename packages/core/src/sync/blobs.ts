@@ -10,7 +10,7 @@ export interface BlobBridge {
   uploaded(sha256: string): Promise<void>
   /** Blobs that remote updates named, that may be missing here (checked before fetching). */
   wantedBlobs(): Map<string, ContentRef>
-  /** Which of these blobs this replica lacks. */
+  /** Which of these blobs this replica lacks (any number of them). */
   missingBlobs(refs: ContentRef[]): Promise<ContentRef[]>
   keepBlob(ref: ContentRef, bytes: Uint8Array): Promise<void>
   /** Every blob the document references, for the first catch-up of a session. */
@@ -244,10 +244,10 @@ export class BlobTransfer {
     const refs = new Map<string, ContentRef>(wanted)
     wanted.clear()
     if (!this.#caughtUp) for (const ref of this.#bridge.referencedBlobs()) refs.set(ref.sha256, ref)
-    const missing: ContentRef[] = []
     const all = [...refs.values()]
+    let missing: ContentRef[]
     try {
-      for (let i = 0; i < all.length; i += 1000) missing.push(...(await this.#bridge.missingBlobs(all.slice(i, i + 1000))))
+      missing = await this.#bridge.missingBlobs(all)
     } catch (err) {
       for (const ref of all) wanted.set(ref.sha256, ref) // looked at again on the next pass
       throw err
