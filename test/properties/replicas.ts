@@ -17,6 +17,12 @@ export async function view(store: Store): Promise<unknown> {
 export async function expectConverged(stores: readonly Store[]): Promise<void> {
   const views = await Promise.all(stores.map(view))
   for (const v of views.slice(1)) expect(v).toEqual(views[0])
+  // What fast reads answer from (the index rows) says what the document says, on every replica.
+  for (const s of stores) {
+    const report = await s.verify()
+    expect(report.indexComplete, 'the index is complete').toBe(true)
+    expect(report.staleIndex, 'index rows that differ from the document').toEqual([])
+  }
   const store = stores[0]!
   const live = store.listItems()
   expect(new Set(live.map((i) => i.uid)).size, 'two live items share a uid').toBe(live.length)

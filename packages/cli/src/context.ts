@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { DocketError, isDocketError, openStore, type Store, type SyncOptions } from '@docket/core'
+import { DocketError, isDocketError, openReader, openStore, type StorageDamage, type Store, type StoreReader, type SyncOptions } from '@docket/core'
 import type { Command } from 'commander'
 import { Output, type Io } from './output.js'
 
@@ -81,15 +81,9 @@ export class Context {
     })
     const damage = store.readOnly ? store.damage() : undefined
     if (damage) {
-      // Never silently: a report on a store that lost acknowledged work says so, and only the
-      // commands that help with it (doctor, a recovery dry run, export) go on.
       if (!options.allowDamage) {
         await store.close()
-        throw new DocketError(
-          'STORE_CORRUPT',
-          `The store at ${store.dir} is missing work it had acknowledged: ${damage.findings.join('; ')}. Run \`docket doctor\` to see what survived; \`docket export\` saves what is readable; \`docket doctor --fix --accept-loss\` goes on with it.`,
-          { details: { ...damage } },
-        )
+        throw damaged(store.dir, damage)
       }
       out.warn(`the store is missing work it had acknowledged: ${damage.findings.join('; ')}`)
     }
@@ -101,11 +95,28 @@ export class Context {
     }
   }
 
+  /**
+   * Opens the store for a read (list, show, log): from the index rows when they are complete,
+   * so that a read never decodes the document; the answers are the same either way.
+   */
+  async withReader<T>(command: Command, fn: (reader: StoreReader) => Promise<T>): Promise<T> {
+    const out = this.output(command)
+    const reader = await openReader({ dir: this.dir(command), logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} } })
+    try {
+      const damage = reader.damage()
+      if (damage) throw damaged(reader.dir, damage)
+      const sync = this.sync(command)
+      if (sync) staleNote(out, sync.url, reader.lastSyncedAt)
+      return await fn(reader)
+    } finally {
+      await reader.close()
+    }
+  }
+
   async #catchUp(store: Store, out: Output, mode: SyncMode, offline: boolean): Promise<void> {
     const url = store.syncState().url
     if (mode === 'read') {
-      const last = store.syncState().lastSyncedAt
-      out.note(`note: this report is from the local replica; it last synced with ${url} ${last ? `at ${last}` : 'never'}, so it may be stale (run \`docket sync\` to catch up)`)
+      staleNote(out, url, store.syncState().lastSyncedAt)
       return
     }
     if (mode === 'repair') {
@@ -120,4 +131,17 @@ export class Context {
       out.warn(`working offline (${(err as Error).message}); the change reaches ${url} when it is reachable`)
     }
   }
+}
+
+/** Never silently: a report on a store that lost acknowledged work says so; only the commands that help with it (doctor, a recovery dry run, export) go on. */
+function damaged(dir: string, damage: StorageDamage): DocketError {
+  return new DocketError(
+    'STORE_CORRUPT',
+    `The store at ${dir} is missing work it had acknowledged: ${damage.findings.join('; ')}. Run \`docket doctor\` to see what survived; \`docket export\` saves what is readable; \`docket doctor --fix --accept-loss\` goes on with it.`,
+    { details: { ...damage } },
+  )
+}
+
+function staleNote(out: Output, url: string | null, last: string | null): void {
+  out.note(`note: this report is from the local replica; it last synced with ${url} ${last ? `at ${last}` : 'never'}, so it may be stale (run \`docket sync\` to catch up)`)
 }

@@ -25,6 +25,29 @@ describe('docket doctor', () => {
     expect(run.stdout).toContain('the shadow content store matches the CRDT')
   })
 
+  it('finds index rows that differ from the CRDT; list and show stay right meanwhile; --fix rebuilds them', async () => {
+    const dir = await storeWithItems()
+    const listed = (await docket(['--dir', dir, '--json', 'list'])).json()
+    await writeRawRows(dir, [
+      { type: 'put', sublevel: 'index', key: 'i/0000000000000002', value: '{"torn' },
+      { type: 'del', sublevel: 'index', key: 'i/0000000000000003' },
+    ])
+    const found = await docket(['--dir', dir, '--json', 'doctor'])
+    expect(found.code).toBe(1)
+    expect(found.json().report).toMatchObject({ ok: false, indexComplete: true, staleIndex: ['i/0000000000000002', 'i/0000000000000003'] })
+    expect((await docket(['--dir', dir, 'doctor'])).stdout).toMatch(/stale index rows\s+2: i\/0000000000000002, i\/0000000000000003 \(`doctor --fix` rebuilds them\)/)
+    // An unreadable row sends the read to the document, with a warning: the answer stays right.
+    const list = await docket(['--dir', dir, '--json', 'list'])
+    expect(list.json()).toEqual(listed)
+    expect(list.stderr).toMatch(/index row i\/0000000000000002 .* unreadable/)
+    const fixed = await docket(['--dir', dir, '--json', 'doctor', '--fix'])
+    expect(fixed.code, fixed.stderr).toBe(0)
+    expect(fixed.json().report).toMatchObject({ ok: true, staleIndex: [] })
+    const after = await docket(['--dir', dir, '--json', 'list'])
+    expect(after.json()).toEqual(listed)
+    expect(after.stderr).toBe('')
+  })
+
   it('finds stale, damaged and missing shadow rows; --fix rewrites them from the CRDT without moving a stage', async () => {
     const dir = await storeWithItems()
     const stale = { ...(await shadowRow(dir, '2')), stage: 'backlog' } // a shadow that fell behind: qa in the CRDT

@@ -1,6 +1,8 @@
 export { openStore, defaultDir, DEFAULT_DIR, SCHEMA_VERSION } from './store/open.js'
 export type { OpenStoreOptions } from './store/open.js'
 export { Store } from './store/store.js'
+export { openReader } from './store/reader.js'
+export type { StoreReader, OpenReaderOptions } from './store/reader.js'
 export type { DeleteItemOptions, DeleteResult, StoreStats, UpdateListener, StoreSchema } from './store/store.js'
 export { Maintenance } from './store/maintenance.js'
 export type { AdoptResult } from './store/maintenance.js'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { openStore } from '../src/index.js'
+import { openReader, openStore } from '../src/index.js'
 import { snapshotRows, keysWithPrefix, runFixture, startFixture, tempDir } from './support.js'
 
 const STEPS: Array<[string, 'absent' | 'whole']> = [
@@ -27,6 +27,17 @@ describe('createItem survives kill -9 at every step', () => {
       await seed(dir)
       const result = await runFixture('crash-create.ts', [dir, step])
       expect(result.signal, result.stderr).toBe('SIGKILL')
+
+      // Before any writable open could rebuild it: the index rows went with the batch, or not at all.
+      const reader = await openReader({ dir })
+      try {
+        expect(reader.source).toBe('index')
+        expect((await reader.listItems()).map((i) => i.id)).toEqual(expected === 'whole' ? ['1', '3'] : ['1'])
+        expect(await reader.tombstone('2')).toBeDefined()
+        if (expected === 'whole') expect(await reader.readContent('3', 'gate_output')).toBe('gates')
+      } finally {
+        await reader.close()
+      }
 
       const store = await openStore({ dir })
       try {

@@ -100,5 +100,7 @@ export async function checkWhole(model: Model, real: Real): Promise<void> {
   expect(report.strayContent).toEqual([])
   expect(report.pendingIntents).toEqual([])
   expect(report.pendingReanchors).toEqual([])
+  expect(report.indexComplete).toBe(true)
+  expect(report.staleIndex).toEqual([])
   expect([...report.untracked].sort()).toEqual([...model.orphans.keys()].sort())
 }

@@ -39,8 +39,8 @@ export function registerItemCommands(program: Command, ctx: Context): void {
       const stage = flags.stage === undefined ? undefined : flags.stage.split(',').map(checkStage)
       const type = flags.type === undefined ? undefined : flags.type.split(',').map(checkType)
       const out = ctx.output(command)
-      const items = await ctx.withStore(command, { readOnly: true }, async (store) =>
-        store.listItems({ ...(stage ? { stage } : {}), ...(type ? { type } : {}), ...(flags.ready ? { ready: true } : {}) }),
+      const items = await ctx.withReader(command, (reader) =>
+        reader.listItems({ ...(stage ? { stage } : {}), ...(type ? { type } : {}), ...(flags.ready ? { ready: true } : {}) }),
       )
       out.result(items, () => (items.length === 0 ? out.color.dim('no items') : itemTable(out.color, items)))
     })
@@ -54,23 +54,23 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .action(async (idText: string, flags: { content?: string }, command: Command) => {
       const id = parseId(idText)
       const out = ctx.output(command)
-      await ctx.withStore(command, { readOnly: true }, async (store) => {
-        const item = store.getItem(id)
+      await ctx.withReader(command, async (store) => {
+        const item = await store.getItem(id)
         if (!item) {
-          store.stageHistory(id) // throws NOT_FOUND or TOMBSTONED with the right message
+          await store.stageHistory(id) // throws NOT_FOUND or TOMBSTONED with the right message
           return
         }
         if (flags.content !== undefined) {
           const bytes = await store.readContentBytes(id, flags.content)
-          if (bytes === undefined) throw new UsageError(`item ${id} has no slot ${JSON.stringify(flags.content)}; it has: ${store.contentSlots(id).join(', ') || 'none'}`)
+          if (bytes === undefined) throw new UsageError(`item ${id} has no slot ${JSON.stringify(flags.content)}; it has: ${(await store.contentSlots(id)).join(', ') || 'none'}`)
           if (out.json) out.result({ id, slot: flags.content, content: decodeContent(bytes) }, () => '')
           else out.write(bytes)
           return
         }
-        const history = store.stageHistory(id)
+        const history = await store.stageHistory(id)
         const content: Record<string, string | Uint8Array> = {}
-        for (const slot of store.contentSlots(id)) content[slot] = decodeContent((await store.readContentBytes(id, slot))!)
-        const aliases = store.aliases().filter((a) => a.uid === item.uid)
+        for (const slot of await store.contentSlots(id)) content[slot] = decodeContent((await store.readContentBytes(id, slot))!)
+        const aliases = (await store.aliases()).filter((a) => a.uid === item.uid)
         out.result({ item, history, validEvents: validEvents(item.stage), content, aliases }, () => {
           const c = out.color
           const lines = [

@@ -48,9 +48,9 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         ...(flags.limit !== undefined ? { limit: parseNonNegative(flags.limit, '--limit') } : {}),
       }
       const out = ctx.output(command)
-      const events = await ctx.withStore(command, { readOnly: true }, async (store) => {
+      const events = await ctx.withReader(command, async (reader) => {
         const all: AuditEvent[] = []
-        for await (const event of store.audit(query)) all.push(event)
+        for await (const event of reader.audit(query)) all.push(event)
         return all
       })
       out.result(events, () =>
@@ -248,6 +248,7 @@ function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: numbe
     ['acknowledged work missing', r.damage ? r.damage.findings.length : 0, r.damage ? `: ${r.damage.findings.join('; ')}` : ''],
     ['malformed entries (hidden)', r.malformed.length, r.malformed.slice(0, 5).map((m) => ` ${m.root}/${m.key} (${m.why})`).join(',')],
     ['updates refused (kept aside)', r.refusedUpdates, r.refusedUpdates > 0 ? ': see `docket log --kind update_refused`' : ''],
+    ['stale index rows', r.staleIndex.length, r.staleIndex.length > 0 ? `: ${r.staleIndex.slice(0, 5).join(', ')}${r.staleIndex.length > 5 ? ', …' : ''} (\`doctor --fix\` rebuilds them)` : r.indexComplete ? '' : ' (index not complete: reads decode the document until a writable open rebuilds it)'],
     ['content not fetched yet', r.unfetchedContent.length, r.unfetchedContent.length > 0 ? `${ids(r.unfetchedContent)} (fetched from the sync server when read, or by \`docket sync\`)` : ''],
   ]
   const lines = rows.map(([label, n, detail]) => `${label.padEnd(32)} ${n === 0 || label.startsWith('live') ? String(n) : c.yellow(String(n))}${detail}`)

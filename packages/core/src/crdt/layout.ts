@@ -278,3 +278,23 @@ export function locateItemPart(
 export function isDeletedUid(parts: DocParts, uid: string): boolean {
   return parts.deleted.has(uid)
 }
+
+/**
+ * A tombstone as readers see it: its fields when it has a tombstone's shape, else a tombstone
+ * that says only that the id is dead (the key alone makes it so; a peer's value for it may be anything).
+ */
+export function tombstoneOf(value: unknown): Tombstone {
+  const t = (typeof value === 'object' && value !== null && !Array.isArray(value) ? value : {}) as Partial<Record<keyof Tombstone, unknown>>
+  return {
+    uid: (isUid(t.uid) ? t.uid : '') as Uid,
+    at: typeof t.at === 'string' ? t.at.slice(0, 64) : '',
+    by: (typeof t.by === 'string' ? t.by.slice(0, 200) : '') as ReplicaId,
+    reason: typeof t.reason === 'string' ? t.reason.slice(0, 2000) : null,
+  }
+}
+
+export function isAlias(value: unknown): value is Alias {
+  if (typeof value !== 'object' || value === null) return false
+  const a = value as Alias
+  return isUid(a.uid) && isItemId(a.oldId) && isItemId(a.newId) && typeof a.at === 'string' && typeof a.by === 'string' && typeof a.reason === 'string'
+}

@@ -5,7 +5,7 @@ import { Level } from 'level'
 import { DocketError } from '../errors.js'
 
 /** Names of the sublevels in the store's LevelDB (docs/FORMAT.md). */
-export const SUBLEVELS = ['meta', 'doc', 'shadow', 'content', 'blob', 'upload', 'journal', 'audit', 'reported', 'refused'] as const
+export const SUBLEVELS = ['meta', 'doc', 'shadow', 'content', 'blob', 'upload', 'journal', 'audit', 'reported', 'refused', 'index'] as const
 export type SublevelName = (typeof SUBLEVELS)[number]
 
 type Binary = Uint8Array
@@ -27,6 +27,8 @@ export interface Databases {
   blob: Sublevel<Binary>
   /** Blobs written here that the sync server may not have yet, by SHA-256. */
   upload: Sublevel<string>
+  /** The materialized index (storage/index-rows.ts): live items, aliases and tombstones as readers see them. */
+  index: Sublevel<string>
   /**
    * What content rows hold: blob references (schema 3), or the bytes themselves (a schema 2
    * store opened read-only, which is not migrated on disk). Rows are read by the schema on
@@ -71,6 +73,7 @@ function withSublevels(root: RootDb): Databases {
     refused: root.sublevel<string, Binary>('refused', { valueEncoding: 'view' }),
     blob: root.sublevel<string, Binary>('blob', { valueEncoding: 'view' }),
     upload: root.sublevel<string, string>('upload', { valueEncoding: 'utf8' }),
+    index: root.sublevel<string, string>('index', { valueEncoding: 'utf8' }),
     contentRows: 'refs',
   }
 }

@@ -116,3 +116,37 @@ async function writeAtomically(path: string, text: string): Promise<void> {
     throw err
   }
 }
+
+/**
+ * What says that acknowledged work is missing: a checkpoint ahead of the LevelDB's commit
+ * counter (a torn or truncated log), a hole in the update rows, or LevelDB's own report of log
+ * records it dropped. Remembered in DAMAGE.json, since the next open could no longer see it.
+ * `seqs` (the update rows' numbers, all and undamaged) only where the rows were read anyway:
+ * reading their keys costs as much as reading the whole document.
+ */
+export async function detectDamage(dir: string, commit: number, seqs?: { loaded: readonly number[]; live: readonly number[] }): Promise<StorageDamage | undefined> {
+  const known = await readDamage(dir)
+  const findings: string[] = []
+  const checkpoint = await readCheckpoint(dir)
+  const found: Partial<StorageDamage> = {}
+  if (checkpoint && checkpoint.commit > commit) {
+    findings.push(`its checkpoint of ${checkpoint.at} counted ${checkpoint.commit} batches, its LevelDB holds ${commit} (${checkpoint.commit - commit} acknowledged batches lost)`)
+    found.expectedCommit = checkpoint.commit
+    found.foundCommit = commit
+  }
+  const live = new Set(seqs?.live)
+  const holes = seqs ? missingSeqs(seqs.loaded, new Set(seqs.loaded.filter((seq) => !live.has(seq)))) : []
+  if (holes.length > 0) {
+    findings.push(`update rows ${holes.slice(0, 5).join(', ')}${holes.length > 5 ? ', …' : ''} are missing between the ones on disk`)
+    found.missingUpdateRows = holes
+  }
+  const log = await logCorruptionAtOpen(dir)
+  if (log.length > 0) {
+    findings.push(`LevelDB dropped damaged records of its log while opening (${log.length} report${log.length === 1 ? '' : 's'})`)
+    found.logCorruption = log.slice(0, 20)
+  }
+  if (findings.length === 0) return known
+  const damage: StorageDamage = { ...known, ...found, findings: [...(known?.findings ?? []), ...findings], detectedAt: known?.detectedAt ?? new Date().toISOString() }
+  await recordDamage(dir, damage)
+  return damage
+}

@@ -9,6 +9,8 @@ import { encodeShadow, SHADOW_VERSION, type ShadowRow } from '../storage/shadow.
 import { resolveStage } from '../stage/resolve.js'
 import { itemFromRecord } from './items.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
+import { aliasIndexPut, itemIndexPut, tombstoneIndexPut } from './indexer.js'
+import { itemIndexKey } from '../storage/index-rows.js'
 import { indexClaim, indexTombstone, noteAnchoring, recordOf, type DocState, type IndexEntry } from './state.js'
 import type { Logger } from './logger.js'
 
@@ -137,7 +139,11 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
       }
     } else if (type === parts.tombstones) {
       for (const key of keys) {
-        const affected = key === null || !parts.tombstones.has(key) ? undefined : indexTombstone(state, key)
+        if (key === null || !parts.tombstones.has(key)) continue
+        // Concurrent deletes of one id write its key twice: the value that wins may change later.
+        const row = tombstoneIndexPut(key, parts.tombstones.get(key))
+        if (row) job.puts.push(row)
+        const affected = indexTombstone(state, key)
         if (!affected) continue
         whole(state.index.get(key as ItemId)?.uid)
         for (const uid of affected) whole(uid)
@@ -149,7 +155,12 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
         const value = key === null ? undefined : parts.alloc.get(key)
         if (isIdNumber(value)) allocator.observe('high-water', value)
       }
-    } else if (type !== parts.aliases && type !== parts.meta) {
+    } else if (type === parts.aliases) {
+      for (const key of keys) {
+        const row = key === null ? undefined : aliasIndexPut(parts.aliases.get(key))
+        if (row) job.puts.push(row)
+      }
+    } else if (type !== parts.meta) {
       const where = locateItemPart(parts, changedType as Y.AbstractType<unknown>)
       if (!where) continue
       const uid = where.home.root === 'records' ? (isUid(where.home.key) ? where.home.key : undefined) : state.legacy.get(where.home.key)
@@ -173,6 +184,8 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   const live = uid !== undefined && record !== undefined && map !== undefined && !isDeletedUid(state.parts, uid)
 
   if (!live) {
+    // Whatever else happens to its rows, the index no longer shows an item here.
+    job.dels.push({ sublevel: 'index', key: itemIndexKey(id) })
     const owner = prev?.uid ?? state.keptRows.get(id)
     if (owner === undefined) return false
     if (prev !== undefined && state.index.get(id)?.uid === prev.uid) state.untrack(id)
@@ -198,7 +211,9 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   const resolution = resolveStage(entries)
   const stage = resolution?.stage ?? 'backlog'
   // Readers will ask for this item next (the operation returns it): cache what was just resolved.
-  state.items.set(id, itemFromRecord(id, record, stage))
+  const item = itemFromRecord(id, record, stage)
+  state.items.set(id, item)
+  job.puts.push(itemIndexPut(item))
   reportSuperseded(env, job, id, resolution)
   job.puts.push({ sublevel: 'shadow', key: idKey(id), value: encodeShadow(shadowRow(id, record, map, stage, entries)) })
   if (fresh) {

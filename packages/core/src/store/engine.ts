@@ -1,3 +1,4 @@
+import { indexRows } from './indexer.js'
 import { createHash } from 'node:crypto'
 import * as Y from 'yjs'
 import { auditEvent, nextUlid } from '../audit/audit.js'
@@ -134,7 +135,26 @@ export class Engine {
     await this.reportCorrupt(this.state.corrupt)
     this.runPendingReanchors()
     await this.reanchoring
+    if (!this.state.indexed) await this.rebuildIndex()
     if (compactionDue(this.state, [], this.compactAfterRows) === 'snapshot') await this.writer.compact(this.state)
+  }
+
+  /**
+   * Writes the whole index (storage/index-rows.ts) from the document in one batch, and from then
+   * on every batch keeps it complete: at the first open by a docket that keeps it, after a batch
+   * written by one that did not, or when `doctor --fix` found it stale. Returns the rows written.
+   */
+  async rebuildIndex(): Promise<number> {
+    const existing: string[] = []
+    for await (const key of this.dbs.index.keys()) existing.push(key)
+    const state = this.state
+    // From here to the submission nothing awaits: the rows are the document's as of this batch.
+    const rows = indexRows(state)
+    const puts = [...rows].map(([key, value]) => ({ sublevel: 'index' as const, key, value }))
+    const dels = existing.filter((key) => !rows.has(key)).map((key) => ({ sublevel: 'index' as const, key }))
+    state.indexed = true
+    await this.write('index', { puts, dels })
+    return puts.length
   }
 
   /** Waits until the writer is idle and no re-anchoring runs (a failed one is retried later). */

@@ -2,6 +2,7 @@ import { contentEntries, isDeletedUid, readStageEntries, type ItemRecord } from 
 import { isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
+import type { StageEntry } from '../stage/log.js'
 import type { Stage } from '../stage/stages.js'
 import type { Item, ItemType, ListItemsOptions, StageHistoryEntry } from '../types.js'
 import { invalid } from './validate.js'
@@ -68,19 +69,23 @@ export function liveIds(state: DocState): ItemId[] {
 }
 
 export function listItems(state: DocState, options: ListItemsOptions): Item[] {
+  const items = liveIds(state).flatMap((id) => itemAt(state, id) ?? [])
+  return filterItems(items, options, (id) => itemAt(state, id))
+}
+
+/**
+ * The list filters, over items read from anywhere (the document, the index rows): `lookup`
+ * finds a dependency, which may lie outside `items`' filters but never outside the store.
+ */
+export function filterItems(items: readonly Item[], options: ListItemsOptions, lookup: (id: ItemId) => Item | undefined): Item[] {
   const stages = toSet<Stage>(options.stage)
   const types = toSet<ItemType>(options.type)
-  const out: Item[] = []
-  for (const id of liveIds(state)) {
-    const item = itemAt(state, id)
-    if (!item) continue
-    if (stages && !stages.has(item.stage)) continue
-    if (types && !types.has(item.type)) continue
-    if (options.ready === true && !isReady(state, item)) continue
-    if (options.ready === false && isReady(state, item)) continue
-    out.push(item)
-  }
-  return out
+  return items.filter((item) => {
+    if (stages && !stages.has(item.stage)) return false
+    if (types && !types.has(item.type)) return false
+    if (options.ready !== undefined && readyGiven(item, lookup) !== options.ready) return false
+    return true
+  })
 }
 
 function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | undefined {
@@ -90,8 +95,12 @@ function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | 
 
 /** Ready: every dependency is a live item that is done or archived. */
 export function isReady(state: DocState, item: Item): boolean {
+  return readyGiven(item, (id) => itemAt(state, id))
+}
+
+export function readyGiven(item: Item, lookup: (id: ItemId) => Item | undefined): boolean {
   return item.dependsOn.every((dep) => {
-    const target = itemAt(state, dep)
+    const target = lookup(dep)
     return target !== undefined && SATISFIED_STAGES.has(target.stage)
   })
 }
@@ -147,8 +156,11 @@ function findCycle(state: DocState, self: ItemId, deps: readonly ItemId[]): Item
 export function stageHistory(state: DocState, id: ItemId): StageHistoryEntry[] {
   const uid = state.claims.uidAt(id)
   const map = uid === undefined ? undefined : state.maps.get(uid)
-  if (!map) return []
-  const entries = readStageEntries(map)
+  return map ? historyOf(readStageEntries(map)) : []
+}
+
+/** A stage log as `stageHistory` shows it: every entry, whether it counts and why not, in time order. */
+export function historyOf(entries: readonly StageEntry[]): StageHistoryEntry[] {
   const resolution = resolveStage(entries)
   const invalidReasons = new Map(resolution?.invalid.map(({ entry, reason }) => [entry.id, reason]) ?? [])
   return entries

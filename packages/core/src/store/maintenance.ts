@@ -240,6 +240,8 @@ export class Maintenance {
     ])
     const untracked = new Set(report.untracked)
     const repaired = [...ids].filter((id) => !untracked.has(id) && itemAt(this.#a.engine.state, id) !== undefined).sort((a, b) => idToNumber(a) - idToNumber(b))
+    // Index rows are derived data: rebuilt whole from the document, which they only mirror.
+    if (report.staleIndex.length > 0 || !report.indexComplete) await this.#a.engine.rebuildIndex()
     if (repaired.length === 0) return { repaired, before: report }
     // A shadow row that holds stage entries the document lacks is the last evidence of
     // transitions the document lost (a damaged log): those entries go back into the stage log

@@ -8,8 +8,8 @@ import { seqKey } from '../storage/keys.js'
 import type { StoreHooks } from './hooks.js'
 import type { SyncOptions } from '../sync/client.js'
 import { stderrLogger, type Logger } from './logger.js'
-import { loadState, type DocState } from './state.js'
-import { logCorruptionAtOpen, missingSeqs, readCheckpoint, readDamage, recordDamage, type StorageDamage } from '../storage/health.js'
+import { loadState } from './state.js'
+import { detectDamage } from '../storage/health.js'
 import { migrateInMemory, SCHEMA_VERSION, schemaMarkerUpdate, writeMigration, type MigrationReport } from './migrate.js'
 import { Store } from './store.js'
 import { invalid, keysOf, requireKnownKeys, requireObject } from './validate.js'
@@ -94,7 +94,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
     const { replicaId, schema } = await readOrInitMeta(dbs, dir, requestedReplica, create, opts.errorIfExists === true)
     const state = await loadState(dbs, 1, replicaId, opts.hooks?.clientId?.())
     // Damage first: a store missing acknowledged work is not migrated (nor written at all) unless the loss is accepted.
-    const damage = await detectDamage(dir, state)
+    const damage = await detectDamage(dir, state.commit, { loaded: state.loadedSeqs, live: state.liveSeqs })
     if (damage && !readOnly && opts.acceptDamage !== true) {
       throw new DocketError(
         'STORE_CORRUPT',
@@ -201,38 +201,6 @@ async function readOrInitMeta(dbs: Databases, dir: string, requested: ReplicaId 
     })
   }
   return { replicaId, schema }
-}
-
-/**
- * What says that acknowledged work is missing: a checkpoint ahead of the LevelDB's commit
- * counter (a torn or truncated log), a hole in the update rows, or LevelDB's own report of log
- * records it dropped. Remembered in DAMAGE.json, since the next open could no longer see it.
- */
-async function detectDamage(dir: string, state: DocState): Promise<StorageDamage | undefined> {
-  const known = await readDamage(dir)
-  const findings: string[] = []
-  const checkpoint = await readCheckpoint(dir)
-  const found: Partial<StorageDamage> = {}
-  if (checkpoint && checkpoint.commit > state.commit) {
-    findings.push(`its checkpoint of ${checkpoint.at} counted ${checkpoint.commit} batches, its LevelDB holds ${state.commit} (${checkpoint.commit - state.commit} acknowledged batches lost)`)
-    found.expectedCommit = checkpoint.commit
-    found.foundCommit = state.commit
-  }
-  const live = new Set(state.liveSeqs)
-  const holes = missingSeqs(state.loadedSeqs, new Set(state.loadedSeqs.filter((seq) => !live.has(seq))))
-  if (holes.length > 0) {
-    findings.push(`update rows ${holes.slice(0, 5).join(', ')}${holes.length > 5 ? ', …' : ''} are missing between the ones on disk`)
-    found.missingUpdateRows = holes
-  }
-  const log = await logCorruptionAtOpen(dir)
-  if (log.length > 0) {
-    findings.push(`LevelDB dropped damaged records of its log while opening (${log.length} report${log.length === 1 ? '' : 's'})`)
-    found.logCorruption = log.slice(0, 20)
-  }
-  if (findings.length === 0) return known
-  const damage: StorageDamage = { ...known, ...found, findings: [...(known?.findings ?? []), ...findings], detectedAt: known?.detectedAt ?? new Date().toISOString() }
-  await recordDamage(dir, damage)
-  return damage
 }
 
 function checkSync(sync: SyncOptions | undefined): SyncOptions | undefined {

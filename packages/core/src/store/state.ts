@@ -89,6 +89,11 @@ export class DocState {
   nextSeq = 1
   /** Batches written since the store was created (meta/commit). */
   commit = 0
+  /**
+   * Whether the index rows on disk are complete (meta/indexed = meta/commit): then every batch
+   * keeps them so and says so. False until an open rebuilds them (storage/index-rows.ts).
+   */
+  indexed = false
   /** Sequence numbers of every update row found at load, damaged ones included. */
   loadedSeqs: number[] = []
   readRows = 0
@@ -202,6 +207,7 @@ export async function loadState(dbs: Databases, generation: number, replicaId: R
   }
   const commit = Number((await dbs.meta.get('commit')) ?? '0')
   state.commit = Number.isSafeInteger(commit) && commit >= 0 ? commit : 0
+  state.indexed = (await dbs.meta.get('indexed')) === String(state.commit)
   state.nextSeq = rows.length === 0 ? 1 : rows[rows.length - 1]![0] + 1
   const unreadable = buildIndexes(state)
   state.allocator.observe('content', await highestStoredId(dbs))

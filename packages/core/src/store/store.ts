@@ -1,11 +1,11 @@
 import * as Y from 'yjs'
-import { decodeAudit, isAuditKind, nextUlid } from '../audit/audit.js'
+import { nextUlid } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
 import { refusalOf } from '../crdt/admission.js'
-import { buildItemMap, contentOf, contentSlots, F, isDeletedUid, readContentValue, readStageEntries, stagesOf, type ItemRecord, type SlotValue } from '../crdt/layout.js'
+import { buildItemMap, contentOf, contentSlots, F, isAlias, isDeletedUid, readContentValue, readStageEntries, stagesOf, tombstoneOf, type ItemRecord, type SlotValue } from '../crdt/layout.js'
 import { blobOf, blobPuts, isContentRef, isSha256, matches, type ContentRef } from '../crdt/content.js'
 import { DocketError, isDocketError } from '../errors.js'
-import { idToNumber, isItemId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { idToNumber, isItemId, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { parseSlot } from '../storage/keys.js'
 import { readStoredRows } from '../storage/scan.js'
 import { createdEntry, nextEntry } from '../stage/advance.js'
@@ -30,8 +30,9 @@ import { decodeContent } from './evidence.js'
 import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, referencedBlobs, stageHistory } from './items.js'
 import { RemoteOrigin } from './job.js'
 import type { DocState } from './state.js'
-import { checkContentValue, checkCreateInput, checkReason, checkStage, checkTimeout, checkType, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
+import { checkContentValue, checkListOptions, checkCreateInput, checkReason, checkTimeout, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
+import { queryAudit } from './audit-query.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
 import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
 import type { MigrationReport } from './migrate.js'
@@ -569,30 +570,7 @@ export class Store implements AsyncDisposable {
   /** The audit log, oldest first. */
   async *audit(query: AuditQuery = {}): AsyncGenerator<AuditEvent> {
     this.#assertOpen()
-    const q = requireKnownKeys(requireObject(query, 'audit query'), OPTION_KEYS.audit, 'audit()') as AuditQuery
-    if (q.since !== undefined && !isUid(q.since)) {
-      throw invalid(`since must be the ULID of an audit event, got ${JSON.stringify(q.since)}.`)
-    }
-    const kinds = q.kinds === undefined ? undefined : new Set(q.kinds)
-    for (const kind of kinds ?? []) {
-      if (!isAuditKind(kind)) throw invalid(`Unknown audit kind ${JSON.stringify(kind)}.`)
-    }
-    const itemId = q.itemId === undefined ? undefined : parseItemId(q.itemId)
-    if (q.limit !== undefined && (!Number.isSafeInteger(q.limit) || q.limit < 0)) throw invalid(`limit must be a whole number ≥ 0, got ${JSON.stringify(q.limit)}.`)
-    const limit = q.limit ?? Infinity
-    if (limit === 0) return
-    let count = 0
-    try {
-      for await (const [key, text] of this.#e.dbs.audit.iterator(q.since ? { gt: q.since } : {})) {
-        const event = decodeAudit(key, text)
-        if (kinds && !kinds.has(event.kind)) continue
-        if (itemId !== undefined && event.itemId !== itemId) continue
-        yield event
-        if (++count >= limit) return
-      }
-    } catch (err) {
-      throw this.#storageError(err)
-    }
+    yield* this.#mapErrors(queryAudit(this.#e.dbs, query))
   }
 
   /** Listens to changes after they are on disk. Returns the function that unsubscribes. */
@@ -892,43 +870,3 @@ function notFound(id: ItemId): DocketError {
   return new DocketError('NOT_FOUND', `There is no item ${id}: check the id with \`docket list\`.`, { details: { id } })
 }
 
-function checkListOptions(options: ListItemsOptions): ListItemsOptions {
-  const out: ListItemsOptions = {}
-  if (options.stage !== undefined) {
-    const stages = typeof options.stage === 'string' ? [options.stage] : options.stage
-    if (!Array.isArray(stages)) throw invalid('stage must be a stage or an array of stages.')
-    for (const stage of stages) checkStage(stage)
-    out.stage = stages
-  }
-  if (options.type !== undefined) {
-    const types = typeof options.type === 'string' ? [options.type] : options.type
-    if (!Array.isArray(types)) throw invalid('type must be an item type or an array of them.')
-    for (const type of types) checkType(type)
-    out.type = types
-  }
-  if (options.ready !== undefined) {
-    if (typeof options.ready !== 'boolean') throw invalid('ready must be true or false.')
-    out.ready = options.ready
-  }
-  return out
-}
-
-/**
- * A tombstone as readers see it: its fields when it has a tombstone's shape, else a tombstone
- * that says only that the id is dead (the key alone makes it so; a peer's value for it may be anything).
- */
-function tombstoneOf(value: unknown): Tombstone {
-  const t = (typeof value === 'object' && value !== null && !Array.isArray(value) ? value : {}) as Partial<Record<keyof Tombstone, unknown>>
-  return {
-    uid: (isUid(t.uid) ? t.uid : '') as Uid,
-    at: typeof t.at === 'string' ? t.at.slice(0, 64) : '',
-    by: (typeof t.by === 'string' ? t.by.slice(0, 200) : '') as ReplicaId,
-    reason: typeof t.reason === 'string' ? t.reason.slice(0, 2000) : null,
-  }
-}
-
-function isAlias(value: unknown): value is Alias {
-  if (typeof value !== 'object' || value === null) return false
-  const a = value as Alias
-  return isUid(a.uid) && isItemId(a.oldId) && isItemId(a.newId) && typeof a.at === 'string' && typeof a.by === 'string' && typeof a.reason === 'string'
-}

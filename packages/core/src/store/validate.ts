@@ -316,3 +316,25 @@ export function checkUpdateInput(value: unknown): CheckedUpdate {
 }
 
 export type { CreateItemInput, UpdateItemInput }
+
+/** The list filters, checked: a stage or type filter becomes an array. */
+export function checkListOptions(options: ListItemsOptions): ListItemsOptions {
+  const out: ListItemsOptions = {}
+  if (options.stage !== undefined) {
+    const stages = typeof options.stage === 'string' ? [options.stage] : options.stage
+    if (!Array.isArray(stages)) throw invalid('stage must be a stage or an array of stages.')
+    for (const stage of stages) checkStage(stage)
+    out.stage = stages
+  }
+  if (options.type !== undefined) {
+    const types = typeof options.type === 'string' ? [options.type] : options.type
+    if (!Array.isArray(types)) throw invalid('type must be an item type or an array of them.')
+    for (const type of types) checkType(type)
+    out.type = types
+  }
+  if (options.ready !== undefined) {
+    if (typeof options.ready !== 'boolean') throw invalid('ready must be true or false.')
+    out.ready = options.ready
+  }
+  return out
+}

@@ -8,6 +8,7 @@ import type { Stage } from '../stage/stages.js'
 import type { StorageDamage } from '../storage/health.js'
 import { malformedItem, refOfSlot, shadowRow } from './capture.js'
 import { isContentRef } from '../crdt/content.js'
+import { indexRows } from './indexer.js'
 import { itemAt, liveIds } from './items.js'
 import { recordOf, type CorruptRow, type DocState, type Intent } from './state.js'
 
@@ -49,6 +50,14 @@ export interface ConsistencyReport {
    * syncs fetches it (on read, or in the background); one that never syncs cannot read it.
    */
   unfetchedContent: Array<{ id: ItemId; slot: string; sha256: string }>
+  /**
+   * Whether the index rows (what fast reads answer from, storage/index-rows.ts) are complete on
+   * disk. An index that is not is rebuilt at the next writable open; until then reads decode
+   * the document. Not counted against `ok`.
+   */
+  indexComplete: boolean
+  /** Keys of index rows that differ from what the document implies (first 1,000); `doctor --fix` rebuilds the index. */
+  staleIndex: string[]
   /** True when there is nothing to repair or recover. */
   ok: boolean
 }
@@ -69,6 +78,8 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
     malformed: malformedEntries(state),
     refusedUpdates: 0,
     unfetchedContent: [],
+    indexComplete: state.indexed,
+    staleIndex: [],
     ok: false,
   }
   for await (const _ of dbs.refused.keys()) report.refusedUpdates++
@@ -83,7 +94,9 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
   report.items = live.length
   report.unfetchedContent = await unfetched(dbs, state, live)
   for (const id of live) if (!seen.has(id) && itemAt(state, id)) report.crdtOnly.push(id)
+  if (state.indexed) report.staleIndex = await staleIndexRows(dbs, state)
   report.ok =
+    report.staleIndex.length === 0 &&
     report.crdtOnly.length === 0 &&
     report.staleShadow.length === 0 &&
     report.missingContent.length === 0 &&
@@ -94,6 +107,18 @@ export async function verifyStore(dbs: Databases, state: DocState, damage?: Stor
     report.pendingReanchors.length === 0 &&
     report.damage === null
   return report
+}
+
+/** Index rows on disk that differ from (or are missing from, or go beyond) what the document implies. */
+async function staleIndexRows(dbs: Databases, state: DocState): Promise<string[]> {
+  const expected = indexRows(state)
+  const stale: string[] = []
+  for await (const [key, value] of dbs.index.iterator()) {
+    if (expected.get(key) !== value) stale.push(key)
+    expected.delete(key)
+  }
+  stale.push(...expected.keys())
+  return stale.slice(0, 1000)
 }
 
 function malformedEntries(state: DocState): ConsistencyReport['malformed'] {

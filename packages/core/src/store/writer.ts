@@ -169,6 +169,8 @@ export class Writer {
     // Every batch advances the commit counter: a checkpoint outside the LevelDB that is ahead
     // of it at the next open means acknowledged batches were lost (storage/health.ts).
     set({ type: 'put', sublevel: 'meta', key: 'commit', value: String(state.commit + 1) })
+    // The index rows stay complete with this batch (capture wrote its share): say so, or leave it unsaid.
+    if (state.indexed) set({ type: 'put', sublevel: 'meta', key: 'indexed', value: String(state.commit + 1) })
     for (const job of jobs) {
       if (job.update && !folded) {
         const seq = state.nextSeq++

@@ -1,0 +1,112 @@
+import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { isStage } from '../stage/stages.js'
+import { ITEM_TYPES, type Alias, type Item, type ItemType, type Tombstone } from '../types.js'
+import { idFromKey, idKey, ID_WIDTH } from './keys.js'
+
+/**
+ * The materialized index (`index` sublevel): what lists, `show` and the CLI's reads need,
+ * as readers see it, written in the same batch as the update that changed it — so that a
+ * read never has to decode the document. Three kinds of rows, told apart by a prefix:
+ *
+ *   `i/<padded id>`          → the live item shown at that id (the `Item` JSON)
+ *   `a/<padded old id>/<uid>` → an alias (an item that moved from that id)
+ *   `t/<padded id>`          → a tombstone
+ *
+ * The index is complete when `meta/indexed` equals `meta/commit`: every batch written by a
+ * docket that keeps the index sets both, so a batch written by one that does not (an older
+ * docket, a repair tool) leaves them apart, and readers fall back to the document.
+ */
+export const INDEX_ITEM = 'i/'
+export const INDEX_ALIAS = 'a/'
+export const INDEX_TOMBSTONE = 't/'
+
+export function itemIndexKey(id: ItemId): string {
+  return `${INDEX_ITEM}${idKey(id)}`
+}
+
+export function aliasIndexKey(oldId: ItemId, uid: Uid): string {
+  return `${INDEX_ALIAS}${idKey(oldId)}/${uid}`
+}
+
+export function tombstoneIndexKey(id: ItemId): string {
+  return `${INDEX_TOMBSTONE}${idKey(id)}`
+}
+
+/** The bounds of one kind of row (optionally of one id), for range reads. */
+export function indexRange(prefix: string, id?: ItemId): { gte: string; lt: string } {
+  const from = id === undefined ? prefix : `${prefix}${idKey(id)}`
+  return { gte: from, lt: `${from}\uffff` }
+}
+
+/** The id an `i/` or `t/` key names, or undefined for a key docket does not write. */
+export function idOfIndexKey(key: string, prefix: string): ItemId | undefined {
+  if (!key.startsWith(prefix) || key.length !== prefix.length + ID_WIDTH) return undefined
+  return idFromKey(key.slice(prefix.length))
+}
+
+export function encodeIndexItem(item: Item): string {
+  return JSON.stringify(item)
+}
+
+/**
+ * An item row read back without trusting it (a row can be damaged); undefined when it is not
+ * an item of the id its key names.
+ */
+export function decodeIndexItem(key: string, text: string): Item | undefined {
+  const id = idOfIndexKey(key, INDEX_ITEM)
+  const r = parseObject(text)
+  if (id === undefined || !r || r.id !== id || !isUid(r.uid) || typeof r.name !== 'string' || !isStage(r.stage)) return undefined
+  const item: Item = {
+    id,
+    uid: r.uid,
+    name: r.name,
+    type: ITEM_TYPES.includes(r.type as ItemType) ? (r.type as ItemType) : 'story',
+    stage: r.stage,
+    dependsOn: Array.isArray(r.dependsOn) ? r.dependsOn.filter(isItemId) : [],
+    blocked: isBlocked(r.blocked) ? { reason: r.blocked.reason } : null,
+    frozen: r.frozen === true,
+    retries: typeof r.retries === 'number' && Number.isSafeInteger(r.retries) && r.retries >= 0 ? r.retries : 0,
+    createdAt: typeof r.createdAt === 'string' ? r.createdAt : '',
+    updatedAt: typeof r.updatedAt === 'string' ? r.updatedAt : '',
+    createdBy: (isReplicaId(r.createdBy) ? r.createdBy : 'unknown') as ReplicaId,
+  }
+  if (typeof r.agent === 'string') item.agent = r.agent
+  return item
+}
+
+export function encodeIndexAlias(alias: Alias): string {
+  return JSON.stringify(alias)
+}
+
+export function decodeIndexAlias(text: string): Alias | undefined {
+  const r = parseObject(text)
+  if (!r || !isUid(r.uid) || !isItemId(r.oldId) || !isItemId(r.newId) || typeof r.at !== 'string' || typeof r.by !== 'string' || typeof r.reason !== 'string') return undefined
+  return { uid: r.uid, oldId: r.oldId, newId: r.newId, at: r.at, by: r.by as ReplicaId, reason: r.reason as Alias['reason'] }
+}
+
+export function encodeIndexTombstone(tombstone: Tombstone): string {
+  return JSON.stringify(tombstone)
+}
+
+export function decodeIndexTombstone(text: string): Tombstone {
+  const r = parseObject(text) ?? {}
+  return {
+    uid: (isUid(r.uid) ? r.uid : '') as Uid,
+    at: typeof r.at === 'string' ? r.at : '',
+    by: (typeof r.by === 'string' ? r.by : '') as ReplicaId,
+    reason: typeof r.reason === 'string' ? r.reason : null,
+  }
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text)
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function isBlocked(value: unknown): value is { reason: string } {
+  return typeof value === 'object' && value !== null && typeof (value as { reason?: unknown }).reason === 'string'
+}
