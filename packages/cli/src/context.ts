@@ -1,5 +1,7 @@
-import { resolve } from 'node:path'
-import { DocketError, isDocketError, openReader, openStore, type StorageDamage, type Store, type StoreReader, type SyncOptions } from '@docket/core'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { connectHolder, DocketError, handleOf, readerOf, isDocketError, openReader, openStore, type Logger, type StorageDamage, type Store, type StoreHandle, type StoreReader, type SyncOptions } from '@docket/core'
 import type { Command } from 'commander'
 import { Output, type Io } from './output.js'
 
@@ -62,33 +64,48 @@ export class Context {
     return Number.isFinite(value) && value > 0 ? value : 5000
   }
 
-  /** Opens the store for one command and closes it afterwards, whatever happens. */
+  /** How long one call through the store's holder may take: DOCKET_HOLDER_TIMEOUT_MS, else 60 s. */
+  holderTimeoutMs(): number {
+    const value = Number(this.io.env.DOCKET_HOLDER_TIMEOUT_MS)
+    return Number.isFinite(value) && value > 0 ? value : 60_000
+  }
+
+  /**
+   * The store for one command, closed (or disconnected from) afterwards whatever happens: through
+   * the process that holds it when there is one (an orchestrator, `docket daemon`), so that the
+   * command works while it runs and its listeners see the change; else opened here.
+   */
   async withStore<T>(
     command: Command,
     options: { readOnly?: boolean; sync?: SyncMode; offline?: boolean; acceptDamage?: boolean; allowDamage?: boolean },
-    fn: (store: Store) => Promise<T>,
+    fn: (store: StoreHandle) => Promise<T>,
   ): Promise<T> {
     const out = this.output(command)
-    const sync = this.sync(command)
+    const dir = this.dir(command)
     const readOnly = options.readOnly === true
-    const store = await openStore({
-      dir: this.dir(command),
-      create: false, // only `docket init` creates a store
-      readOnly,
-      ...(options.acceptDamage === true ? { acceptDamage: true } : {}),
-      ...(sync ? { sync } : {}),
-      logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} },
-    })
-    const damage = store.readOnly ? store.damage() : undefined
-    if (damage) {
-      if (!options.allowDamage) {
-        await store.close()
-        throw damaged(store.dir, damage)
-      }
-      out.warn(`the store is missing work it had acknowledged: ${damage.findings.join('; ')}`)
-    }
+    const sync = this.sync(command)
+    const opened = await this.#openOrReach(dir, () =>
+      openStore({
+        dir,
+        create: false, // only `docket init` creates a store
+        readOnly,
+        serve: false, // a command is over in a moment: it never serves others
+        ...(options.acceptDamage === true ? { acceptDamage: true } : {}),
+        ...(sync ? { sync } : {}),
+        logger: this.logger(out),
+      }),
+    )
+    const held = 'held' in opened ? opened.held : undefined
+    const store = held ?? handleOf((opened as { opened: Store }).opened)
     try {
-      if (sync) await this.#catchUp(store, out, readOnly ? 'read' : (options.sync ?? 'write'), options.offline === true)
+      const damage = store.readOnly ? await store.damage() : undefined
+      if (damage) {
+        if (!options.allowDamage) throw damaged(store.dir, damage)
+        out.warn(`the store is missing work it had acknowledged: ${damage.findings.join('; ')}`)
+      }
+      // Through a holder, its own sync settings count: it is the replica that syncs.
+      const syncs = held ? (await store.syncState()).configured : sync !== undefined
+      if (syncs) await this.#catchUp(store, out, readOnly ? 'read' : (options.sync ?? 'write'), options.offline === true)
       return await fn(store)
     } finally {
       await store.close()
@@ -96,27 +113,73 @@ export class Context {
   }
 
   /**
-   * Opens the store for a read (list, show, log): from the index rows when they are complete,
-   * so that a read never decodes the document; the answers are the same either way.
+   * Opens the store for a read (list, show, log): through its holder when there is one, else
+   * from the index rows when they are complete, so that a read never decodes the document; the
+   * answers are the same either way.
    */
   async withReader<T>(command: Command, fn: (reader: StoreReader) => Promise<T>): Promise<T> {
     const out = this.output(command)
-    const reader = await openReader({ dir: this.dir(command), logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} } })
+    const dir = this.dir(command)
+    const opened = await this.#openOrReach(dir, () => openReader({ dir, logger: this.logger(out) }))
+    const held = 'held' in opened ? opened.held : undefined
+    const reader = held ? await readerOf(held) : (opened as { opened: StoreReader }).opened
     try {
       const damage = reader.damage()
       if (damage) throw damaged(reader.dir, damage)
-      const sync = this.sync(command)
-      if (sync) staleNote(out, sync.url, reader.lastSyncedAt)
+      const url = held ? (await held.syncState()).url : (this.sync(command)?.url ?? null)
+      if (url !== null) staleNote(out, url, reader.lastSyncedAt)
       return await fn(reader)
     } finally {
       await reader.close()
     }
   }
 
-  async #catchUp(store: Store, out: Output, mode: SyncMode, offline: boolean): Promise<void> {
-    const url = store.syncState().url
+  /** A fresh, empty store in a temporary directory, removed afterwards: what a dry run without a store runs against. */
+  async withScratchStore<T>(fn: (store: StoreHandle) => Promise<T>): Promise<T> {
+    const dir = await mkdtemp(join(tmpdir(), 'docket-dry-run-'))
+    try {
+      const store = await openStore({ dir, durability: 'relaxed', serve: false, logger: { warn: () => {}, error: () => {}, info: () => {} } })
+      try {
+        return await fn(handleOf(store))
+      } finally {
+        await store.close()
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+
+  logger(out: Output): Logger {
+    return { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} }
+  }
+
+  #held(dir: string): Promise<StoreHandle | undefined> {
+    return connectHolder(dir, { timeoutMs: this.holderTimeoutMs() })
+  }
+
+  /**
+   * The holder of the store if a process holds it; else the store opened here. A holder that is
+   * starting has the lock a moment before it listens, so on STORE_LOCKED it is asked again for
+   * up to a second before STORE_LOCKED stands.
+   */
+  async #openOrReach<S>(dir: string, open: () => Promise<S>): Promise<{ held: StoreHandle } | { opened: S }> {
+    for (let attempt = 0; ; attempt++) {
+      const held = await this.#held(dir)
+      if (held) return { held }
+      try {
+        return { opened: await open() }
+      } catch (err) {
+        if (!isDocketError(err, 'STORE_LOCKED') || attempt >= 10) throw err
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+  }
+
+  async #catchUp(store: StoreHandle, out: Output, mode: SyncMode, offline: boolean): Promise<void> {
+    const state = await store.syncState()
+    const url = state.url
     if (mode === 'read') {
-      staleNote(out, url, store.syncState().lastSyncedAt)
+      staleNote(out, url, state.lastSyncedAt)
       return
     }
     if (mode === 'repair') {

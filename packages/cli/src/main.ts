@@ -7,6 +7,7 @@ import { registerItemCommands } from './commands/items.js'
 import { registerRecover } from './commands/recover.js'
 import { registerInit, registerStoreCommands } from './commands/store.js'
 import { registerSync } from './commands/sync.js'
+import { registerDaemon } from './commands/daemon.js'
 
 export const VERSION = '0.1.0'
 
@@ -31,6 +32,7 @@ export function buildProgram(ctx: Context): Command {
   registerStoreCommands(program, ctx)
   registerRecover(program, ctx)
   registerSync(program, ctx)
+  registerDaemon(program, ctx)
   // Subcommands inherit exitOverride, suggestions and output from the program (commander copies them in .command()).
   return program
 }
@@ -39,6 +41,11 @@ export function buildProgram(ctx: Context): Command {
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const ctx = new Context(io)
   const program = buildProgram(ctx)
+  // Commander prints the version as text; with --json it is one JSON document like every other output.
+  if (argv.includes('--json') && (argv.includes('--version') || argv.includes('-V'))) {
+    new Output(io, true).result({ version: VERSION }, () => VERSION)
+    return EXIT.ok
+  }
   try {
     await program.parseAsync([...argv], { from: 'user' })
     return ctx.exitCode

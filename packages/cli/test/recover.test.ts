@@ -129,11 +129,11 @@ describe('docket recover: bad input and refusals', () => {
     expect(result.failed).toMatchObject([{ id: '11', error: { code: 'ALREADY_EXISTS' } }])
   })
 
-  it('exits 4 when another process holds the store', async () => {
+  it('exits 4 when another process holds the store and does not serve it', async () => {
     const dir = await tempDir()
     const store = await openStore({ dir, logger: { warn: () => {} } })
     await store.close()
-    const holder = await startFixture(join(import.meta.dirname, '..', '..', 'core', 'test', 'fixtures', 'hold-open.ts'), [dir], 'open')
+    const holder = await startFixture(join(import.meta.dirname, '..', '..', 'core', 'test', 'fixtures', 'hold-open.ts'), [dir, 'no-serve'], 'open')
     try {
       const run = await docket(['--dir', dir, 'recover', '--apply', '--all'])
       expect(run.code).toBe(4)

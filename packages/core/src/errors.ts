@@ -27,6 +27,10 @@ export const ERROR_CODES = [
   'BEHIND_REMOTE',
   'SYNC_FAILED',
   'SYNC_UNAUTHORIZED',
+  'ITEM_BLOCKED',
+  'ITEM_FROZEN',
+  'HOLDER_UNAVAILABLE',
+  'HOLDER_FAILED',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

@@ -2,6 +2,11 @@ export { openStore, defaultDir, DEFAULT_DIR, SCHEMA_VERSION } from './store/open
 export type { OpenStoreOptions } from './store/open.js'
 export { Store } from './store/store.js'
 export { openReader } from './store/reader.js'
+export { connectHolder } from './holder/client.js'
+export type { ConnectHolderOptions } from './holder/client.js'
+export { handleOf, toHandle } from './holder/handle.js'
+export { readerOf } from './holder/reader.js'
+export type { StoreHandle } from './holder/handle.js'
 export type { StoreReader, OpenReaderOptions } from './store/reader.js'
 export type { DeleteItemOptions, DeleteResult, StoreStats, UpdateListener, StoreSchema } from './store/store.js'
 export { Maintenance } from './store/maintenance.js'
@@ -53,6 +58,7 @@ export type {
   Item,
   ItemType,
   ListItemsOptions,
+  ApplyOptions,
   StageHistoryEntry,
   StoreEvent,
   StoreListener,

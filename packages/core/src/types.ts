@@ -72,8 +72,16 @@ export interface UpdateItemInput {
 export interface ListItemsOptions {
   stage?: Stage | readonly Stage[]
   type?: ItemType | readonly ItemType[]
-  /** Only items whose every dependency is done or archived. */
+  /**
+   * Only items that an agent may pick up now (`true`), or only those it may not (`false`):
+   * neither blocked nor frozen, and every dependency done or archived.
+   */
   ready?: boolean
+}
+
+export interface ApplyOptions {
+  /** Move a blocked or frozen item anyway (the audit event records what was overridden). Default false. */
+  force?: boolean
 }
 
 export interface Tombstone {
@@ -134,7 +142,10 @@ export interface AuditQuery {
   since?: string
   kinds?: readonly AuditKind[]
   itemId?: ItemId | string
+  /** At most this many events: the oldest ones, or with `newestFirst` the newest. */
   limit?: number
+  /** Newest first (and `limit` takes the newest). Default false: oldest first. */
+  newestFirst?: boolean
 }
 
 export type StoreEvent =

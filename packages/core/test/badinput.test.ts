@@ -193,7 +193,7 @@ describe('unknown option keys', () => {
     await store.createItem({ name: 'a' })
     await store.createItem({ name: 'b' })
     const error = await refusesKey(store, 'id', () => collect(store.audit({ id: '2' } as never)), 'itemId')
-    expect(error.message).toBe('unknown option id for audit(): did you mean itemId? accepted: itemId, kinds, since, limit.')
+    expect(error.message).toBe('unknown option id for audit(): did you mean itemId? accepted: itemId, kinds, since, limit, newestFirst.')
     await refusesKey(store, 'kind', () => collect(store.audit({ kind: ['created'] } as never)), 'kinds')
     await refusesKey(store, 'limt', () => collect(store.audit({ limt: 1 } as never)), 'limit')
     // The right key still works.
@@ -311,7 +311,7 @@ describe('strings that are not well-formed UTF-16', () => {
     const store = await openStore({ dir, durability: 'relaxed' })
     const name = 'clef 𝄞 and 🎉'
     const item = await store.createItem({ name, agent: 'bot 🤖', blocked: { reason: 'waits for 🚧' }, body: '# 𝄞\n', content: { gate_output: '✅ 🎉' } })
-    await store.apply(item.id, { type: 'start', reason: 'go 🚀' })
+    await store.apply(item.id, { type: 'start', reason: 'go 🚀' }, { force: true })
     const other = await store.createItem({ name: 'other' })
     await store.updateItem(other.id, { name: '🎈 renamed' })
     await store.deleteItem(other.id, { reason: 'gone 👋' })

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import { discoverOrphans, recoverOrphans } from '../../recover/src/index.js'
-import { openStore, type Item, type StageHistoryEntry, type Store } from '../src/index.js'
+import { openReader, openStore, type Item, type StageHistoryEntry, type Store } from '../src/index.js'
 import { collect, runFixture, snapshotRows, tempDir, testStore, extractCoreSource } from './support.js'
 
 /** The last commit that writes schema 2. */
@@ -352,7 +352,18 @@ describe('opening a schema 2 store migrates its content out of the document', ()
 
     // Deleted ids stay deleted, and the deleted item's content is not brought back.
     await expect(store.createItem({ name: 'reuse a deleted id', id: summary.ids.deleted })).rejects.toMatchObject({ code: 'TOMBSTONED' })
+    const listed = store.listItems()
     await store.close()
+    // The open after the migration built the index: reads no longer decode the document.
+    const reader = await openReader({ dir })
+    try {
+      expect(reader.source).toBe('index')
+      expect(await reader.listItems()).toEqual(listed)
+      for (const item of summary.items) if (item.body !== null) expect(await reader.readContent(item.id)).toBe(item.body)
+      expect(await reader.tombstone(summary.ids.deleted)).toBeDefined()
+    } finally {
+      await reader.close()
+    }
     const rows = await snapshotRows(dir)
     expectContentRows(rows)
     expect(keysOf(rows, '!journal!')).toEqual([])
@@ -428,6 +439,17 @@ describe('opening a schema 2 store migrates its content out of the document', ()
       await expect(store.createItem({ name: 'no' })).rejects.toMatchObject({ code: 'STORE_READ_ONLY' })
     } finally {
       await store.close()
+    }
+    expect(await snapshotRows(dir)).toEqual(before)
+    // A reader of a schema 2 store answers from the document, and writes nothing either.
+    const reader = await openReader({ dir, logger: quiet })
+    try {
+      expect(reader.source).toBe('document')
+      expect(reader.fallback).toMatch(/schema 2/)
+      expect((await reader.listItems()).map((i) => i.id)).toEqual(summary.items.map((i) => i.id))
+      expect(await reader.readContent(summary.items[0]!.id)).toBe(summary.items[0]!.body)
+    } finally {
+      await reader.close()
     }
     expect(await snapshotRows(dir)).toEqual(before)
 

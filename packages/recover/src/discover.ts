@@ -1,4 +1,4 @@
-import { DocketError, ITEM_TYPES, keysOf, parseItemId, parseShadow, requireKnownKeys, type ItemId, type ItemType, type ShadowRow, type Store, type StoredRows, type Tombstone, type Uid } from '@docket/core'
+import { DocketError, ITEM_TYPES, toHandle, keysOf, parseItemId, parseShadow, requireKnownKeys, type ItemId, type ItemType, type ShadowRow, type Store, type StoreHandle, type StoredRows, type Tombstone, type Uid } from '@docket/core'
 import { parseFrontMatter } from './frontmatter.js'
 
 export type OrphanKind = 'tombstoned' | 'missing' | 'displaced'
@@ -69,11 +69,12 @@ export function checkIds(ids: readonly (ItemId | string)[] | undefined): ItemId[
  * Finds orphans. Read-only and idempotent: it reads the store's rows and document and writes
  * nothing, so it always may run — on a stale replica too.
  */
-export async function discoverOrphans(store: Store, options: DiscoverOptions = {}): Promise<Discovery> {
+export async function discoverOrphans(target: Store | StoreHandle, options: DiscoverOptions = {}): Promise<Discovery> {
+  const store = toHandle(target)
   if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new DocketError('INVALID_INPUT', 'discoverOrphans options must be an object.')
   requireKnownKeys(options, DISCOVER_KEYS, 'discoverOrphans()')
   const filter = checkIds(options.ids)
-  const pending = new Set(store.maintenance.pendingReanchors())
+  const pending = new Set(await store.maintenance.pendingReanchors())
   const discovery: Discovery = { filter, scanned: 0, orphans: [], live: [], unknown: [], pending: [] }
   const seen = new Set<ItemId>()
   for await (const rows of store.maintenance.scanStoredRows(filter ? { ids: filter } : {})) {
@@ -83,14 +84,14 @@ export async function discoverOrphans(store: Store, options: DiscoverOptions = {
       discovery.pending.push(rows.id)
       continue
     }
-    const liveUid = store.maintenance.uidAt(rows.id)
+    const liveUid = await store.maintenance.uidAt(rows.id)
     const shadowUid = rows.shadow && 'uid' in rows.shadow ? rows.shadow.uid : undefined
     // Rows of a live item — including unreadable ones, which `doctor` reports — are not orphans.
     if (liveUid !== undefined && (shadowUid === undefined || shadowUid === liveUid)) {
       if (filter) discovery.live.push(rows.id)
     } else {
-      const deletedUid = shadowUid !== undefined && store.maintenance.isDeletedUid(shadowUid)
-      const kind: OrphanKind = liveUid !== undefined && !deletedUid ? 'displaced' : store.isTombstoned(rows.id) || deletedUid ? 'tombstoned' : 'missing'
+      const deletedUid = shadowUid !== undefined && (await store.maintenance.isDeletedUid(shadowUid))
+      const kind: OrphanKind = liveUid !== undefined && !deletedUid ? 'displaced' : (await store.isTombstoned(rows.id)) || deletedUid ? 'tombstoned' : 'missing'
       discovery.orphans.push(await describe(store, rows, kind, liveUid))
     }
     if (discovery.scanned % 256 === 0) options.onProgress?.({ scanned: discovery.scanned, orphans: discovery.orphans.length })
@@ -100,7 +101,7 @@ export async function discoverOrphans(store: Store, options: DiscoverOptions = {
   return discovery
 }
 
-async function describe(store: Store, rows: StoredRows, kind: OrphanKind, liveUid: Uid | undefined): Promise<Orphan> {
+async function describe(store: StoreHandle, rows: StoredRows, kind: OrphanKind, liveUid: Uid | undefined): Promise<Orphan> {
   const warnings: string[] = []
   let shadow: ShadowRow | null = null
   if (rows.shadow && 'uid' in rows.shadow) {
@@ -119,8 +120,8 @@ async function describe(store: Store, rows: StoredRows, kind: OrphanKind, liveUi
   else warnings.push('no body')
   const dependsOn = fm?.dependsOn.length ? fm.dependsOn : (shadow?.dependsOn ?? [])
   for (const dep of dependsOn) {
-    if (store.isTombstoned(dep)) warnings.push(`depends_on ${dep} was deleted; kept as written`)
-    else if (store.maintenance.uidAt(dep) === undefined) warnings.push(`depends_on ${dep} is not an item in this store; kept as written`)
+    if (await store.isTombstoned(dep)) warnings.push(`depends_on ${dep} was deleted; kept as written`)
+    else if ((await store.maintenance.uidAt(dep)) === undefined) warnings.push(`depends_on ${dep} is not an item in this store; kept as written`)
   }
   const orphan: Orphan = {
     id: rows.id,
@@ -135,7 +136,7 @@ async function describe(store: Store, rows: StoredRows, kind: OrphanKind, liveUi
     shadow,
   }
   if (liveUid !== undefined) orphan.liveUid = liveUid
-  const tombstone = store.tombstone(rows.id)
+  const tombstone = await store.tombstone(rows.id)
   if (tombstone) orphan.tombstone = tombstone
   return orphan
 }

@@ -1,4 +1,4 @@
-import { DocketError, isDocketError, keysOf, requireKnownKeys, type ItemId, type Store, type Uid } from '@docket/core'
+import { DocketError, isDocketError, keysOf, requireKnownKeys, toHandle, type ItemId, type Store, type StoreHandle, type Uid } from '@docket/core'
 import { checkIds, discoverOrphans, type Discovery, type Orphan } from './discover.js'
 
 export interface RecoverOptions {
@@ -61,7 +61,8 @@ export interface RecoveryResult {
  * filter and what is new is returned in `rescan`. A repair is audited as one
  * `recovery_run` event (investigate: false).
  */
-export async function recoverOrphans(store: Store, options: RecoverOptions = {}): Promise<RecoveryResult> {
+export async function recoverOrphans(target: Store | StoreHandle, options: RecoverOptions = {}): Promise<RecoveryResult> {
+  const store = toHandle(target)
   if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new DocketError('INVALID_INPUT', 'recoverOrphans options must be an object.')
   requireKnownKeys(options, RECOVER_KEYS, 'recoverOrphans()')
   const filter = checkIds(options.ids)

@@ -33,7 +33,7 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .description('list items, as a table or (--json) an array of items')
     .option('--stage <stages>', `only these stages, comma-separated (${STAGES.join(', ')})`)
     .option('--type <types>', 'only these types, comma-separated')
-    .option('--ready', 'only items whose every dependency is done or archived')
+    .option('--ready', 'only items an agent may pick up now: neither blocked nor frozen, every dependency done or archived')
     .addHelpText('after', '\nExamples:\n  docket list --stage backlog --ready\n  docket --json list --type bug,spike')
     .action(async (flags: { stage?: string; type?: string; ready?: boolean }, command: Command) => {
       const stage = flags.stage === undefined ? undefined : flags.stage.split(',').map(checkStage)
@@ -104,17 +104,18 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .argument('<event>', 'the stage event (start, gates_passed, accepted, merge_succeeded, …)')
     .description('send a stage event: the only way to change a stage')
     .option('--reason <reason>', 'why (kept in the stage history and the audit log)')
-    .addHelpText('after', '\nExamples:\n  docket apply 12 start\n  docket apply 12 demote --reason "needs a design first"')
-    .action(async (idText: string, event: string, flags: { reason?: string }, command: Command) => {
+    .option('--force', 'move a blocked or frozen item anyway (the audit log records it)')
+    .addHelpText('after', '\nExamples:\n  docket apply 12 start\n  docket apply 12 demote --reason "needs a design first"\n  docket apply 12 start --force   # although 12 is blocked or frozen\n\nExit codes: 0 moved, 1 not found or invalid transition, 2 unknown event, 4 the item is blocked or frozen (ITEM_BLOCKED, ITEM_FROZEN) and --force was not given.')
+    .action(async (idText: string, event: string, flags: { reason?: string; force?: boolean }, command: Command) => {
       const id = parseId(idText)
       const out = ctx.output(command)
       const item = await ctx.withStore(command, {}, async (store) => {
         if (!isEventType(event)) {
-          const current = store.getItem(id)
+          const current = await store.getItem(id)
           const valid = current ? validEvents(current.stage) : []
           throw new UsageError(`unknown event ${JSON.stringify(event)}${current ? `; valid events from ${current.stage}: ${valid.join(', ') || 'none (terminal)'}` : ''}`)
         }
-        return store.apply(id, flags.reason === undefined ? { type: event } : { type: event, reason: flags.reason })
+        return store.apply(id, flags.reason === undefined ? { type: event } : { type: event, reason: flags.reason }, flags.force ? { force: true } : {})
       })
       out.result(item, () => `#${item.id} is now ${item.stage}`)
     })

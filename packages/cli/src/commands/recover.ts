@@ -43,7 +43,7 @@ Exit codes: 0 done, 1 error (or every orphan failed), 2 usage, 3 some orphans fa
       const out = ctx.output(command)
       const { recoverOrphans } = await import('@docket/recover')
       const result = await ctx.withStore(command, { readOnly: flags.apply !== true, sync: 'repair', offline: flags.offline === true, allowDamage: true }, async (store) => {
-        const estimate = ids ? ids.length : store.stats().items
+        const estimate = ids ? ids.length : (await store.stats()).items
         const bar = estimate > 1000 ? out.progress(flags.apply ? 'recovering' : 'scanning', estimate) : undefined
         try {
           return await recoverOrphans(store, {

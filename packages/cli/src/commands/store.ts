@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
 import type { Command } from 'commander'
-import { AUDIT_KINDS, DocketError, openStore, SCHEMA_VERSION, type AuditEvent, type AuditKind, type ConsistencyReport } from '@docket/core'
+import { AUDIT_KINDS, DocketError, isDocketError, openStore, SCHEMA_VERSION, type AuditEvent, type AuditKind, type ConsistencyReport, type StoreHandle } from '@docket/core'
 import { parseId, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { EXIT, UsageError } from '../exit.js'
@@ -30,13 +30,15 @@ export function registerInit(program: Command, ctx: Context): void {
 export function registerStoreCommands(program: Command, ctx: Context): void {
   program
     .command('log')
-    .description('the audit log, oldest first')
+    .description('the audit log, oldest first (--last: the newest, newest first)')
     .option('--since <ulid>', 'only events after this event id')
     .option('--kind <kinds>', `only these kinds, comma-separated (${AUDIT_KINDS.join(', ')})`)
     .option('--id <id>', 'only events about this item')
-    .option('--limit <n>', 'at most this many events')
-    .addHelpText('after', '\nExamples:\n  docket log --id 12\n  docket --json log --kind write_rejected,reanchored --since 01J…')
-    .action(async (flags: { since?: string; kind?: string; id?: string; limit?: string }, command: Command) => {
+    .option('--limit <n>', 'the oldest n events (oldest first)')
+    .option('--last <n>', 'the newest n events, newest first')
+    .addHelpText('after', '\nExamples:\n  docket log --id 12\n  docket log --last 5\n  docket --json log --kind write_rejected,reanchored --since 01J…')
+    .action(async (flags: { since?: string; kind?: string; id?: string; limit?: string; last?: string }, command: Command) => {
+      if (flags.limit !== undefined && flags.last !== undefined) throw new UsageError('--limit (the oldest n) and --last (the newest n) contradict each other: give one')
       const kinds = flags.kind?.split(',').map((k) => {
         if (!(AUDIT_KINDS as readonly string[]).includes(k)) throw new UsageError(`unknown kind ${JSON.stringify(k)}: use one of ${AUDIT_KINDS.join(', ')}`)
         return k as AuditKind
@@ -46,6 +48,7 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         ...(kinds ? { kinds } : {}),
         ...(flags.id !== undefined ? { itemId: parseId(flags.id, '--id') } : {}),
         ...(flags.limit !== undefined ? { limit: parseNonNegative(flags.limit, '--limit') } : {}),
+        ...(flags.last !== undefined ? { limit: parseNonNegative(flags.last, '--last'), newestFirst: true } : {}),
       }
       const out = ctx.output(command)
       const events = await ctx.withReader(command, async (reader) => {
@@ -82,7 +85,7 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
           const repair = await store.maintenance.repairShadow()
           before = repair.before
           fixed.repaired = repair.repaired
-          for (const intent of store.maintenance.pendingIntents()) {
+          for (const intent of await store.maintenance.pendingIntents()) {
             await store.maintenance.endIntent(intent.key, { kind: 'doctor_fix', data: { settled: intent.kind, key: intent.key, data: intent.data, investigate: false } })
             fixed.settled.push(intent.key)
           }
@@ -108,12 +111,10 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
     .addHelpText('after', '\nExamples:\n  docket migrate --dry-run\n  docket migrate\n\nExit codes: 0 migrated (or already current), 1 the migration could not be verified (nothing was written).')
     .action(async (flags: { dryRun?: boolean }, command: Command) => {
       const out = ctx.output(command)
-      const result = await ctx.withStore(command, { readOnly: flags.dryRun === true }, async (store) => ({
-        dryRun: flags.dryRun === true,
-        schema: SCHEMA_VERSION,
-        onDisk: store.schema.onDisk,
-        migration: store.schema.migrated ?? null,
-      }))
+      const result = await ctx.withStore(command, { readOnly: flags.dryRun === true }, async (store) => {
+        const { onDisk, migrated } = await store.schemaInfo()
+        return { dryRun: flags.dryRun === true, schema: SCHEMA_VERSION, onDisk, migration: migrated ?? null }
+      })
       out.result(result, () => {
         const m = result.migration
         if (!m) return `the store is already schema ${result.schema}; nothing to do`
@@ -142,7 +143,7 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
       const out = ctx.output(command)
       const path = resolve(ctx.io.cwd, source)
       const { importSource } = await import('../legacy/import.js')
-      const result = await ctx.withStore(command, { readOnly: flags.dryRun === true }, async (store) => {
+      const run = async (store: StoreHandle) => {
         let bar: ReturnType<Output['progress']> | undefined
         try {
           return await importSource(store, path, {
@@ -157,6 +158,12 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         } finally {
           bar?.stop()
         }
+      }
+      // A dry run needs no store: in a directory without one, it runs against an empty store of its own.
+      const result = await ctx.withStore(command, { readOnly: flags.dryRun === true }, run).catch(async (err: unknown) => {
+        if (flags.dryRun !== true || !isDocketError(err, 'STORE_NOT_FOUND')) throw err
+        out.note(`note: there is no store at ${ctx.dir(command)} yet; this dry run reports what an import into a new store would do`)
+        return ctx.withScratchStore(run)
       })
       out.result(result, () => renderImport(out, result))
       if (result.failed.length > 0) ctx.exitCode = result.imported.length === 0 ? EXIT.failure : EXIT.partial

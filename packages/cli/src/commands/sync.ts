@@ -86,15 +86,16 @@ The token (--token or DOCKET_TOKEN) is required. SIGINT/SIGTERM store every docu
     .command('sync')
     .argument('[action]', '"now" (default): catch up with the server and report; "status": report without connecting')
     .description('catch up with the sync server (--sync / DOCKET_SYNC_URL) and print the sync state')
-    .addHelpText('after', '\nExamples:\n  docket --sync ws://127.0.0.1:1234 --token s3cret sync\n  docket --json sync status\n\nExit codes: 0 synced (or no server configured), 4 not synced within the timeout or the token was refused.')
+    .addHelpText('after', '\nExamples:\n  docket --sync ws://127.0.0.1:1234 --token s3cret sync\n  docket --json sync status\n\nExit codes: 0 synced, 2 no sync server configured, 4 not synced within the timeout or the token was refused.')
     .action(async (action: string | undefined, _flags: unknown, command: Command) => {
       if (action !== undefined && action !== 'now' && action !== 'status') throw new UsageError(`unknown sync action ${JSON.stringify(action)}: use "now" or "status"`)
       const out = ctx.output(command)
       const status = action === 'status'
       const result = await ctx.withStore(command, { readOnly: status, sync: 'repair' }, async (store) => {
-        const { items, pendingReanchors } = store.stats()
-        return { ...store.syncState(), replicaId: store.replicaId, items, pendingReanchors }
+        const { items, pendingReanchors } = await store.stats()
+        return { ...(await store.syncState()), replicaId: store.replicaId, items, pendingReanchors }
       })
+      if (!result.configured) throw new UsageError('no sync server is configured: give --sync URL (and --token) or set DOCKET_SYNC_URL (and DOCKET_TOKEN); without one this replica works offline')
       out.result(result, () =>
         result.configured
           ? `${result.synced ? 'synced' : status ? 'not connected (status only)' : 'not synced'} with ${result.url}${result.readOnly ? ' (read-only token: this replica receives, and cannot change the pipeline)' : ''}; last synced ${result.lastSyncedAt ?? 'never'}; ${result.items} items`

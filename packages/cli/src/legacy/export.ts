@@ -1,6 +1,6 @@
 import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { decodeContent, DocketError, type Item, type Store } from '@docket/core'
+import { decodeContent, DocketError, toHandle, type Item, type StageHistoryEntry, type Store, type StoreHandle } from '@docket/core'
 import { jsonBytes } from '../output.js'
 import { exportHeader } from './entry.js'
 import { fileNameFor, folderFor } from './layout.js'
@@ -17,17 +17,17 @@ export interface ExportSummary {
 
 interface Exported {
   item: Item
-  history: ReturnType<Store['stageHistory']>
+  history: StageHistoryEntry[]
   content: Record<string, string | Uint8Array>
   /** Slots whose bytes this replica does not have and could not fetch (CONTENT_UNAVAILABLE): named, not exported. */
   unavailable?: string[]
 }
 
-async function* exportedItems(store: Store): AsyncGenerator<Exported> {
-  for (const item of store.listItems()) {
+async function* exportedItems(store: StoreHandle): AsyncGenerator<Exported> {
+  for (const item of await store.listItems()) {
     const content: Record<string, string | Uint8Array> = {}
     const unavailable: string[] = []
-    for (const slot of store.contentSlots(item.id)) {
+    for (const slot of await store.contentSlots(item.id)) {
       try {
         content[slot] = decodeContent((await store.readContentBytes(item.id, slot))!)
       } catch (err) {
@@ -36,24 +36,27 @@ async function* exportedItems(store: Store): AsyncGenerator<Exported> {
         unavailable.push(slot)
       }
     }
-    yield { item, history: store.stageHistory(item.id), content, ...(unavailable.length > 0 ? { unavailable } : {}) }
+    yield { item, history: await store.stageHistory(item.id), content, ...(unavailable.length > 0 ? { unavailable } : {}) }
   }
 }
 
-function header(store: Store): Record<string, unknown> {
+async function header(store: StoreHandle): Promise<Record<string, unknown>> {
+  const tombstones = []
+  for (const id of await store.tombstonedIds()) tombstones.push({ ...(await store.tombstone(id))!, id })
   return {
     docket: 'export',
     version: EXPORT_VERSION,
     exportedAt: new Date().toISOString(),
     replicaId: store.replicaId,
-    highestId: store.stats().highestId,
-    tombstones: store.tombstonedIds().map((id) => ({ ...store.tombstone(id)!, id })),
+    highestId: (await store.stats()).highestId,
+    tombstones,
   }
 }
 
 /** JSONL: a header line (tombstones, highest id), then one line per item with its history and content. */
-export async function exportJsonl(store: Store, write: (line: string) => void | Promise<void>): Promise<ExportSummary> {
-  const head = header(store)
+export async function exportJsonl(target: Store | StoreHandle, write: (line: string) => void | Promise<void>): Promise<ExportSummary> {
+  const store = toHandle(target)
+  const head = await header(store)
   await write(`${JSON.stringify(head)}\n`)
   let items = 0
   const unavailable: ExportSummary['unavailable'] = []
@@ -72,12 +75,13 @@ export async function exportJsonl(store: Store, write: (line: string) => void | 
  * that is not text) are files beside it named `<file>.md.<slot>`. `docket-export.json` keeps the
  * tombstones, so deleted ids stay deleted in the store that imports the tree.
  */
-export async function exportFolders(store: Store, out: string): Promise<ExportSummary> {
+export async function exportFolders(target: Store | StoreHandle, out: string): Promise<ExportSummary> {
+  const store = toHandle(target)
   await mkdir(out, { recursive: true })
   if ((await readdir(out)).length > 0) {
     throw new DocketError('INVALID_INPUT', `${out} is not empty: export into a new or empty folder (nothing was written).`, { details: { out } })
   }
-  const head = header(store)
+  const head = await header(store)
   await writeFile(join(out, 'docket-export.json'), `${JSON.stringify(head, null, 2)}\n`)
   let items = 0
   let files = 1

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { decodeContent, DocketError, isDocketError, isItemId, isStage, ITEM_TYPES, MAX_ITEM_NUMBER, rankOf, type ItemId, type ItemType, type Store } from '@docket/core'
+import { decodeContent, DocketError, toHandle, isDocketError, isItemId, isStage, ITEM_TYPES, MAX_ITEM_NUMBER, rankOf, type ItemId, type ItemType, type Store, type StoreHandle } from '@docket/core'
 import { type ImportEntry } from './entry.js'
 import { scanTree } from './tree.js'
 
@@ -40,7 +40,8 @@ const CHUNK = 128
  * id on every run (the assignment is journaled with the run's intent and kept in its audit
  * event), so an import killed half-way and run again creates no duplicates.
  */
-export async function importSource(store: Store, path: string, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importSource(target: Store | StoreHandle, path: string, options: ImportOptions = {}): Promise<ImportResult> {
+  const store = toHandle(target)
   const source = resolve(path)
   const info = await stat(source).catch(() => undefined)
   if (!info) throw new DocketError('INVALID_INPUT', `${source} does not exist: give a legacy pipeline folder or a .jsonl export.`, { details: { source } })
@@ -51,16 +52,16 @@ export async function importSource(store: Store, path: string, options: ImportOp
   for (const u of read.unreadable) result.failed.push({ file: u.file, error: { code: 'INVALID_INPUT', message: `${u.file}: ${u.error}` } })
   for (const entry of read.entries) if (entry.warnings.length > 0) result.warnings.push({ file: entry.file, warnings: entry.warnings })
 
-  const planned = plan(store, read.entries, result)
+  const planned = await plan(store, read.entries, result)
   const assigned = await previousAssignments(store, source)
   let highest = 0
   for (const entry of read.entries) if (entry.id) highest = Math.max(highest, Number(entry.id))
-  let next = Math.max(Number(store.peekNextId()), highest + 1)
+  let next = Math.max(Number(await store.peekNextId()), highest + 1)
   const fresh: Record<string, ItemId> = {}
   for (const entry of planned.filter((e) => e.id === undefined)) {
     const id = assigned[entry.file] ?? (String(next++) as ItemId)
     fresh[entry.file] = id
-    if (store.getItem(id) || store.isTombstoned(id)) {
+    if ((await store.getItem(id)) || (await store.isTombstoned(id))) {
       result.skipped.push({ file: entry.file, id, reason: `already imported as #${id} by an earlier run` })
       continue
     }
@@ -69,7 +70,8 @@ export async function importSource(store: Store, path: string, options: ImportOp
   const todo = planned.filter((e) => e.id !== undefined)
   if (result.dryRun) {
     result.imported = todo.map((e) => ({ file: e.file, id: e.id!, stage: e.stage, name: e.name }))
-    result.tombstones = read.tombstones.filter((t) => isItemId(t.id) && !store.isTombstoned(t.id) && !store.getItem(t.id)).length
+    result.tombstones = 0
+    for (const t of read.tombstones) if (isItemId(t.id) && !(await store.isTombstoned(t.id)) && !(await store.getItem(t.id))) result.tombstones++
     return result
   }
 
@@ -101,7 +103,7 @@ export async function importSource(store: Store, path: string, options: ImportOp
   }
   const counts = { imported: result.imported.length, skipped: result.skipped.length, failed: result.failed.length, warnings: result.warnings.length, tombstones: result.tombstones }
   // Earlier runs of the same source that were cut off are complete now.
-  for (const stale of store.maintenance.pendingIntents().filter((p) => p.kind === 'import' && p.data.source === source && p.key !== intent)) await store.maintenance.endIntent(stale.key)
+  for (const stale of (await store.maintenance.pendingIntents()).filter((p) => p.kind === 'import' && p.data.source === source && p.key !== intent)) await store.maintenance.endIntent(stale.key)
   await store.maintenance.endIntent(intent, { kind: 'import_run', data: { source, counts, assigned: { ...assigned, ...fresh }, investigate: false } })
   return result
 }
@@ -181,7 +183,7 @@ async function readJsonl(file: string): Promise<Source> {
  * Drops what must not be created: ids already here, and duplicates within the source — of
  * which the most advanced stage is kept (taking the earlier folder would move an item back).
  */
-function plan(store: Store, entries: ImportEntry[], result: ImportResult): ImportEntry[] {
+async function plan(store: StoreHandle, entries: ImportEntry[], result: ImportResult): Promise<ImportEntry[]> {
   const chosen = new Map<ItemId, ImportEntry>()
   for (const entry of entries) {
     if (entry.id === undefined) continue
@@ -196,16 +198,17 @@ function plan(store: Store, entries: ImportEntry[], result: ImportResult): Impor
         result.skipped.push({ file: entry.file, id: entry.id, reason: `duplicate id ${entry.id} in the source; ${kept.file} (${kept.stage}) is imported: fix the file name` })
         continue
       }
-      if (store.getItem(entry.id)) {
+      if (await store.getItem(entry.id)) {
         result.skipped.push({ file: entry.file, id: entry.id, reason: `id ${entry.id} is already in the store` })
         continue
       }
-      if (store.isTombstoned(entry.id)) {
+      if (await store.isTombstoned(entry.id)) {
         result.skipped.push({ file: entry.file, id: entry.id, reason: `id ${entry.id} was deleted in this store; deleted ids are never reused` })
         continue
       }
     }
-    const deleted = entry.dependsOn.filter((dep) => isItemId(dep) && store.isTombstoned(dep))
+    const deleted: string[] = []
+    for (const dep of entry.dependsOn) if (isItemId(dep) && (await store.isTombstoned(dep))) deleted.push(dep)
     if (deleted.length > 0) {
       entry.dependsOn = entry.dependsOn.filter((dep) => !deleted.includes(dep))
       entry.warnings.push(`depends_on ${deleted.join(', ')} deleted in this store; dropped`)
@@ -217,7 +220,7 @@ function plan(store: Store, entries: ImportEntry[], result: ImportResult): Impor
 }
 
 /** What earlier runs of this source assigned to files without an id (pending intents and finished runs). */
-async function previousAssignments(store: Store, source: string): Promise<Record<string, ItemId>> {
+async function previousAssignments(store: StoreHandle, source: string): Promise<Record<string, ItemId>> {
   const out: Record<string, ItemId> = {}
   const take = (assigned: unknown) => {
     if (typeof assigned !== 'object' || assigned === null) return
@@ -229,13 +232,13 @@ async function previousAssignments(store: Store, source: string): Promise<Record
     const settled = event.data.data as { source?: unknown; assigned?: unknown } | undefined
     if (event.kind === 'doctor_fix' && event.data.settled === 'import' && settled?.source === source) take(settled.assigned)
   }
-  for (const intent of store.maintenance.pendingIntents()) if (intent.kind === 'import' && intent.data.source === source) take(intent.data.assigned)
+  for (const intent of await store.maintenance.pendingIntents()) if (intent.kind === 'import' && intent.data.source === source) take(intent.data.assigned)
   return out
 }
 
-async function create(store: Store, entry: ImportEntry): Promise<ItemId> {
+async function create(store: StoreHandle, entry: ImportEntry): Promise<ItemId> {
   const content: Record<string, string | Uint8Array> = Object.fromEntries(entry.slots)
-  const input: Parameters<Store['createItem']>[0] = {
+  const input: Parameters<StoreHandle['createItem']>[0] = {
     id: entry.id!,
     name: entry.name,
     type: entry.type,

@@ -19,7 +19,8 @@ export async function* queryAudit(dbs: Pick<Databases, 'audit'>, query: AuditQue
   const limit = q.limit ?? Infinity
   if (limit === 0) return
   let count = 0
-  for await (const [key, text] of dbs.audit.iterator(q.since ? { gt: q.since } : {})) {
+  if (q.newestFirst !== undefined && typeof q.newestFirst !== 'boolean') throw invalid('newestFirst must be true or false.')
+  for await (const [key, text] of dbs.audit.iterator({ ...(q.since ? { gt: q.since } : {}), reverse: q.newestFirst === true })) {
     const event = decodeAudit(key, text)
     if (kinds && !kinds.has(event.kind)) continue
     if (itemId !== undefined && event.itemId !== itemId) continue

@@ -93,12 +93,13 @@ function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | 
   return new Set(typeof value === 'string' ? [value] : value)
 }
 
-/** Ready: every dependency is a live item that is done or archived. */
+/** Ready: neither blocked nor frozen, and every dependency a live item that is done or archived. */
 export function isReady(state: DocState, item: Item): boolean {
   return readyGiven(item, (id) => itemAt(state, id))
 }
 
 export function readyGiven(item: Item, lookup: (id: ItemId) => Item | undefined): boolean {
+  if (item.blocked !== null || item.frozen) return false
   return item.dependsOn.every((dep) => {
     const target = lookup(dep)
     return target !== undefined && SATISFIED_STAGES.has(target.stage)

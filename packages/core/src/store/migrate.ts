@@ -264,6 +264,9 @@ export async function writeMigration(
   for (const { key } of migration.report.droppedJournal) ops.push({ type: 'del', sublevel: dbs.journal, key })
   ops.push({ type: 'put', sublevel: dbs.audit, ...encodeAudit(auditEvent('schema_migrated', replicaId, { ...migration.report })) })
   ops.push({ type: 'put', sublevel: dbs.meta, key: 'schema', value: String(SCHEMA_VERSION) })
+  // The document changed under whatever index rows there are: the open that follows rebuilds them.
+  ops.push({ type: 'del', sublevel: dbs.meta, key: 'indexed' })
+  state.indexed = false
   hooks?.step?.('migrate:before-write', { ops: ops.length })
   await dbs.root.batch(ops as never, { sync: true })
   hooks?.step?.('migrate:written')

@@ -56,10 +56,16 @@ export interface OpenStoreOptions {
    * and catches up when it can reach the server. Ignored (but reported) when readOnly.
    */
   sync?: SyncOptions
+  /**
+   * Serve `docket` commands (and `connectHolder`) on a socket in the store directory while the
+   * store is open, so that they work while this process holds the store. Only this user can
+   * connect. Default: true for a writable open, false for a read-only one.
+   */
+  serve?: boolean
 }
 
 /** The keys openStore accepts (anything else is refused: a misspelt option must not be ignored). */
-const OPEN_KEYS = keysOf<OpenStoreOptions>()(['dir', 'create', 'errorIfExists', 'replicaId', 'logger', 'durability', 'compactAfterRows', 'readOnly', 'acceptDamage', 'hooks', 'sync'])
+const OPEN_KEYS = keysOf<OpenStoreOptions>()(['dir', 'create', 'errorIfExists', 'replicaId', 'logger', 'durability', 'compactAfterRows', 'readOnly', 'acceptDamage', 'hooks', 'sync', 'serve'])
 /** StoreHooks' keys. */
 const HOOK_KEYS = keysOf<StoreHooks>()(['step', 'clientId', 'allocate', 'beforeWrite'])
 const SYNC_KEYS = keysOf<SyncOptions>()(['url', 'token', 'document', 'minReconnectDelayMs', 'maxReconnectDelayMs', 'closeTimeoutMs'])
@@ -89,6 +95,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   const readOnly = opts.readOnly === true
   const create = opts.create !== false && !readOnly
   if (opts.errorIfExists !== undefined && typeof opts.errorIfExists !== 'boolean') throw invalid('errorIfExists must be true or false.')
+  if (opts.serve !== undefined && typeof opts.serve !== 'boolean') throw invalid('serve must be true or false.')
   const dbs = await openDatabases(dir, create)
   try {
     const { replicaId, schema } = await readOrInitMeta(dbs, dir, requestedReplica, create, opts.errorIfExists === true)
@@ -126,6 +133,7 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
       compactAfterRows,
       readOnly,
       sync,
+      serve: opts.serve ?? !readOnly,
       lastSyncedAt: (await dbs.meta.get('lastSyncedAt')) ?? null,
       schema: { onDisk: readOnly ? schema : SCHEMA_VERSION, migrated },
       damage,

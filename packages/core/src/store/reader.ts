@@ -45,8 +45,11 @@ const READER_KEYS = keysOf<OpenReaderOptions>()(['dir', 'logger'])
  */
 export interface StoreReader {
   readonly dir: string
-  /** `index` while answering from the index rows; `document` once the store had to be opened whole. */
-  readonly source: 'index' | 'document'
+  /**
+   * `index` while answering from the index rows; `document` once the store had to be opened
+   * whole; `holder` when another process holds the store and answers (`readerOf`).
+   */
+  readonly source: 'index' | 'document' | 'holder'
   /** Why the document was decoded, when it was. */
   readonly fallback: string | undefined
   /** When this replica last knew it was in sync with its server (a hint for reports). */

@@ -20,6 +20,7 @@ import type {
   CreateItemOptions,
   Item,
   ListItemsOptions,
+  ApplyOptions,
   StageHistoryEntry,
   StoreListener,
   Tombstone,
@@ -35,6 +36,7 @@ import { verifyStore, type ConsistencyReport } from './verify.js'
 import { queryAudit } from './audit-query.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
 import type { SyncClient, SyncOptions, SyncState } from '../sync/client.js'
+import type { HolderServer } from '../holder/server.js'
 import type { MigrationReport } from './migrate.js'
 import { Maintenance } from './maintenance.js'
 import { acknowledgeDamage, type StorageDamage } from '../storage/health.js'
@@ -73,6 +75,8 @@ export interface StoreStats {
 /** @internal The parts openStore assembles; not part of the public API. */
 export interface StoreInit extends EngineInit {
   sync: SyncOptions | undefined
+  /** Serve CLI calls on the holder socket (holder/server.ts) while open. */
+  serve: boolean
   lastSyncedAt: string | null
   schema: StoreSchema
   damage: StorageDamage | undefined
@@ -94,6 +98,8 @@ export class Store implements AsyncDisposable {
   readonly replicaId: ReplicaId
   readonly #e: Engine
   readonly #syncOptions: SyncOptions | undefined
+  readonly #serve: boolean
+  #holder: HolderServer | undefined
   /** The schema on disk, and what this open migrated. */
   readonly schema: StoreSchema
   readonly #maintenance: Maintenance
@@ -109,6 +115,7 @@ export class Store implements AsyncDisposable {
     this.replicaId = init.replicaId
     this.#e = new Engine(init)
     this.#syncOptions = init.sync
+    this.#serve = init.serve
     this.#lastSyncedAt = init.lastSyncedAt
     this.schema = init.schema
     this.#damage = init.damage
@@ -130,6 +137,14 @@ export class Store implements AsyncDisposable {
   async start(): Promise<void> {
     await this.#e.start()
     if (this.#damage && !this.#e.readOnly) await this.#acknowledgeDamage(this.#damage)
+    if (this.#serve) {
+      // Loaded only by stores that serve; a store that cannot listen still works, without CLI access.
+      const { HolderServer } = await import('../holder/server.js')
+      this.#holder = await HolderServer.listen(this, this.#e.logger).catch((err: unknown) => {
+        this.#e.logger.warn(`the store at ${this.dir} does not serve CLI calls (${(err as Error).message}); a \`docket\` command run meanwhile gets STORE_LOCKED`)
+        return undefined
+      })
+    }
     if (this.#syncOptions && !this.#e.readOnly) {
       await this.#e.publishContentHighWater()
       await this.#e.loadUploads()
@@ -305,16 +320,20 @@ export class Store implements AsyncDisposable {
   }
 
   /** Sends a stage event: the only way to change a stage. Returns the item as it now is. */
-  async apply(id: ItemId | string, event: StageEvent | StageEvent['type']): Promise<Item> {
+  async apply(id: ItemId | string, event: StageEvent | StageEvent['type'], options: ApplyOptions = {}): Promise<Item> {
     await this.#ready()
     const itemId = parseItemId(id)
     const ev: StageEvent = typeof event === 'string' ? { type: event } : requireKnownKeys(requireObject(event, 'event'), OPTION_KEYS.event, 'apply() event', 'field') as unknown as StageEvent
     const reason = ev.reason === undefined ? undefined : checkReason(ev.reason)
+    const opts = requireKnownKeys(requireObject(options, 'apply options'), OPTION_KEYS.apply, 'apply() options') as ApplyOptions
+    if (opts.force !== undefined && typeof opts.force !== 'boolean') throw invalid('force must be true or false.')
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')
     const { state, map, item } = found
     // An unknown event is refused with the events that are valid from the item's stage.
     if (!isEventType(ev.type)) transition(item.stage, ev.type)
+    const overridden = heldBy(item)
+    if (overridden.length > 0 && opts.force !== true) throw held(item, overridden[0]!)
     const resolution = resolveStage(readStageEntries(map))
     if (!resolution) {
       throw new DocketError('STORE_CORRUPT', `Item ${itemId} has no valid stage entry: run \`docket doctor\` to inspect it.`, { details: { id: itemId } })
@@ -322,7 +341,7 @@ export class Store implements AsyncDisposable {
     const now = new Date().toISOString()
     const entry = nextEntry(resolution, reason === undefined ? { type: ev.type } : { type: ev.type, reason }, this.replicaId, now, nextUlid())
     const written = await this.#e.write('apply', {
-      audit: [['transitioned', { event: ev.type, from: resolution.stage, to: entry.stage, entryId: entry.id, epoch: entry.epoch, ...(reason ? { reason } : {}) }, itemId]],
+      audit: [['transitioned', { event: ev.type, from: resolution.stage, to: entry.stage, entryId: entry.id, epoch: entry.epoch, ...(reason ? { reason } : {}), ...(overridden.length > 0 ? { forced: overridden } : {}) }, itemId]],
       change: () => {
         stagesOf(map)?.push([entry])
         map.set(F.updatedAt, now)
@@ -780,6 +799,8 @@ export class Store implements AsyncDisposable {
 
   async #close(): Promise<void> {
     try {
+      // Clients first: calls under way finish (bounded), later ones find no socket and open the store themselves.
+      await this.#holder?.close()
       await this.#e.settle()
       await this.#sync?.close()
       await this.#e.settle()
@@ -865,6 +886,19 @@ export class Store implements AsyncDisposable {
   }
 }
 
+
+/** What keeps an item where it is: its blocker, its freeze. */
+function heldBy(item: Item): Array<'blocked' | 'frozen'> {
+  return [...(item.blocked !== null ? (['blocked'] as const) : []), ...(item.frozen ? (['frozen'] as const) : [])]
+}
+
+function held(item: Item, flag: 'blocked' | 'frozen'): DocketError {
+  const what = flag === 'blocked' ? `is blocked (${JSON.stringify(item.blocked!.reason)})` : 'is frozen'
+  const undo = flag === 'blocked' ? `unblock it (\`docket update ${item.id} --unblock\`)` : `unfreeze it (\`docket update ${item.id} --unfreeze\`)`
+  return new DocketError(flag === 'blocked' ? 'ITEM_BLOCKED' : 'ITEM_FROZEN', `Item ${item.id} ${what}: ${undo} first, or move it anyway with { force: true } (\`--force\`), which the audit log records.`, {
+    details: { id: item.id, flag, ...(flag === 'blocked' ? { reason: item.blocked!.reason } : {}) },
+  })
+}
 
 function notFound(id: ItemId): DocketError {
   return new DocketError('NOT_FOUND', `There is no item ${id}: check the id with \`docket list\`.`, { details: { id } })

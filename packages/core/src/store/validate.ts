@@ -4,6 +4,7 @@ import { parseSlot } from '../storage/keys.js'
 import { isStage, STAGES, type Stage } from '../stage/stages.js'
 import type { StageEvent } from '../stage/machine.js'
 import {
+  type ApplyOptions,
   ITEM_TYPES,
   type AuditQuery,
   type Blocked,
@@ -229,8 +230,9 @@ export const OPTION_KEYS = {
   createItem: keysOf<CreateItemOptions>()(['allowUnknownDependencies']),
   listItems: keysOf<ListItemsOptions>()(['stage', 'type', 'ready']),
   event: keysOf<StageEvent>()(['type', 'reason']),
+  apply: keysOf<ApplyOptions>()(['force']),
   deleteItem: keysOf<DeleteItemOptions>()(['reason']),
-  audit: keysOf<AuditQuery>()(['itemId', 'kinds', 'since', 'limit']),
+  audit: keysOf<AuditQuery>()(['itemId', 'kinds', 'since', 'limit', 'newestFirst']),
   assertSynced: keysOf<NonNullable<Parameters<Store['assertSynced']>[0]>>()(['timeoutMs', 'offline']),
 } as const
 

@@ -1,0 +1,66 @@
+import { DocketError, ERROR_CODES, isDocketError, type ErrorCode } from '../errors.js'
+
+/**
+ * The holder's wire format: one JSON message per line. A request names a method of the store
+ * (or of `store.maintenance`) and its arguments; the answer carries the value or the error.
+ * Bytes travel as base64 (`{ $bytes }`) and `undefined` inside arrays as `{ $undefined: 1 }`,
+ * so that arguments and results come back as they were.
+ */
+export interface HolderRequest {
+  id: number
+  target: 'store' | 'maintenance' | 'holder'
+  method: string
+  args: unknown[]
+}
+
+export type HolderResponse =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: { code?: string; message: string; details?: unknown } }
+
+/** What a client learns when it connects. */
+export interface HolderHello {
+  protocol: number
+  pid: number
+  dir: string
+  replicaId: string
+  readOnly: boolean
+}
+
+export const PROTOCOL_VERSION = 1
+
+/** A line longer than this is refused (a 16 MiB slot, base64 and JSON-escaped, fits). */
+export const MAX_LINE_BYTES = 64 * 1024 * 1024
+
+export function encodeMessage(message: HolderRequest | HolderResponse): string {
+  return `${JSON.stringify(message, function (this: unknown, key: string, value: unknown) {
+    const original = (this as Record<string, unknown>)[key]
+    if (original instanceof Uint8Array) return { $bytes: Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64') }
+    if (value === undefined && Array.isArray(this)) return { $undefined: 1 }
+    return value
+  })}\n`
+}
+
+export function decodeMessage(line: string): unknown {
+  return JSON.parse(line, (_key, value: unknown) => {
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      const v = value as Record<string, unknown>
+      if (typeof v.$bytes === 'string' && Object.keys(v).length === 1) return new Uint8Array(Buffer.from(v.$bytes, 'base64'))
+      if (v.$undefined === 1 && Object.keys(v).length === 1) return undefined
+    }
+    return value
+  })
+}
+
+export function errorOf(err: unknown): { code?: string; message: string; details?: unknown } {
+  if (isDocketError(err)) return { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) }
+  return { message: err instanceof Error ? err.message : String(err) }
+}
+
+/** The holder's error, thrown in the client as the DocketError it was (an unknown failure as HOLDER_FAILED). */
+export function errorFrom(error: { code?: string; message: string; details?: unknown }): Error {
+  if (error.code !== undefined && (ERROR_CODES as readonly string[]).includes(error.code)) {
+    const details = typeof error.details === 'object' && error.details !== null ? (error.details as Record<string, unknown>) : undefined
+    return new DocketError(error.code as ErrorCode, error.message, details ? { details } : {})
+  }
+  return new DocketError('HOLDER_FAILED', `The process holding the store failed on this call: ${error.message}. Check its log; the call may or may not have taken effect.`)
+}
