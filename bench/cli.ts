@@ -53,6 +53,46 @@ async function importTree(files: number): Promise<Row> {
   return row(`docket import, ${files} legacy files (per file, one run)`, 'docket import', importMs / files, 'reading the same files', readMs / files)
 }
 
+/**
+ * Issue 12's CLI reads, each against node -e 0 in the same run: `show ID` and `list --ready`
+ * opening the store themselves (the index rows), then through a live holder (`docket daemon`).
+ * Targets: through a holder ≤ 2× at 10k items (≤ 3× at 100k); opening the store ≤ 4×.
+ */
+async function cliReads(items: number, rounds: number): Promise<Row[]> {
+  const s = await scratch('cli-reads')
+  const store = await openStore({ dir: s.dir, durability: 'relaxed', logger: quiet })
+  await populate(store, items, 1024)
+  await store.compact()
+  await store.close()
+  const id = String(Math.ceil(items / 2))
+  const reads: Array<[string, string[]]> = [
+    [`docket --json show ${id}`, ['--json', 'show', id]],
+    ['docket --json list --ready', ['--json', 'list', '--ready']],
+  ]
+  const rows: Row[] = []
+  const measure = async (how: string, target: string, limit: number) => {
+    for (const [label, args] of reads) {
+      const result = await interleaved(
+        rounds,
+        async () => run([BIN, '--dir', s.dir, ...args]),
+        async () => run(['-e', '0']),
+      )
+      const r = row(`${label}, ${items} items, ${how} (median of ${rounds})`, label, median(result.subject), 'node -e 0', median(result.baseline))
+      rows.push({ ...r, target: `${target} · ${r.ratio <= limit ? 'met' : 'NOT met'}`, met: r.ratio <= limit })
+    }
+  }
+  await measure('opening the store itself (index rows)', '≤ 4×', 4)
+  run([BIN, '--dir', s.dir, 'daemon', 'start'])
+  try {
+    await measure('through a live holder (docket daemon)', '≤ 2× (≤ 3× at 100k)', 2)
+  } finally {
+    run([BIN, '--dir', s.dir, 'daemon', 'stop'])
+  }
+  await s.cleanup()
+  return rows
+}
+
 export async function cliBenchmarks(quick: boolean): Promise<Row[]> {
-  return [await listJson(quick ? 2_000 : 10_000, quick ? 3 : 9), await importTree(quick ? 2_000 : 10_000)]
+  const items = Number(process.env.DOCKET_CLI_ITEMS) || (quick ? 2_000 : 10_000)
+  return [await listJson(quick ? 2_000 : 10_000, quick ? 3 : 9), ...(await cliReads(items, quick ? 3 : 9)), await importTree(quick ? 2_000 : 10_000)]
 }

@@ -1,4 +1,4 @@
-import { isItemId, type ItemId } from '@docket/core'
+import { isItemId, type ItemId } from '@docket/core/client'
 import { UsageError } from './exit.js'
 
 /**

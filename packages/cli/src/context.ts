@@ -1,7 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { connectHolder, DocketError, handleOf, readerOf, isDocketError, openReader, openStore, type Logger, type StorageDamage, type Store, type StoreHandle, type StoreReader, type SyncOptions } from '@docket/core'
+import { connectHolder, DocketError, handleOf, readerOf, isDocketError, type StoreHandle, type StoreReader } from '@docket/core/client'
+import type { Logger, StorageDamage, Store, SyncOptions } from '@docket/core'
 import type { Command } from 'commander'
 import { Output, type Io } from './output.js'
 
@@ -84,8 +85,8 @@ export class Context {
     const dir = this.dir(command)
     const readOnly = options.readOnly === true
     const sync = this.sync(command)
-    const opened = await this.#openOrReach(dir, () =>
-      openStore({
+    const opened = await this.#openOrReach(dir, async () =>
+      (await core()).openStore({
         dir,
         create: false, // only `docket init` creates a store
         readOnly,
@@ -120,7 +121,7 @@ export class Context {
   async withReader<T>(command: Command, fn: (reader: StoreReader) => Promise<T>): Promise<T> {
     const out = this.output(command)
     const dir = this.dir(command)
-    const opened = await this.#openOrReach(dir, () => openReader({ dir, logger: this.logger(out) }))
+    const opened = await this.#openOrReach(dir, async () => (await import('@docket/core/read')).openReader({ dir, logger: this.logger(out) }))
     const held = 'held' in opened ? opened.held : undefined
     const reader = held ? await readerOf(held) : (opened as { opened: StoreReader }).opened
     try {
@@ -138,7 +139,7 @@ export class Context {
   async withScratchStore<T>(fn: (store: StoreHandle) => Promise<T>): Promise<T> {
     const dir = await mkdtemp(join(tmpdir(), 'docket-dry-run-'))
     try {
-      const store = await openStore({ dir, durability: 'relaxed', serve: false, logger: { warn: () => {}, error: () => {}, info: () => {} } })
+      const store = await (await core()).openStore({ dir, durability: 'relaxed', serve: false, logger: { warn: () => {}, error: () => {}, info: () => {} } })
       try {
         return await fn(handleOf(store))
       } finally {
@@ -207,4 +208,12 @@ function damaged(dir: string, damage: StorageDamage): DocketError {
 
 function staleNote(out: Output, url: string | null, last: string | null): void {
   out.note(`note: this report is from the local replica; it last synced with ${url} ${last ? `at ${last}` : 'never'}, so it may be stale (run \`docket sync\` to catch up)`)
+}
+
+/**
+ * The whole of @docket/core (Yjs, the engine), loaded only by commands that open the store
+ * themselves: a command that goes through a holder, or reads the index rows, never pays for it.
+ */
+function core(): Promise<typeof import('@docket/core')> {
+  return import('@docket/core')
 }

@@ -1,4 +1,4 @@
-import { DocketError, type ErrorCode } from '@docket/core'
+import { DocketError, type ErrorCode } from '@docket/core/client'
 
 /** docket's exit codes; documented in the README and never reused for anything else. */
 export const EXIT = {

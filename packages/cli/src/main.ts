@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander'
-import { DocketError } from '@docket/core'
+import { DocketError } from '@docket/core/client'
 import { Context } from './context.js'
 import { EXIT, exitCodeFor, UsageError } from './exit.js'
 import { Output, processIo, type Io } from './output.js'
@@ -8,8 +8,10 @@ import { registerRecover } from './commands/recover.js'
 import { registerInit, registerStoreCommands } from './commands/store.js'
 import { registerSync } from './commands/sync.js'
 import { registerDaemon } from './commands/daemon.js'
+import { registerMcp } from './commands/mcp.js'
 
-export const VERSION = '0.1.0'
+export { VERSION } from './version.js'
+import { VERSION } from './version.js'
 
 /** Builds the `docket` program. Each command registers itself from commands/. */
 export function buildProgram(ctx: Context): Command {
@@ -33,6 +35,7 @@ export function buildProgram(ctx: Context): Command {
   registerRecover(program, ctx)
   registerSync(program, ctx)
   registerDaemon(program, ctx)
+  registerMcp(program, ctx)
   // Subcommands inherit exitOverride, suggestions and output from the program (commander copies them in .command()).
   return program
 }

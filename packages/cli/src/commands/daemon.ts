@@ -3,12 +3,14 @@ import { open, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
-import { connectHolder, DocketError, openStore, type StoreHandle } from '@docket/core'
+import { connectHolder, DocketError, type StoreHandle } from '@docket/core/client'
 import type { Context } from '../context.js'
 
 const BIN = fileURLToPath(new URL('../bin.js', import.meta.url))
 const PID_FILE = 'daemon.pid'
 const LOG_FILE = 'daemon.log'
+/** How long `start` waits for the daemon to open the store and listen. */
+const START_TIMEOUT_MS = 10 * 60_000
 
 /**
  * `docket daemon start|stop|status|run`: a background process that holds the store, so that
@@ -43,13 +45,20 @@ export function registerDaemon(program: Command, ctx: Context): void {
       const pid = child.pid!
       let exited: number | null | undefined
       child.once('exit', (code) => (exited = code))
-      const until = Date.now() + 15_000
+      // Opening a large store takes a while (its document is decoded): wait as long as the daemon lives, within reason.
+      const since = Date.now()
+      let told = false
       for (;;) {
         const holder = await holderOf(dir)
         if (holder?.pid === pid) break
-        if (exited !== undefined || Date.now() > until) {
+        if (exited !== undefined || Date.now() - since > START_TIMEOUT_MS) {
           const tail = (await readFile(join(dir, LOG_FILE), 'utf8').catch(() => '')).split('\n').slice(-6).join('\n').trim()
-          throw new DocketError('HOLDER_UNAVAILABLE', `The daemon for ${dir} did not come up${exited !== undefined ? ` (it exited with ${exited})` : ' within 15 s'}. Its log (${join(dir, LOG_FILE)}) ends with:\n${tail}`, { details: { dir, pid } })
+          if (exited === undefined) process.kill(pid, 'SIGTERM')
+          throw new DocketError('HOLDER_UNAVAILABLE', `The daemon for ${dir} did not come up${exited !== undefined ? ` (it exited with ${exited})` : ` within ${START_TIMEOUT_MS / 1000} s (it was stopped)`}. Its log (${join(dir, LOG_FILE)}) ends with:\n${tail}`, { details: { dir, pid } })
+        }
+        if (!told && Date.now() - since > 3000) {
+          told = true
+          out.note(`note: the daemon (pid ${pid}) is still opening ${dir}; a large store takes a while`)
         }
         await new Promise((r) => setTimeout(r, 50))
       }
@@ -95,6 +104,7 @@ export function registerDaemon(program: Command, ctx: Context): void {
       const dir = ctx.dir(command)
       const out = ctx.output(command)
       const sync = ctx.sync(command)
+      const { openStore } = await import('@docket/core')
       const store = await openStore({ dir, create: false, serve: true, ...(sync ? { sync } : {}), logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} } })
       await writeFile(join(dir, PID_FILE), `${process.pid}\n`)
       out.warn(`${new Date().toISOString()} daemon ${process.pid} holds ${dir}`)

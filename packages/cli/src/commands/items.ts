@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { decodeContent, isEventType, ITEM_TYPES, STAGES, validEvents, type Item, type ItemType, type Stage } from '@docket/core'
+import { decodeContent, isEventType, ITEM_TYPES, STAGES, validEvents, type Stage, type StoreReader } from '@docket/core/client'
+import type { Alias, Item, ItemType, StageHistoryEntry } from '@docket/core'
 import { parseId, parseIdList, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { UsageError } from '../exit.js'
@@ -67,10 +68,7 @@ export function registerItemCommands(program: Command, ctx: Context): void {
           else out.write(bytes)
           return
         }
-        const history = await store.stageHistory(id)
-        const content: Record<string, string | Uint8Array> = {}
-        for (const slot of await store.contentSlots(id)) content[slot] = decodeContent((await store.readContentBytes(id, slot))!)
-        const aliases = (await store.aliases()).filter((a) => a.uid === item.uid)
+        const { history, content, aliases } = await itemDetails(store, item)
         out.result({ item, history, validEvents: validEvents(item.stage), content, aliases }, () => {
           const c = out.color
           const lines = [
@@ -213,4 +211,15 @@ function itemTable(c: Colors, items: Item[]): string {
       [i.blocked ? c.red('blocked') : '', i.frozen ? c.yellow('frozen') : '', i.agent ? `@${i.agent}` : ''].filter(Boolean).join(' '),
     ]),
   )
+}
+
+type ItemSource = Pick<StoreReader, 'stageHistory' | 'contentSlots' | 'readContentBytes' | 'aliases'>
+
+/** What `show` prints about an item beside the item itself (the MCP tool show_item gives the same). */
+export async function itemDetails(store: ItemSource, item: Item): Promise<{ history: StageHistoryEntry[]; content: Record<string, string | Uint8Array>; aliases: Alias[] }> {
+  const history = await store.stageHistory(item.id)
+  const content: Record<string, string | Uint8Array> = {}
+  for (const slot of await store.contentSlots(item.id)) content[slot] = decodeContent((await store.readContentBytes(item.id, slot))!)
+  const aliases = (await store.aliases()).filter((a) => a.uid === item.uid)
+  return { history, content, aliases }
 }

@@ -2,7 +2,8 @@ import { createWriteStream } from 'node:fs'
 import { resolve } from 'node:path'
 import { once } from 'node:events'
 import type { Command } from 'commander'
-import { AUDIT_KINDS, DocketError, isDocketError, openStore, SCHEMA_VERSION, type AuditEvent, type AuditKind, type ConsistencyReport, type StoreHandle } from '@docket/core'
+import { AUDIT_KINDS, DocketError, isDocketError, SCHEMA_VERSION, type StoreHandle } from '@docket/core/client'
+import type { AuditEvent, AuditKind, ConsistencyReport } from '@docket/core'
 import { parseId, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { EXIT, UsageError } from '../exit.js'
@@ -19,6 +20,7 @@ export function registerInit(program: Command, ctx: Context): void {
     .action(async (flags: { replicaId?: string }, command: Command) => {
       const dir = ctx.dir(command)
       const out = ctx.output(command)
+      const { openStore } = await import('@docket/core')
       const store = await openStore({ dir, errorIfExists: true, ...(flags.replicaId ? { replicaId: flags.replicaId } : {}), logger: { warn: (m) => out.warn(m) } })
       const result = { dir: store.dir, replicaId: store.replicaId }
       await store.close()

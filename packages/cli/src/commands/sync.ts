@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { DocketError } from '@docket/core'
+import { DocketError } from '@docket/core/client'
 import { DEFAULT_PORT } from '@docket/server/defaults'
 import { parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'

@@ -1,8 +1,7 @@
 import * as Y from 'yjs'
 import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
-import type { StageEntry } from '../stage/log.js'
+import { isStageEntry, type StageEntry } from '../stage/log.js'
 import { isSlotName } from '../storage/keys.js'
-import { isStage } from '../stage/stages.js'
 import type { ClaimValue } from './claims.js'
 import { isContentRef, type ContentRef } from './content.js'
 import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone } from '../types.js'
@@ -172,21 +171,7 @@ export function readStageEntries(map: ItemMap): StageEntry[] {
     .map((e) => ({ id: e.id, epoch: e.epoch, stage: e.stage, event: e.event, basedOn: e.basedOn, by: e.by, at: e.at, ...(typeof e.reason === 'string' ? { reason: e.reason } : {}) }))
 }
 
-export function isStageEntry(value: unknown): value is StageEntry {
-  if (typeof value !== 'object' || value === null) return false
-  const e = value as StageEntry
-  return (
-    typeof e.id === 'string' &&
-    typeof e.epoch === 'number' &&
-    isStage(e.stage) &&
-    typeof e.event === 'string' &&
-    (e.basedOn === null || typeof e.basedOn === 'string') &&
-    typeof e.by === 'string' &&
-    typeof e.at === 'string' &&
-    Number.isFinite(e.epoch) &&
-    (e.reason === undefined || e.reason === null || typeof e.reason === 'string')
-  )
-}
+export { isStageEntry } from '../stage/log.js'
 
 /**
  * What a content slot holds in the document: a reference to a blob (schema 3), or the value

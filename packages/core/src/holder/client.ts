@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net'
 import { DocketError } from '../errors.js'
 import { HANDLE_MARK, type StoreHandle } from './handle.js'
 import { holderEndpoint } from './endpoint.js'
-import { decodeMessage, encodeMessage, errorFrom, MAX_LINE_BYTES, PROTOCOL_VERSION, type HolderHello, type HolderRequest, type HolderResponse } from './protocol.js'
+import { decodeMessage, encodeMessage, errorFrom, lineSplitter, PROTOCOL_VERSION, type HolderHello, type HolderRequest, type HolderResponse } from './protocol.js'
 
 export interface ConnectHolderOptions {
   /** How long one call may take before the client gives up (HOLDER_UNAVAILABLE). Default 60 s. */
@@ -84,14 +84,11 @@ class Connection {
     readonly timeoutMs: number,
   ) {
     socket.setEncoding('utf8')
-    let buffered = ''
+    const split = lineSplitter((line) => this.#receive(line))
     socket.on('data', (chunk: string) => {
-      buffered += chunk
-      if (buffered.length > MAX_LINE_BYTES) return this.#fail('it sent a line longer than any answer')
-      for (let at = buffered.indexOf('\n'); at >= 0; at = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, at)
-        buffered = buffered.slice(at + 1)
-        this.#receive(line)
+      if (!split(chunk)) {
+        this.#fail('it sent a line longer than any answer')
+        socket.destroy()
       }
     })
     socket.on('error', () => {})

@@ -31,7 +31,12 @@ export const PROTOCOL_VERSION = 1
 /** A line longer than this is refused (a 16 MiB slot, base64 and JSON-escaped, fits). */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024
 
-export function encodeMessage(message: HolderRequest | HolderResponse): string {
+/**
+ * `plain` says the message holds no bytes and no `undefined` in an array (most answers: items,
+ * lists, reports): it is then encoded without a replacer, which costs a call per value.
+ */
+export function encodeMessage(message: HolderRequest | HolderResponse, plain = false): string {
+  if (plain) return `${JSON.stringify(message)}\n`
   return `${JSON.stringify(message, function (this: unknown, key: string, value: unknown) {
     const original = (this as Record<string, unknown>)[key]
     if (original instanceof Uint8Array) return { $bytes: Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64') }
@@ -41,6 +46,8 @@ export function encodeMessage(message: HolderRequest | HolderResponse): string {
 }
 
 export function decodeMessage(line: string): unknown {
+  // A reviver costs a call per value: only lines that carry bytes or undefined need one.
+  if (!line.includes('"$bytes"') && !line.includes('"$undefined"')) return JSON.parse(line)
   return JSON.parse(line, (_key, value: unknown) => {
     if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
       const v = value as Record<string, unknown>
@@ -63,4 +70,30 @@ export function errorFrom(error: { code?: string; message: string; details?: unk
     return new DocketError(error.code as ErrorCode, error.message, details ? { details } : {})
   }
   return new DocketError('HOLDER_FAILED', `The process holding the store failed on this call: ${error.message}. Check its log; the call may or may not have taken effect.`)
+}
+
+/**
+ * Splits a stream of text into lines, looking for the end of a line only in what just arrived
+ * (a large answer comes in many chunks: searching the whole buffer each time is quadratic).
+ * Returns false once the line under way passes `MAX_LINE_BYTES`: the caller drops the peer.
+ */
+export function lineSplitter(onLine: (line: string) => void): (chunk: string) => boolean {
+  let parts: string[] = []
+  let length = 0
+  return (chunk) => {
+    let start = 0
+    for (let at = chunk.indexOf('\n'); at >= 0; at = chunk.indexOf('\n', start)) {
+      parts.push(chunk.slice(start, at))
+      const line = parts.join('')
+      parts = []
+      length = 0
+      start = at + 1
+      if (line.length > 0) onLine(line)
+    }
+    if (start < chunk.length) {
+      parts.push(chunk.slice(start))
+      length += chunk.length - start
+    }
+    return length <= MAX_LINE_BYTES
+  }
 }

@@ -4,7 +4,7 @@ import { DocketError } from '../errors.js'
 import type { Logger } from '../store/logger.js'
 import type { Store } from '../store/store.js'
 import { holderEndpoint } from './endpoint.js'
-import { decodeMessage, encodeMessage, errorOf, MAX_LINE_BYTES, PROTOCOL_VERSION, type HolderHello, type HolderRequest } from './protocol.js'
+import { decodeMessage, encodeMessage, errorOf, lineSplitter, PROTOCOL_VERSION, type HolderHello, type HolderRequest } from './protocol.js'
 
 /**
  * What a client may call: the store's operations and reports, and what maintenance tools use.
@@ -19,6 +19,8 @@ const STORE_METHODS = new Set([
   // properties, read as calls without arguments
   'dir', 'replicaId', 'readOnly', 'schema',
 ])
+/** What may answer with bytes (or with `undefined` inside a list): encoded with the replacer. */
+const CARRY_BYTES = new Set(['readContentBytes', 'readStoredContent', 'scanStoredRows', 'readContent', 'hello'])
 const MAINTENANCE_METHODS = new Set([
   'scanStoredRows', 'uidAt', 'isDeletedUid', 'pendingReanchors', 'readStoredContent', 'readShadowRow', 'adoptOrphan',
   'recordRun', 'beginIntent', 'endIntent', 'repairShadow', 'importTombstone', 'corruptRows', 'pendingIntents',
@@ -90,18 +92,9 @@ export class HolderServer {
     socket.on('close', () => this.#connections.delete(socket))
     socket.on('error', () => {})
     socket.setEncoding('utf8')
-    let buffered = ''
+    const split = lineSplitter((line) => this.#handle(socket, line))
     socket.on('data', (chunk: string) => {
-      buffered += chunk
-      if (buffered.length > MAX_LINE_BYTES) {
-        socket.destroy()
-        return
-      }
-      for (let at = buffered.indexOf('\n'); at >= 0; at = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, at)
-        buffered = buffered.slice(at + 1)
-        if (line.length > 0) this.#handle(socket, line)
-      }
+      if (!split(chunk)) socket.destroy()
     })
   }
 
@@ -115,15 +108,15 @@ export class HolderServer {
       return
     }
     const done = this.#answer(request).then(
-      (value) => this.#send(socket, { id: request.id, ok: true, value }),
+      (value) => this.#send(socket, { id: request.id, ok: true, value }, !CARRY_BYTES.has(request.method)),
       (err: unknown) => this.#send(socket, { id: request.id, ok: false, error: errorOf(err) }),
     )
     this.#inFlight.add(done)
     void done.finally(() => this.#inFlight.delete(done))
   }
 
-  #send(socket: Socket, message: Parameters<typeof encodeMessage>[0]): void {
-    if (!socket.destroyed) socket.write(encodeMessage(message))
+  #send(socket: Socket, message: Parameters<typeof encodeMessage>[0], plain = false): void {
+    if (!socket.destroyed) socket.write(encodeMessage(message, plain))
   }
 
   async #answer({ target, method, args }: HolderRequest): Promise<unknown> {

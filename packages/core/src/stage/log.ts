@@ -1,6 +1,6 @@
 import type { ReplicaId } from '../ids.js'
 import type { EventType } from './machine.js'
-import type { Stage } from './stages.js'
+import { isStage, type Stage } from './stages.js'
 
 /**
  * One entry of an item's grow-only stage log. The log is the only place a stage is stored;
@@ -19,4 +19,21 @@ export interface StageEntry {
   by: ReplicaId
   at: string
   reason?: string
+}
+
+/** Whether a value (read from the document, a row, a peer) has the shape of a stage entry. */
+export function isStageEntry(value: unknown): value is StageEntry {
+  if (typeof value !== 'object' || value === null) return false
+  const e = value as StageEntry
+  return (
+    typeof e.id === 'string' &&
+    typeof e.epoch === 'number' &&
+    isStage(e.stage) &&
+    typeof e.event === 'string' &&
+    (e.basedOn === null || typeof e.basedOn === 'string') &&
+    typeof e.by === 'string' &&
+    typeof e.at === 'string' &&
+    Number.isFinite(e.epoch) &&
+    (e.reason === undefined || e.reason === null || typeof e.reason === 'string')
+  )
 }

@@ -1,5 +1,6 @@
 import { isItemId, isReplicaId, isUid, type ItemId } from '../ids.js'
-import { isStageEntry, type ItemRecord } from '../crdt/layout.js'
+import type { ItemRecord } from '../crdt/layout.js'
+import { isStageEntry } from '../stage/log.js'
 import type { StageEntry } from '../stage/log.js'
 import { isStage, type Stage } from '../stage/stages.js'
 import { ITEM_TYPES, type Blocked, type ItemType } from '../types.js'

@@ -2,14 +2,11 @@ import { contentEntries, isDeletedUid, readStageEntries, type ItemRecord } from 
 import { isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
-import type { StageEntry } from '../stage/log.js'
 import type { Stage } from '../stage/stages.js'
-import type { Item, ItemType, ListItemsOptions, StageHistoryEntry } from '../types.js'
+import type { Item, ListItemsOptions, StageHistoryEntry } from '../types.js'
 import { invalid } from './validate.js'
+import { filterItems, historyOf, readyGiven } from './listing.js'
 import { recordOf, type DocState } from './state.js'
-
-/** Stages in which a dependency counts as satisfied. */
-export const SATISFIED_STAGES: ReadonlySet<Stage> = new Set<Stage>(['done', 'archived'])
 
 /** The live item at `id` as readers see it, or undefined (absent, tombstoned or unreadable). */
 export function itemAt(state: DocState, id: ItemId): Item | undefined {
@@ -73,37 +70,9 @@ export function listItems(state: DocState, options: ListItemsOptions): Item[] {
   return filterItems(items, options, (id) => itemAt(state, id))
 }
 
-/**
- * The list filters, over items read from anywhere (the document, the index rows): `lookup`
- * finds a dependency, which may lie outside `items`' filters but never outside the store.
- */
-export function filterItems(items: readonly Item[], options: ListItemsOptions, lookup: (id: ItemId) => Item | undefined): Item[] {
-  const stages = toSet<Stage>(options.stage)
-  const types = toSet<ItemType>(options.type)
-  return items.filter((item) => {
-    if (stages && !stages.has(item.stage)) return false
-    if (types && !types.has(item.type)) return false
-    if (options.ready !== undefined && readyGiven(item, lookup) !== options.ready) return false
-    return true
-  })
-}
-
-function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | undefined {
-  if (value === undefined) return undefined
-  return new Set(typeof value === 'string' ? [value] : value)
-}
-
 /** Ready: neither blocked nor frozen, and every dependency a live item that is done or archived. */
 export function isReady(state: DocState, item: Item): boolean {
   return readyGiven(item, (id) => itemAt(state, id))
-}
-
-export function readyGiven(item: Item, lookup: (id: ItemId) => Item | undefined): boolean {
-  if (item.blocked !== null || item.frozen) return false
-  return item.dependsOn.every((dep) => {
-    const target = lookup(dep)
-    return target !== undefined && SATISFIED_STAGES.has(target.stage)
-  })
 }
 
 /**
@@ -158,20 +127,6 @@ export function stageHistory(state: DocState, id: ItemId): StageHistoryEntry[] {
   const uid = state.claims.uidAt(id)
   const map = uid === undefined ? undefined : state.maps.get(uid)
   return map ? historyOf(readStageEntries(map)) : []
-}
-
-/** A stage log as `stageHistory` shows it: every entry, whether it counts and why not, in time order. */
-export function historyOf(entries: readonly StageEntry[]): StageHistoryEntry[] {
-  const resolution = resolveStage(entries)
-  const invalidReasons = new Map(resolution?.invalid.map(({ entry, reason }) => [entry.id, reason]) ?? [])
-  return entries
-    .map((entry): StageHistoryEntry => {
-      const reason = invalidReasons.get(entry.id)
-      const out: StageHistoryEntry = { ...entry, valid: reason === undefined, current: resolution?.current.id === entry.id }
-      if (reason !== undefined) out.invalidReason = reason
-      return out
-    })
-    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.id < b.id ? -1 : 1))
 }
 
 /** Every blob the live items' content references (deduplicated by hash), for blob catch-up. */

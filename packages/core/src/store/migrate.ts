@@ -19,7 +19,8 @@ import { itemAt } from './items.js'
 import { rowsToRefs, valuesToRefs, type ContentMigration } from './migrate-content.js'
 
 /** The on-disk format this code writes. A store with a higher version is refused, not guessed at. */
-export const SCHEMA_VERSION = 3
+import { SCHEMA_VERSION } from './schema.js'
+export { SCHEMA_VERSION }
 
 /** Marks the migration's own transaction: it is persisted by the migration batch, not by capture. */
 export const MIGRATE_ORIGIN = Symbol('docket:migrate')

@@ -15,7 +15,8 @@ import { Store } from './store.js'
 import { invalid, keysOf, requireKnownKeys, requireObject } from './validate.js'
 
 export { SCHEMA_VERSION } from './migrate.js'
-export const DEFAULT_DIR = '.docket'
+import { DEFAULT_DIR, defaultDir } from './dir.js'
+export { DEFAULT_DIR, defaultDir }
 
 export interface OpenStoreOptions {
   /** The store directory. Default: `DOCKET_DIR`, else `.docket` in the working directory. */
@@ -70,9 +71,6 @@ const OPEN_KEYS = keysOf<OpenStoreOptions>()(['dir', 'create', 'errorIfExists', 
 const HOOK_KEYS = keysOf<StoreHooks>()(['step', 'clientId', 'allocate', 'beforeWrite'])
 const SYNC_KEYS = keysOf<SyncOptions>()(['url', 'token', 'document', 'minReconnectDelayMs', 'maxReconnectDelayMs', 'closeTimeoutMs'])
 
-export function defaultDir(): string {
-  return process.env.DOCKET_DIR && process.env.DOCKET_DIR.length > 0 ? process.env.DOCKET_DIR : DEFAULT_DIR
-}
 
 /**
  * Opens the store in `dir` (creating it unless `create: false`). Fails with STORE_LOCKED if

@@ -20,10 +20,10 @@ import { decodeShadow } from '../storage/shadow.js'
 import type { Alias, AuditEvent, AuditQuery, Item, ListItemsOptions, StageHistoryEntry, Tombstone } from '../types.js'
 import { queryAudit } from './audit-query.js'
 import { decodeContent } from './evidence.js'
-import { filterItems, historyOf } from './items.js'
+import { filterItems, historyOf } from './listing.js'
 import { stderrLogger, type Logger } from './logger.js'
-import { SCHEMA_VERSION } from './migrate.js'
-import { defaultDir, openStore } from './open.js'
+import { defaultDir } from './dir.js'
+import { SCHEMA_VERSION } from './schema.js'
 import type { Store } from './store.js'
 import { checkListOptions, invalid, keysOf, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
 
@@ -139,6 +139,8 @@ class Reader implements StoreReader {
     const dbs = this.#dbs
     this.#dbs = undefined
     await dbs?.root.close()
+    // Loaded only now: a reader that answers from the index never loads Yjs.
+    const { openStore } = await import('./open.js')
     this.#store = await openStore({ dir: this.dir, readOnly: true, create: false, logger: this.logger })
     return this.#store
   }

@@ -1,0 +1,53 @@
+import type { ItemId } from '../ids.js'
+import type { StageEntry } from '../stage/log.js'
+import { resolveStage } from '../stage/resolve.js'
+import type { Stage } from '../stage/stages.js'
+import type { Item, ItemType, ListItemsOptions, StageHistoryEntry } from '../types.js'
+
+// The reads' pure rules, over items read from anywhere (the document, the index rows, a holder):
+// no Yjs here, so that a reader loads without it.
+
+/** Stages in which a dependency counts as satisfied. */
+export const SATISFIED_STAGES: ReadonlySet<Stage> = new Set<Stage>(['done', 'archived'])
+
+/**
+ * The list filters, over items read from anywhere (the document, the index rows): `lookup`
+ * finds a dependency, which may lie outside `items`' filters but never outside the store.
+ */
+export function filterItems(items: readonly Item[], options: ListItemsOptions, lookup: (id: ItemId) => Item | undefined): Item[] {
+  const stages = toSet<Stage>(options.stage)
+  const types = toSet<ItemType>(options.type)
+  return items.filter((item) => {
+    if (stages && !stages.has(item.stage)) return false
+    if (types && !types.has(item.type)) return false
+    if (options.ready !== undefined && readyGiven(item, lookup) !== options.ready) return false
+    return true
+  })
+}
+
+function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | undefined {
+  if (value === undefined) return undefined
+  return new Set(typeof value === 'string' ? [value] : value)
+}
+
+export function readyGiven(item: Item, lookup: (id: ItemId) => Item | undefined): boolean {
+  if (item.blocked !== null || item.frozen) return false
+  return item.dependsOn.every((dep) => {
+    const target = lookup(dep)
+    return target !== undefined && SATISFIED_STAGES.has(target.stage)
+  })
+}
+
+/** A stage log as `stageHistory` shows it: every entry, whether it counts and why not, in time order. */
+export function historyOf(entries: readonly StageEntry[]): StageHistoryEntry[] {
+  const resolution = resolveStage(entries)
+  const invalidReasons = new Map(resolution?.invalid.map(({ entry, reason }) => [entry.id, reason]) ?? [])
+  return entries
+    .map((entry): StageHistoryEntry => {
+      const reason = invalidReasons.get(entry.id)
+      const out: StageHistoryEntry = { ...entry, valid: reason === undefined, current: resolution?.current.id === entry.id }
+      if (reason !== undefined) out.invalidReason = reason
+      return out
+    })
+    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.id < b.id ? -1 : 1))
+}
