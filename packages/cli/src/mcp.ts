@@ -24,9 +24,16 @@ export interface McpOptions {
  */
 export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.ReadableStream; stdout: NodeJS.WritableStream } = { stdin: process.stdin, stdout: process.stdout }): Promise<void> {
   const server = new McpServer({ name: 'docket', version: VERSION }, { instructions: 'docket: the pipeline store of an agent orchestrator. Items move through stages only by events (apply_event); a blocked or frozen item moves only with force.' })
-  const tool = <S extends z.ZodRawShape>(name: string, description: string, schema: S, run: (args: z.objectOutputType<S, z.ZodTypeAny>, store: StoreHandle) => Promise<unknown>, write = false) =>
-    server.registerTool(name, { description, inputSchema: schema, annotations: { readOnlyHint: !write, destructiveHint: false } }, (async (args: z.objectOutputType<S, z.ZodTypeAny>) =>
-      answer(() => withStore(options, (store) => run(args, store)))) as never)
+  // The SDK runs tool calls concurrently; without a holder each opens the store, which one process can hold once at a time.
+  let turn: Promise<unknown> = Promise.resolve()
+  const serially = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = turn.then(fn, fn)
+    turn = next.catch(() => {})
+    return next
+  }
+  const tool = <S extends z.ZodRawShape>(name: string, description: string, schema: S, run: (args: z.objectOutputType<S, z.ZodTypeAny>, store: StoreHandle) => Promise<unknown>, write: false | 'write' | 'destructive' = false) =>
+    server.registerTool(name, { description, inputSchema: schema, annotations: { readOnlyHint: write === false, destructiveHint: write === 'destructive' } }, (async (args: z.objectOutputType<S, z.ZodTypeAny>) =>
+      answer(() => serially(() => withStore(options, (store) => run(args, store))))) as never)
 
   const id = z.string().describe('an item id, such as "12"')
   const stageList = z.union([z.enum(STAGES as unknown as [string, ...string[]]), z.array(z.enum(STAGES as unknown as [string, ...string[]]))])
@@ -48,21 +55,21 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
     'Create an item; returns it with its id.',
     { name: z.string(), type: z.enum(ITEM_TYPES as unknown as [string, ...string[]]).optional(), dependsOn: z.array(z.string()).optional(), body: z.string().optional().describe('the body: markdown, usually with YAML front matter') },
     (args, store) => store.createItem(args as never),
-    true,
+    'write',
   )
   tool(
     'apply_event',
     'Send a stage event (start, gates_passed, accepted, merge_succeeded, demote, …): the only way to change a stage. A blocked or frozen item is refused (ITEM_BLOCKED, ITEM_FROZEN) unless force is true.',
     { id, event: z.string(), reason: z.string().optional(), force: z.boolean().optional() },
     ({ id: itemId, event, reason, force }, store) => store.apply(itemId, reason === undefined ? { type: event as never } : { type: event as never, reason }, force ? { force: true } : {}),
-    true,
+    'write',
   )
   tool(
     'update_item',
     'Edit fields (not the stage): name, dependsOn, agent (null clears), retries, blocked ({ reason } or null), frozen.',
     { id, name: z.string().optional(), dependsOn: z.array(z.string()).optional(), agent: z.string().nullable().optional(), retries: z.number().int().min(0).optional(), blocked: z.object({ reason: z.string() }).nullable().optional(), frozen: z.boolean().optional() },
     ({ id: itemId, ...patch }, store) => store.updateItem(itemId, patch as never),
-    true,
+    'write',
   )
   tool(
     'write_content',
@@ -72,7 +79,7 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
       await store.writeContent(itemId, slot, text)
       return { id: itemId, slot, bytes: Buffer.byteLength(text) }
     },
-    true,
+    'write',
   )
   tool('read_content', 'Read a content slot of an item (default `body`).', { id, slot: z.string().optional() }, async ({ id: itemId, slot }, store) => {
     const name = slot ?? 'body'
@@ -97,7 +104,7 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
     return recoverOrphans(store, { ...(ids ? { ids } : {}), dryRun: true })
   })
   if (options.allowDestructive) {
-    tool('delete_item', 'Delete an item: its id is tombstoned and never reused, its content cleared.', { id, reason: z.string().optional() }, ({ id: itemId, reason }, store) => store.deleteItem(itemId, reason === undefined ? {} : { reason }), true)
+    tool('delete_item', 'Delete an item: its id is tombstoned and never reused, its content cleared.', { id, reason: z.string().optional() }, ({ id: itemId, reason }, store) => store.deleteItem(itemId, reason === undefined ? {} : { reason }), 'destructive')
     tool(
       'recover_apply',
       'Re-anchor the named orphans (ids) to fresh ids; audited. Run recover_dry_run first.',
@@ -106,7 +113,7 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
         const { recoverOrphans } = await import('@docket/recover')
         return recoverOrphans(store, { ids, dryRun: false })
       },
-      true,
+      'destructive',
     )
   }
   const transport = new StdioServerTransport(streams.stdin as never, streams.stdout as never)

@@ -81,11 +81,32 @@ describe('docket mcp, driven by the SDK\'s own client over stdio', () => {
     }
     const destructive = await connect(dir, '--allow-destructive')
     try {
-      expect((await destructive.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['delete_item', 'recover_apply']))
+      const tools = (await destructive.listTools()).tools
+      expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['delete_item', 'recover_apply']))
+      expect(tools.find((t) => t.name === 'delete_item')?.annotations).toMatchObject({ destructiveHint: true })
       expect(json(await destructive.callTool({ name: 'delete_item', arguments: { id: '1', reason: 'done with it' } }))).toMatchObject({ id: '1', alreadyDeleted: false })
       expect(failure(await destructive.callTool({ name: 'show_item', arguments: { id: '1' } }))).toMatchObject({ code: 'TOMBSTONED' })
     } finally {
       await destructive.close()
+    }
+  }, 60_000)
+
+  it('calls that arrive together (the SDK runs them concurrently) all succeed without a holder', async () => {
+    const dir = await storeDir()
+    const client = await connect(dir)
+    try {
+      const results = await Promise.all([
+        ...Array.from({ length: 6 }, (_, i) => client.callTool({ name: 'create_item', arguments: { name: `together ${i}` } })),
+        client.callTool({ name: 'list_items', arguments: {} }),
+        client.callTool({ name: 'audit_log', arguments: {} }),
+      ])
+      for (const result of results) json(result)
+      expect(new Set(results.slice(0, 6).map((r) => json(r).id)).size).toBe(6)
+      const tools = (await client.listTools()).tools
+      expect(tools.find((t) => t.name === 'list_items')?.annotations).toMatchObject({ readOnlyHint: true, destructiveHint: false })
+      expect(tools.find((t) => t.name === 'create_item')?.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false })
+    } finally {
+      await client.close()
     }
   }, 60_000)
 

@@ -2,7 +2,7 @@ import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { openReader, openStore, type Store, type StoreReader } from '../src/index.js'
-import { writeRawRows } from '../src/testing.js'
+import { readRawRows, writeRawRows } from '../src/testing.js'
 import { capturingLogger, extractCoreSource, pull, runFixture, tempDir, testStore } from './support.js'
 
 /** The last commit whose docket does not keep the index rows. */
@@ -258,6 +258,36 @@ describe('openReader: falls back to the document, never to a wrong answer', () =
     } finally {
       await reader.close()
     }
+  })
+})
+
+describe('openReader after an update row was damaged', () => {
+  it('a writable open rebuilds the index from what the document still says (once), so the reader agrees with the store', async () => {
+    const store = await testStore()
+    await store.createItem({ name: 'x' })
+    await store.apply('1', 'start')
+    await store.close()
+    // The last update row (the start) is damaged in place: every open skips it, and the index rows written with it say more.
+    const rows = await readRawRows(store.dir)
+    const last = rows.filter((r) => r.sublevel === 'doc').map((r) => r.key).sort().at(-1)!
+    await writeRawRows(store.dir, [{ type: 'put', sublevel: 'doc', key: last, value: new Uint8Array([0xff, 0x00, 0x13, 0x37]) }])
+    const reopened = await testStore({ dir: store.dir })
+    expect(reopened.getItem('1')?.stage).toBe('backlog')
+    expect((await reopened.verify()).staleIndex).toEqual([])
+    await reopened.close()
+    const reader = await openReader({ dir: store.dir })
+    try {
+      expect(reader.source).toBe('index')
+      expect((await reader.getItem('1'))?.stage).toBe('backlog')
+    } finally {
+      await reader.close()
+    }
+    // Rebuilt once for that damaged row, not at every open.
+    const before = (await readRawRows(store.dir)).find((r) => r.sublevel === 'meta' && r.key === 'commit')!
+    const again = await testStore({ dir: store.dir })
+    await again.close()
+    const after = (await readRawRows(store.dir)).find((r) => r.sublevel === 'meta' && r.key === 'commit')!
+    expect(Buffer.from(after.value).toString()).toBe(Buffer.from(before.value).toString())
   })
 })
 

@@ -106,12 +106,13 @@ export function registerDaemon(program: Command, ctx: Context): void {
       const sync = ctx.sync(command)
       const { openStore } = await import('@docket/core')
       const store = await openStore({ dir, create: false, serve: true, ...(sync ? { sync } : {}), logger: { warn: (m) => out.warn(m), error: (m) => out.error(m), info: () => {} } })
-      await writeFile(join(dir, PID_FILE), `${process.pid}\n`)
-      out.warn(`${new Date().toISOString()} daemon ${process.pid} holds ${dir}`)
-      await new Promise<void>((resolve) => {
+      const stopped = new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve())
         process.once('SIGINT', () => resolve())
       })
+      await writeFile(join(dir, PID_FILE), `${process.pid}\n`)
+      out.warn(`${new Date().toISOString()} daemon ${process.pid} holds ${dir}`)
+      await stopped
       await store.close()
       await rm(join(dir, PID_FILE), { force: true })
       out.warn(`${new Date().toISOString()} daemon ${process.pid} stopped`)

@@ -1,9 +1,9 @@
-import { lstat, unlink } from 'node:fs/promises'
+import { lstat } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
 import { DocketError } from '../errors.js'
 import { HANDLE_MARK, type StoreHandle } from './handle.js'
-import { holderEndpoint } from './endpoint.js'
-import { decodeMessage, encodeMessage, errorFrom, lineSplitter, PROTOCOL_VERSION, type HolderHello, type HolderRequest, type HolderResponse } from './protocol.js'
+import { checkEndpoint, holderEndpoint } from './endpoint.js'
+import { CARRY_BYTES, decodeMessage, encodeMessage, errorFrom, lineSplitter, PROTOCOL_VERSION, type HolderHello, type HolderRequest, type HolderResponse } from './protocol.js'
 
 export interface ConnectHolderOptions {
   /** How long one call may take before the client gives up (HOLDER_UNAVAILABLE). Default 60 s. */
@@ -17,20 +17,21 @@ export interface ConnectHolderOptions {
  * A socket left behind by a holder that died (kill -9) is removed on the way.
  */
 export async function connectHolder(dir: string, options: ConnectHolderOptions = {}): Promise<StoreHandle | undefined> {
-  const { path } = holderEndpoint(dir)
-  const found = process.platform === 'win32' ? undefined : await lstat(path).catch(() => undefined)
-  if (process.platform !== 'win32' && !found?.isSocket()) return undefined
+  const endpoint = holderEndpoint(dir)
+  const { path } = endpoint
+  if (process.platform !== 'win32') {
+    const found = await lstat(path).catch(() => undefined)
+    if (!found?.isSocket()) return undefined
+    await checkEndpoint(endpoint, dir)
+  }
   let socket: Socket
   try {
     socket = await open(path, options.connectTimeoutMs ?? 2000)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ECONNREFUSED' || code === 'ENOENT') {
-      // Nobody listens: its holder is gone. Removed only if it is still the same file (a new holder's socket has a new inode).
-      const now = await lstat(path).catch(() => undefined)
-      if (found && now && now.ino === found.ino) await unlink(path).catch(() => {})
-      return undefined
-    }
+    // Nobody listens: its holder is gone. The socket is left for whoever takes the store's lock
+    // next to remove (a client cannot tell a dead holder's socket from one a new holder is binding).
+    if (code === 'ECONNREFUSED' || code === 'ENOENT') return undefined
     if (code === 'EACCES' || code === 'EPERM') {
       throw new DocketError('STORE_LOCKED', `The store at ${dir} is held by a process of another user, whose socket you may not open: run docket as that user, or wait for that process to close the store.`, { details: { dir, socket: path } })
     }
@@ -75,7 +76,7 @@ function open(path: string, timeoutMs: number): Promise<Socket> {
 
 class Connection {
   #next = 1
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>()
+  readonly #pending = new Map<number, { method: string; parts: unknown[]; resolve: (v: unknown) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>()
   #lost: DocketError | undefined
 
   constructor(
@@ -107,8 +108,11 @@ class Connection {
           }),
         )
       }, timeoutMs)
-      this.#pending.set(id, { resolve, reject, timer })
-      this.socket.write(encodeMessage({ id, target, method, args: args.map((a) => (typeof a === 'function' ? undefined : a)) }))
+      this.#pending.set(id, { method, parts: [], resolve, reject, timer })
+      // Functions cannot cross; trailing undefined arguments are left out (the holder's defaults apply).
+      const sent = args.map((a) => (typeof a === 'function' ? undefined : a))
+      while (sent.length > 0 && sent[sent.length - 1] === undefined) sent.pop()
+      this.socket.write(encodeMessage({ id, target, method, args: sent }))
     })
   }
 
@@ -121,15 +125,22 @@ class Connection {
   #receive(line: string): void {
     let message: HolderResponse
     try {
-      message = decodeMessage(line) as HolderResponse
+      message = decodeMessage(line, false) as HolderResponse
+      const pending = this.#pending.get(message.id)
+      // Bytes are revived only in the answers of methods that carry them (protocol.ts).
+      if (pending && CARRY_BYTES.has(pending.method)) message = decodeMessage(line) as HolderResponse
     } catch {
       return this.#fail('it sent something that is not an answer')
     }
     const pending = this.#pending.get(message.id)
     if (!pending) return
+    if ('more' in message) {
+      if (Array.isArray(message.more)) pending.parts.push(...message.more)
+      return
+    }
     this.#pending.delete(message.id)
     clearTimeout(pending.timer)
-    if (message.ok) pending.resolve(message.value)
+    if (message.ok) pending.resolve(pending.parts.length > 0 && Array.isArray(message.value) ? [...pending.parts, ...message.value] : message.value)
     else pending.reject(errorFrom(message.error))
   }
 
@@ -161,7 +172,7 @@ function heldStore(connection: Connection, hello: HolderHello): StoreHandle {
     schemaInfo: () => connection.call('store', 'schema', []),
     maintenance: new Proxy({} as Record<string, unknown>, {
       get: (_t, method) => {
-        if (typeof method !== 'string') return undefined
+        if (typeof method !== 'string' || method === 'then') return undefined
         if (method === 'scanStoredRows') {
           return (options: { ids?: unknown; onMalformedKey?: (key: unknown) => void } = {}) =>
             (async function* () {

@@ -15,6 +15,8 @@ export interface HolderRequest {
 
 export type HolderResponse =
   | { id: number; ok: true; value: unknown }
+  /** Part of a long list (items, audit events): the final answer carries the rest. */
+  | { id: number; more: unknown[] }
   | { id: number; ok: false; error: { code?: string; message: string; details?: unknown } }
 
 /** What a client learns when it connects. */
@@ -31,6 +33,16 @@ export const PROTOCOL_VERSION = 1
 /** A line longer than this is refused (a 16 MiB slot, base64 and JSON-escaped, fits). */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024
 
+/** Long lists travel in parts of this many elements, so that no answer needs a line of its own size. */
+export const LIST_PART = 2000
+
+/**
+ * Methods whose arguments or answers may hold bytes: only their messages are read with the
+ * reviver that turns `{ $bytes }` back into bytes — so that data which merely looks like a marker
+ * (an import's file named `$bytes`, say) anywhere else comes back as it was.
+ */
+export const CARRY_BYTES: ReadonlySet<string> = new Set(['readContentBytes', 'readStoredContent', 'scanStoredRows', 'readContent', 'createItem', 'writeContent', 'updateItem'])
+
 /**
  * `plain` says the message holds no bytes and no `undefined` in an array (most answers: items,
  * lists, reports): it is then encoded without a replacer, which costs a call per value.
@@ -45,13 +57,15 @@ export function encodeMessage(message: HolderRequest | HolderResponse, plain = f
   })}\n`
 }
 
-export function decodeMessage(line: string): unknown {
+/** `bytes`: whether `{ $bytes }` becomes bytes (only in the messages of CARRY_BYTES methods); `{ $undefined: 1 }` always becomes undefined. */
+export function decodeMessage(line: string, bytes = true): unknown {
   // A reviver costs a call per value: only lines that carry bytes or undefined need one.
-  if (!line.includes('"$bytes"') && !line.includes('"$undefined"')) return JSON.parse(line)
+  const hasBytes = bytes && line.includes('"$bytes"')
+  if (!hasBytes && !line.includes('"$undefined"')) return JSON.parse(line)
   return JSON.parse(line, (_key, value: unknown) => {
     if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
       const v = value as Record<string, unknown>
-      if (typeof v.$bytes === 'string' && Object.keys(v).length === 1) return new Uint8Array(Buffer.from(v.$bytes, 'base64'))
+      if (hasBytes && typeof v.$bytes === 'string' && Object.keys(v).length === 1) return new Uint8Array(Buffer.from(v.$bytes, 'base64'))
       if (v.$undefined === 1 && Object.keys(v).length === 1) return undefined
     }
     return value

@@ -1,10 +1,10 @@
-import { chmod, lstat, mkdir, stat, unlink } from 'node:fs/promises'
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises'
 import { createServer, type Server, type Socket } from 'node:net'
 import { DocketError } from '../errors.js'
 import type { Logger } from '../store/logger.js'
 import type { Store } from '../store/store.js'
-import { holderEndpoint } from './endpoint.js'
-import { decodeMessage, encodeMessage, errorOf, lineSplitter, PROTOCOL_VERSION, type HolderHello, type HolderRequest } from './protocol.js'
+import { holderEndpoint, removeStaleSocket } from './endpoint.js'
+import { CARRY_BYTES, decodeMessage, encodeMessage, errorOf, LIST_PART, lineSplitter, PROTOCOL_VERSION, type HolderHello, type HolderRequest } from './protocol.js'
 
 /**
  * What a client may call: the store's operations and reports, and what maintenance tools use.
@@ -19,8 +19,6 @@ const STORE_METHODS = new Set([
   // properties, read as calls without arguments
   'dir', 'replicaId', 'readOnly', 'schema',
 ])
-/** What may answer with bytes (or with `undefined` inside a list): encoded with the replacer. */
-const CARRY_BYTES = new Set(['readContentBytes', 'readStoredContent', 'scanStoredRows', 'readContent', 'hello'])
 const MAINTENANCE_METHODS = new Set([
   'scanStoredRows', 'uidAt', 'isDeletedUid', 'pendingReanchors', 'readStoredContent', 'readShadowRow', 'adoptOrphan',
   'recordRun', 'beginIntent', 'endIntent', 'repairShadow', 'importTombstone', 'corruptRows', 'pendingIntents',
@@ -52,12 +50,12 @@ export class HolderServer {
   static async listen(store: Store, logger: Logger): Promise<HolderServer> {
     const endpoint = holderEndpoint(store.dir)
     if (endpoint.privateDir) await privateDirectory(endpoint.privateDir)
-    if (process.platform !== 'win32') await removeStaleSocket(endpoint.path)
+    await removeStaleSocket(endpoint, store.dir)
     const server = createServer({ allowHalfOpen: false })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       // Owner-only from the moment it exists: bind under a umask that leaves no bits for others.
-      const umask = process.platform === 'win32' ? undefined : process.umask(0o177)
+      const umask = process.platform === 'win32' ? undefined : restrictUmask()
       try {
         server.listen(endpoint.path, () => {
           server.off('error', reject)
@@ -101,18 +99,30 @@ export class HolderServer {
   #handle(socket: Socket, line: string): void {
     let request: HolderRequest
     try {
-      request = decodeMessage(line) as HolderRequest
+      request = decodeMessage(line, false) as HolderRequest
       if (typeof request !== 'object' || request === null || typeof request.id !== 'number' || typeof request.method !== 'string' || !Array.isArray(request.args)) throw new Error('not a request')
+      if (CARRY_BYTES.has(request.method)) request = decodeMessage(line) as HolderRequest
     } catch {
       socket.destroy() // not a docket client
       return
     }
     const done = this.#answer(request).then(
-      (value) => this.#send(socket, { id: request.id, ok: true, value }, !CARRY_BYTES.has(request.method)),
+      (value) => this.#reply(socket, request, value),
       (err: unknown) => this.#send(socket, { id: request.id, ok: false, error: errorOf(err) }),
     )
     this.#inFlight.add(done)
     void done.finally(() => this.#inFlight.delete(done))
+  }
+
+  /** The answer; a long list in parts (each a line of its own), the last part with the answer. */
+  #reply(socket: Socket, request: HolderRequest, value: unknown): void {
+    const plain = !CARRY_BYTES.has(request.method)
+    if (Array.isArray(value) && value.length > LIST_PART) {
+      let at = 0
+      for (; value.length - at > LIST_PART; at += LIST_PART) this.#send(socket, { id: request.id, more: value.slice(at, at + LIST_PART) }, plain)
+      value = value.slice(at)
+    }
+    this.#send(socket, { id: request.id, ok: true, value }, plain)
   }
 
   #send(socket: Socket, message: Parameters<typeof encodeMessage>[0], plain = false): void {
@@ -153,22 +163,22 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'
 }
 
-/** A socket file left by a holder that died: removed (only a socket: never a file someone put there). */
-async function removeStaleSocket(path: string): Promise<void> {
-  const found = await lstat(path).catch(() => undefined)
-  if (!found) return
-  if (!found.isSocket()) {
-    throw new DocketError('STORE_UNWRITABLE', `${path} exists and is not a socket: move it aside so that the process holding the store can serve CLI calls there.`, { details: { path } })
-  }
-  await unlink(path)
-}
-
 /** This user's directory for sockets whose in-store path is too long: created 0700, refused if anyone else owns it. */
 async function privateDirectory(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
-  const info = await stat(dir)
-  if (typeof process.getuid === 'function' && info.uid !== process.getuid()) {
-    throw new DocketError('STORE_UNWRITABLE', `${dir} belongs to another user: remove it, or use a shorter store path (the socket then lives in the store directory).`, { details: { dir } })
+  // lstat: a symlink planted there is refused, never followed.
+  const info = await lstat(dir)
+  if (!info.isDirectory() || (typeof process.getuid === 'function' && info.uid !== process.getuid())) {
+    throw new DocketError('STORE_UNWRITABLE', `${dir} is not a directory of this user: remove it, or use a shorter store path (the socket then lives in the store directory).`, { details: { dir } })
   }
-  await chmod(dir, 0o700)
+  if ((info.mode & 0o077) !== 0) await chmod(dir, 0o700)
+}
+
+/** The umask for the bind, or undefined where it cannot be set (a worker thread): the chmod right after still applies. */
+function restrictUmask(): number | undefined {
+  try {
+    return process.umask(0o177)
+  } catch {
+    return undefined
+  }
 }

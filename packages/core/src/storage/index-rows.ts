@@ -9,7 +9,7 @@ import { idFromKey, idKey, ID_WIDTH } from './keys.js'
  * read never has to decode the document. Three kinds of rows, told apart by a prefix:
  *
  *   `i/<padded id>`          → the live item shown at that id (the `Item` JSON)
- *   `a/<padded old id>/<uid>` → an alias (an item that moved from that id)
+ *   `a/<oldId>/<uid>`        → an alias (an item that moved from that id), by its document key
  *   `t/<padded id>`          → a tombstone
  *
  * The index is complete when `meta/indexed` equals `meta/commit`: every batch written by a
@@ -24,8 +24,9 @@ export function itemIndexKey(id: ItemId): string {
   return `${INDEX_ITEM}${idKey(id)}`
 }
 
-export function aliasIndexKey(oldId: ItemId, uid: Uid): string {
-  return `${INDEX_ALIAS}${idKey(oldId)}/${uid}`
+/** An alias row is keyed by the document's key of the alias (`<oldId>/<uid>`), so that any write of that key rewrites or removes it. */
+export function aliasIndexKey(docKey: string): string {
+  return `${INDEX_ALIAS}${docKey}`
 }
 
 export function tombstoneIndexKey(id: ItemId): string {

@@ -10,7 +10,7 @@ import { resolveStage } from '../stage/resolve.js'
 import { itemFromRecord } from './items.js'
 import { newJob, OpContext, RemoteOrigin, type Job } from './job.js'
 import { aliasIndexPut, itemIndexPut, tombstoneIndexPut } from './indexer.js'
-import { itemIndexKey } from '../storage/index-rows.js'
+import { aliasIndexKey, itemIndexKey } from '../storage/index-rows.js'
 import { indexClaim, indexTombstone, noteAnchoring, recordOf, type DocState, type IndexEntry } from './state.js'
 import type { Logger } from './logger.js'
 
@@ -157,8 +157,10 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
       }
     } else if (type === parts.aliases) {
       for (const key of keys) {
-        const row = key === null ? undefined : aliasIndexPut(parts.aliases.get(key))
+        if (key === null) continue
+        const row = aliasIndexPut(key, parts.aliases.get(key))
         if (row) job.puts.push(row)
+        else job.dels.push({ sublevel: 'index', key: aliasIndexKey(key) })
       }
     } else if (type !== parts.meta) {
       const where = locateItemPart(parts, changedType as Y.AbstractType<unknown>)

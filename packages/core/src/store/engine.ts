@@ -135,7 +135,10 @@ export class Engine {
     await this.reportCorrupt(this.state.corrupt)
     this.runPendingReanchors()
     await this.reanchoring
-    if (!this.state.indexed) await this.rebuildIndex()
+    // A damaged update row is skipped by every open: the index rows written with it say more than
+    // the document does. Rebuilt once for each set of damaged rows (they are kept, never compacted).
+    const damaged = this.state.corrupt.filter((row) => row.sublevel === 'doc').map((row) => row.key).sort().join(',')
+    if (!this.state.indexed || (damaged !== '' && (await this.dbs.meta.get('indexedDespite')) !== damaged)) await this.rebuildIndex(damaged)
     if (compactionDue(this.state, [], this.compactAfterRows) === 'snapshot') await this.writer.compact(this.state)
   }
 
@@ -144,7 +147,7 @@ export class Engine {
    * on every batch keeps it complete: at the first open by a docket that keeps it, after a batch
    * written by one that did not, or when `doctor --fix` found it stale. Returns the rows written.
    */
-  async rebuildIndex(): Promise<number> {
+  async rebuildIndex(damaged?: string): Promise<number> {
     const existing: string[] = []
     for await (const key of this.dbs.index.keys()) existing.push(key)
     const state = this.state
@@ -153,7 +156,8 @@ export class Engine {
     const puts = [...rows].map(([key, value]) => ({ sublevel: 'index' as const, key, value }))
     const dels = existing.filter((key) => !rows.has(key)).map((key) => ({ sublevel: 'index' as const, key }))
     state.indexed = true
-    await this.write('index', { puts, dels })
+    const meta = damaged ? [{ sublevel: 'meta' as const, key: 'indexedDespite', value: damaged }] : []
+    await this.write('index', { puts: [...puts, ...meta], dels })
     return puts.length
   }
 

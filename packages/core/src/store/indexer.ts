@@ -20,11 +20,11 @@ export function itemIndexPut(item: Item): Put {
   return { sublevel: 'index', key: itemIndexKey(item.id), value: encodeIndexItem(item) }
 }
 
-/** The index row of an alias value, if the value is one (a peer can put anything into the map). */
-export function aliasIndexPut(value: unknown): Put | undefined {
+/** The index row of the alias under `key`; a value that is no alias (a peer can put anything there) has none: undefined. */
+export function aliasIndexPut(key: string, value: unknown): Put | undefined {
   if (!isAlias(value)) return undefined
   const alias: Alias = { uid: value.uid, oldId: value.oldId, newId: value.newId, at: value.at, by: value.by, reason: value.reason }
-  return { sublevel: 'index', key: aliasIndexKey(alias.oldId, alias.uid), value: encodeIndexAlias(alias) }
+  return { sublevel: 'index', key: aliasIndexKey(key), value: encodeIndexAlias(alias) }
 }
 
 /** The index row of a tombstone; keys that are no id are not readable as one and get none. */
@@ -40,7 +40,7 @@ export function indexRows(state: DocState): Map<string, string> {
     if (put) rows.set(put.key, put.value as string)
   }
   for (const id of liveIds(state)) add(itemIndexPut(itemAt(state, id as ItemId)!))
-  for (const value of state.parts.aliases.values()) add(aliasIndexPut(value))
+  for (const [key, value] of state.parts.aliases.entries()) add(aliasIndexPut(key, value))
   for (const [key, value] of state.parts.tombstones.entries()) add(tombstoneIndexPut(key, value))
   return rows
 }

@@ -10,6 +10,7 @@ import type { SyncOptions } from '../sync/client.js'
 import { stderrLogger, type Logger } from './logger.js'
 import { loadState } from './state.js'
 import { detectDamage } from '../storage/health.js'
+import { holderEndpoint, removeStaleSocket } from '../holder/endpoint.js'
 import { migrateInMemory, SCHEMA_VERSION, schemaMarkerUpdate, writeMigration, type MigrationReport } from './migrate.js'
 import { Store } from './store.js'
 import { invalid, keysOf, requireKnownKeys, requireObject } from './validate.js'
@@ -95,6 +96,8 @@ export async function openStore(options: OpenStoreOptions = {}): Promise<Store> 
   if (opts.errorIfExists !== undefined && typeof opts.errorIfExists !== 'boolean') throw invalid('errorIfExists must be true or false.')
   if (opts.serve !== undefined && typeof opts.serve !== 'boolean') throw invalid('serve must be true or false.')
   const dbs = await openDatabases(dir, create)
+  // This process has the LevelDB's lock: a holder socket still there was left by one that died.
+  await removeStaleSocket(holderEndpoint(dir), dir).catch(() => {})
   try {
     const { replicaId, schema } = await readOrInitMeta(dbs, dir, requestedReplica, create, opts.errorIfExists === true)
     const state = await loadState(dbs, 1, replicaId, opts.hooks?.clientId?.())

@@ -5,6 +5,7 @@ import { DocketError } from '../errors.js'
 import { parseItemId, type ItemId } from '../ids.js'
 import { openDatabases, storageError, type Databases } from '../storage/db.js'
 import { detectDamage, type StorageDamage } from '../storage/health.js'
+import { holderEndpoint, removeStaleSocket } from '../holder/endpoint.js'
 import {
   decodeIndexAlias,
   decodeIndexItem,
@@ -75,6 +76,8 @@ export async function openReader(options: OpenReaderOptions = {}): Promise<Store
   const dir = resolve(opts.dir ?? defaultDir())
   const logger = opts.logger ?? stderrLogger
   const dbs = await openDatabases(dir, false)
+  // The LevelDB's lock is ours: a holder socket still there was left by one that died.
+  await removeStaleSocket(holderEndpoint(dir), dir).catch(() => {})
   let why: string | undefined
   try {
     why = await whyNotIndexed(dir, dbs)
@@ -242,10 +245,11 @@ class Reader implements StoreReader {
       (store) => store.aliases(filter),
       async (dbs) => {
         const out: Alias[] = []
-        for await (const [key, text] of dbs.index.iterator(indexRange(INDEX_ALIAS, filter))) {
+        // Keyed by the document's keys, whose id part a peer could have written as anything: filtered by value, as the store does.
+        for await (const [key, text] of dbs.index.iterator(indexRange(INDEX_ALIAS))) {
           const alias = decodeIndexAlias(text)
           if (!alias) return unreadable(key)
-          out.push(alias)
+          if (filter === undefined || alias.oldId === filter) out.push(alias)
         }
         return out
       },
