@@ -59,9 +59,10 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
   )
   tool(
     'apply_event',
-    'Send a stage event (start, gates_passed, accepted, merge_succeeded, demote, …): the only way to change a stage. A blocked or frozen item is refused (ITEM_BLOCKED, ITEM_FROZEN) unless force is true.',
-    { id, event: z.string(), reason: z.string().optional(), force: z.boolean().optional() },
-    ({ id: itemId, event, reason, force }, store) => store.apply(itemId, reason === undefined ? { type: event as never } : { type: event as never, reason }, force ? { force: true } : {}),
+    'Send a stage event (start, gates_passed, accepted, merge_succeeded, demote, …): the only way to change a stage. A blocked or frozen item is refused (ITEM_BLOCKED, ITEM_FROZEN) unless force is true; with ifStage, an item that moved meanwhile is refused (STAGE_CONFLICT).',
+    { id, event: z.string(), reason: z.string().optional(), force: z.boolean().optional(), ifStage: z.array(z.enum(STAGES as unknown as [string, ...string[]])).optional().describe('apply only if the item is in one of these stages (else STAGE_CONFLICT)') },
+    ({ id: itemId, event, reason, force, ifStage }, store) =>
+      store.apply(itemId, reason === undefined ? { type: event as never } : { type: event as never, reason }, { ...(force ? { force: true } : {}), ...(ifStage ? { ifStage: ifStage as never } : {}) }),
     'write',
   )
   tool(

@@ -33,6 +33,17 @@ describe('what a new user tripped over', () => {
     expect(log).toMatchObject([{ itemId: '2', data: { forced: ['blocked'] } }])
   })
 
+  it('apply --if-stage moves only from that stage; otherwise exit 4 (STAGE_CONFLICT) and nothing is written', async () => {
+    const dir = await storeDir()
+    await docket(['--dir', dir, 'create', '--name', 'x'])
+    expect((await docket(['--dir', dir, 'apply', '1', 'start', '--if-stage', 'backlog'])).code).toBe(0)
+    const stale = await docket(['--dir', dir, '--json', 'apply', '1', 'gates_passed', '--if-stage', 'backlog,qa'])
+    expect(stale.code).toBe(4)
+    expect(stale.json().error).toMatchObject({ code: 'STAGE_CONFLICT', details: { stage: 'coding', expected: ['backlog', 'qa'] } })
+    expect((await docket(['--dir', dir, '--json', 'show', '1'])).json().item.stage).toBe('coding')
+    expect((await docket(['--dir', dir, 'apply', '1', 'gates_passed', '--if-stage', 'limbo'])).code).toBe(2)
+  })
+
   it('log --last N gives the newest N, newest first; --limit N the oldest N; both at once is a usage error', async () => {
     const dir = await storeDir()
     for (const name of ['a', 'b', 'c', 'd']) await docket(['--dir', dir, 'create', '--name', name])

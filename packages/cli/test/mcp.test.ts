@@ -74,6 +74,7 @@ describe('docket mcp, driven by the SDK\'s own client over stdio', () => {
       json(await client.callTool({ name: 'update_item', arguments: { id: '1', blocked: { reason: 'review' } } }))
       expect(failure(await client.callTool({ name: 'apply_event', arguments: { id: '1', event: 'start' } }))).toMatchObject({ code: 'ITEM_BLOCKED' })
       expect(json(await client.callTool({ name: 'apply_event', arguments: { id: '1', event: 'start', force: true } }))).toMatchObject({ stage: 'coding' })
+      expect(failure(await client.callTool({ name: 'apply_event', arguments: { id: '1', event: 'gates_passed', ifStage: ['backlog'], force: true } }))).toMatchObject({ code: 'STAGE_CONFLICT' })
       const unknown = await client.callTool({ name: 'delete_item', arguments: { id: '1' } })
       expect(unknown.isError).toBe(true)
     } finally {

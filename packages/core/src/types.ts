@@ -82,6 +82,11 @@ export interface ListItemsOptions {
 export interface ApplyOptions {
   /** Move a blocked or frozen item anyway (the audit event records what was overridden). Default false. */
   force?: boolean
+  /**
+   * Compare and set: apply only if the item is (as this replica sees it) in this stage, or in
+   * one of these stages; else STAGE_CONFLICT and nothing is written. Default: any stage.
+   */
+  ifStage?: Stage | readonly Stage[]
 }
 
 export interface Tombstone {

@@ -67,3 +67,33 @@ describe('ready means ready', () => {
     expect(store.getItem(item.id)?.stage).toBe('backlog')
   })
 })
+
+describe('compare and set: apply(id, event, { ifStage })', () => {
+  it('applies only from the expected stage; otherwise STAGE_CONFLICT names where the item is, and nothing is written', async () => {
+    const store = await testStore()
+    const item = await store.createItem({ name: 'x' })
+    expect((await store.apply(item.id, 'start', { ifStage: 'backlog' })).stage).toBe('coding')
+    const before = (await collect(store.audit())).length
+    await expect(store.apply(item.id, 'start', { ifStage: 'backlog' })).rejects.toMatchObject({
+      code: 'STAGE_CONFLICT',
+      details: { id: item.id, stage: 'coding', expected: ['backlog'] },
+      message: expect.stringContaining('moved since you read it'),
+    })
+    expect((await collect(store.audit())).length).toBe(before)
+    expect(store.stageHistory(item.id)).toHaveLength(2)
+    expect((await store.apply(item.id, 'gates_passed', { ifStage: ['backlog', 'coding'] })).stage).toBe('qa')
+    await expect(store.apply(item.id, 'accepted', { ifStage: 'nowhere' as never })).rejects.toMatchObject({ code: 'INVALID_INPUT' })
+    await expect(store.apply(item.id, 'accepted', { ifStage: [] })).rejects.toMatchObject({ code: 'INVALID_INPUT' })
+    expect(store.getItem(item.id)?.stage).toBe('qa')
+  })
+
+  it('a move that another replica made meanwhile is what the check sees once it has arrived', async () => {
+    const a = await testStore({ replicaId: 'replica-a' })
+    const b = await testStore({ replicaId: 'replica-b' })
+    const item = await a.createItem({ name: 'x' })
+    await b.applyUpdate(a.encodeStateAsUpdate(b.encodeStateVector()), 'peer')
+    await a.apply(item.id, 'start')
+    await b.applyUpdate(a.encodeStateAsUpdate(b.encodeStateVector()), 'peer')
+    await expect(b.apply(item.id, 'start', { ifStage: 'backlog' })).rejects.toMatchObject({ code: 'STAGE_CONFLICT', details: { stage: 'coding' } })
+  })
+})

@@ -103,8 +103,10 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .description('send a stage event: the only way to change a stage')
     .option('--reason <reason>', 'why (kept in the stage history and the audit log)')
     .option('--force', 'move a blocked or frozen item anyway (the audit log records it)')
-    .addHelpText('after', '\nExamples:\n  docket apply 12 start\n  docket apply 12 demote --reason "needs a design first"\n  docket apply 12 start --force   # although 12 is blocked or frozen\n\nExit codes: 0 moved, 1 not found or invalid transition, 2 unknown event, 4 the item is blocked or frozen (ITEM_BLOCKED, ITEM_FROZEN) and --force was not given.')
-    .action(async (idText: string, event: string, flags: { reason?: string; force?: boolean }, command: Command) => {
+    .option('--if-stage <stages>', 'only if the item is in this stage (or one of these, comma-separated); else exit 4 (STAGE_CONFLICT) and nothing is written')
+    .addHelpText('after', '\nExamples:\n  docket apply 12 start\n  docket apply 12 demote --reason "needs a design first"\n  docket apply 12 start --force   # although 12 is blocked or frozen\n  docket apply 12 gates_passed --if-stage coding\n\nExit codes: 0 moved, 1 not found or invalid transition, 2 unknown event, 4 the item is blocked or frozen (ITEM_BLOCKED, ITEM_FROZEN) and --force was not given, or not in the --if-stage stage (STAGE_CONFLICT).')
+    .action(async (idText: string, event: string, flags: { reason?: string; force?: boolean; ifStage?: string }, command: Command) => {
+      const ifStage = flags.ifStage === undefined ? undefined : flags.ifStage.split(',').map(checkStage)
       const id = parseId(idText)
       const out = ctx.output(command)
       const item = await ctx.withStore(command, {}, async (store) => {
@@ -113,7 +115,7 @@ export function registerItemCommands(program: Command, ctx: Context): void {
           const valid = current ? validEvents(current.stage) : []
           throw new UsageError(`unknown event ${JSON.stringify(event)}${current ? `; valid events from ${current.stage}: ${valid.join(', ') || 'none (terminal)'}` : ''}`)
         }
-        return store.apply(id, flags.reason === undefined ? { type: event } : { type: event, reason: flags.reason }, flags.force ? { force: true } : {})
+        return store.apply(id, flags.reason === undefined ? { type: event } : { type: event, reason: flags.reason }, { ...(flags.force ? { force: true } : {}), ...(ifStage ? { ifStage } : {}) })
       })
       out.result(item, () => `#${item.id} is now ${item.stage}`)
     })

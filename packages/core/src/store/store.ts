@@ -9,6 +9,7 @@ import { idToNumber, isItemId, parseItemId, type ItemId, type ReplicaId, type Ui
 import { parseSlot } from '../storage/keys.js'
 import { readStoredRows } from '../storage/scan.js'
 import { createdEntry, nextEntry } from '../stage/advance.js'
+import type { Stage } from '../stage/stages.js'
 import { isEventType, transition, validEvents, type StageEvent } from '../stage/machine.js'
 import { resolveStage } from '../stage/resolve.js'
 import type {
@@ -31,7 +32,7 @@ import { decodeContent } from './evidence.js'
 import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, referencedBlobs, stageHistory } from './items.js'
 import { RemoteOrigin } from './job.js'
 import type { DocState } from './state.js'
-import { checkContentValue, checkListOptions, checkCreateInput, checkReason, checkTimeout, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
+import { checkContentValue, checkListOptions, checkStage, checkCreateInput, checkReason, checkTimeout, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { queryAudit } from './audit-query.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
@@ -327,11 +328,17 @@ export class Store implements AsyncDisposable {
     const reason = ev.reason === undefined ? undefined : checkReason(ev.reason)
     const opts = requireKnownKeys(requireObject(options, 'apply options'), OPTION_KEYS.apply, 'apply() options') as ApplyOptions
     if (opts.force !== undefined && typeof opts.force !== 'boolean') throw invalid('force must be true or false.')
+    const expected = opts.ifStage === undefined ? undefined : expectedStages(opts.ifStage)
     const found = this.#liveNow(itemId)
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'apply', 'tombstoned')
     const { state, map, item } = found
     // An unknown event is refused with the events that are valid from the item's stage.
     if (!isEventType(ev.type)) transition(item.stage, ev.type)
+    if (expected && !expected.includes(item.stage)) {
+      throw new DocketError('STAGE_CONFLICT', `Item ${itemId} is in ${item.stage}, not ${expected.join(' or ')}: it moved since you read it. Read it again (\`docket show ${itemId}\`) and decide anew; nothing was written.`, {
+        details: { id: itemId, stage: item.stage, expected },
+      })
+    }
     const overridden = heldBy(item)
     if (overridden.length > 0 && opts.force !== true) throw held(item, overridden[0]!)
     const resolution = resolveStage(readStageEntries(map))
@@ -886,6 +893,13 @@ export class Store implements AsyncDisposable {
   }
 }
 
+
+/** `ifStage`, checked: one stage or a non-empty list of them. */
+function expectedStages(value: unknown): Stage[] {
+  const list: unknown = typeof value === 'string' ? [value] : value
+  if (!Array.isArray(list) || list.length === 0) throw invalid('ifStage must be a stage or a non-empty array of stages.')
+  return list.map(checkStage)
+}
 
 /** What keeps an item where it is: its blocker, its freeze. */
 function heldBy(item: Item): Array<'blocked' | 'frozen'> {

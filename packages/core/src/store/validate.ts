@@ -230,7 +230,7 @@ export const OPTION_KEYS = {
   createItem: keysOf<CreateItemOptions>()(['allowUnknownDependencies']),
   listItems: keysOf<ListItemsOptions>()(['stage', 'type', 'ready']),
   event: keysOf<StageEvent>()(['type', 'reason']),
-  apply: keysOf<ApplyOptions>()(['force']),
+  apply: keysOf<ApplyOptions>()(['force', 'ifStage']),
   deleteItem: keysOf<DeleteItemOptions>()(['reason']),
   audit: keysOf<AuditQuery>()(['itemId', 'kinds', 'since', 'limit', 'newestFirst']),
   assertSynced: keysOf<NonNullable<Parameters<Store['assertSynced']>[0]>>()(['timeoutMs', 'offline']),
