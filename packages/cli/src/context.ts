@@ -118,21 +118,30 @@ export class Context {
    * from the index rows when they are complete, so that a read never decodes the document; the
    * answers are the same either way.
    */
-  async withReader<T>(command: Command, fn: (reader: StoreReader) => Promise<T>): Promise<T> {
+  async withReader<T>(command: Command, fn: (reader: StoreReader) => Promise<T>, retried = false): Promise<T> {
     const out = this.output(command)
     const dir = this.dir(command)
     const opened = await this.#openOrReach(dir, async () => (await import('@docket/core/read')).openReader({ dir, logger: this.logger(out) }))
     const held = 'held' in opened ? opened.held : undefined
-    const reader = held ? await readerOf(held) : (opened as { opened: StoreReader }).opened
     try {
-      const damage = reader.damage()
-      if (damage) throw damaged(reader.dir, damage)
-      const url = held ? (await held.syncState()).url : (this.sync(command)?.url ?? null)
-      if (url !== null) staleNote(out, url, reader.lastSyncedAt)
-      return await fn(reader)
-    } finally {
-      await reader.close()
+      const reader = held ? await readerOf(held).catch(async (err: unknown) => {
+        await held.close()
+        throw err
+      }) : (opened as { opened: StoreReader }).opened
+      try {
+        const damage = reader.damage()
+        if (damage) throw damaged(reader.dir, damage)
+        const url = held ? (await held.syncState()).url : (this.sync(command)?.url ?? null)
+        if (url !== null) staleNote(out, url, reader.lastSyncedAt)
+        return await fn(reader)
+      } finally {
+        await reader.close()
+      }
+    } catch (err) {
+      // A read through a holder that went away (it closed the store meanwhile) is simply read again: reading twice is harmless.
+      if (held === undefined || retried || !isDocketError(err, 'HOLDER_UNAVAILABLE')) throw err
     }
+    return this.withReader(command, fn, true)
   }
 
   /** A fresh, empty store in a temporary directory, removed afterwards: what a dry run without a store runs against. */

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process'
 import { chmod, lstat, stat } from 'node:fs/promises'
+import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { startFixture } from '@docket/core/testing'
@@ -145,6 +146,32 @@ describe('the CLI while another process holds the store', () => {
     expect(created.code, created.stderr).toBe(0)
     expect(created.json().id).toBe('2')
     await expect(lstat(join(dir, 'holder.sock'))).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+
+  it('a read whose holder goes away during the call is read again, from the store itself', async () => {
+    const dir = await storeDir()
+    await docket(['--dir', dir, 'create', '--name', 'still here'])
+    // A holder that answers the handshake, then closes (socket and all) when asked anything else.
+    const path = join(dir, 'holder.sock')
+    const sockets = new Set<Socket>()
+    const vanishing = createServer((socket) => {
+      sockets.add(socket)
+      socket.setEncoding('utf8')
+      socket.on('data', (chunk: string) => {
+        for (const line of chunk.split('\n').filter(Boolean)) {
+          const request = JSON.parse(line) as { id: number; method: string }
+          if (request.method === 'hello') socket.write(`${JSON.stringify({ id: request.id, ok: true, value: { protocol: 1, pid: process.pid, dir, replicaId: 'x', readOnly: false } })}\n`)
+          else {
+            vanishing.close()
+            for (const s of sockets) s.destroy()
+          }
+        }
+      })
+    })
+    await new Promise<void>((resolve) => vanishing.listen(path, resolve))
+    const list = await docket(['--dir', dir, '--json', 'list'])
+    expect(list.code, list.stderr).toBe(0)
+    expect(list.json()).toMatchObject([{ name: 'still here' }])
   })
 
   it('only the store owner can connect: the socket is 0600, and another uid gets STORE_LOCKED (exit 4)', async () => {

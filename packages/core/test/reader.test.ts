@@ -236,6 +236,38 @@ describe('openReader: falls back to the document, never to a wrong answer', () =
     }
   })
 
+  it('a row that parses but holds what docket never writes (a damaged type, a tombstone without its fields) sends the read to the document, not to a default', async () => {
+    const store = await testStore()
+    const bug = await store.createItem({ name: 'a bug', type: 'bug' })
+    await store.createItem({ name: 'gone' })
+    await store.deleteItem('2', { reason: 'dup' })
+    const expected = store.getItem(bug.id)
+    await store.close()
+    const rows = await readRawRows(store.dir)
+    const row = JSON.parse(Buffer.from(rows.find((r) => r.sublevel === 'index' && r.key === 'i/0000000000000001')!.value).toString()) as Record<string, unknown>
+    await writeRawRows(store.dir, [
+      { type: 'put', sublevel: 'index', key: 'i/0000000000000001', value: JSON.stringify({ ...row, type: 'saga' }) },
+      { type: 'put', sublevel: 'index', key: 't/0000000000000002', value: JSON.stringify({ uid: 42 }) },
+    ])
+    for (const read of [(r: StoreReader) => r.getItem(bug.id), (r: StoreReader) => r.tombstone('2')]) {
+      const reader = await openReader({ dir: store.dir, logger: capturingLogger() })
+      try {
+        expect(reader.source).toBe('index')
+        await read(reader)
+        expect(reader.source).toBe('document')
+      } finally {
+        await reader.close()
+      }
+    }
+    const reader = await openReader({ dir: store.dir, logger: capturingLogger() })
+    try {
+      expect(await reader.getItem(bug.id)).toEqual(expected)
+      expect(await reader.tombstone('2')).toMatchObject({ reason: 'dup' })
+    } finally {
+      await reader.close()
+    }
+  })
+
   it('a stale index row (readable, but not what the document says) is found by verify and rebuilt by doctor --fix', async () => {
     const store = await testStore()
     await store.createItem({ name: 'x' })

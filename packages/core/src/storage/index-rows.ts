@@ -50,26 +50,32 @@ export function encodeIndexItem(item: Item): string {
 }
 
 /**
- * An item row read back without trusting it (a row can be damaged); undefined when it is not
- * an item of the id its key names.
+ * An item row read back without trusting it: undefined unless every field has the shape docket
+ * writes (then the reader answers from the document instead — a damaged row costs time, never a
+ * wrong answer, and never a default in place of a value).
  */
 export function decodeIndexItem(key: string, text: string): Item | undefined {
   const id = idOfIndexKey(key, INDEX_ITEM)
   const r = parseObject(text)
   if (id === undefined || !r || r.id !== id || !isUid(r.uid) || typeof r.name !== 'string' || !isStage(r.stage)) return undefined
+  if (!ITEM_TYPES.includes(r.type as ItemType) || !Array.isArray(r.dependsOn) || !r.dependsOn.every(isItemId)) return undefined
+  if (r.blocked !== null && !isBlocked(r.blocked)) return undefined
+  if (typeof r.frozen !== 'boolean' || typeof r.retries !== 'number' || !Number.isSafeInteger(r.retries) || r.retries < 0) return undefined
+  if (typeof r.createdAt !== 'string' || typeof r.updatedAt !== 'string' || !isReplicaId(r.createdBy)) return undefined
+  if (r.agent !== undefined && typeof r.agent !== 'string') return undefined
   const item: Item = {
     id,
     uid: r.uid,
     name: r.name,
-    type: ITEM_TYPES.includes(r.type as ItemType) ? (r.type as ItemType) : 'story',
+    type: r.type as ItemType,
     stage: r.stage,
-    dependsOn: Array.isArray(r.dependsOn) ? r.dependsOn.filter(isItemId) : [],
-    blocked: isBlocked(r.blocked) ? { reason: r.blocked.reason } : null,
-    frozen: r.frozen === true,
-    retries: typeof r.retries === 'number' && Number.isSafeInteger(r.retries) && r.retries >= 0 ? r.retries : 0,
-    createdAt: typeof r.createdAt === 'string' ? r.createdAt : '',
-    updatedAt: typeof r.updatedAt === 'string' ? r.updatedAt : '',
-    createdBy: (isReplicaId(r.createdBy) ? r.createdBy : 'unknown') as ReplicaId,
+    dependsOn: r.dependsOn as ItemId[],
+    blocked: r.blocked === null ? null : { reason: (r.blocked as { reason: string }).reason },
+    frozen: r.frozen,
+    retries: r.retries,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    createdBy: r.createdBy as ReplicaId,
   }
   if (typeof r.agent === 'string') item.agent = r.agent
   return item
@@ -89,14 +95,11 @@ export function encodeIndexTombstone(tombstone: Tombstone): string {
   return JSON.stringify(tombstone)
 }
 
-export function decodeIndexTombstone(text: string): Tombstone {
-  const r = parseObject(text) ?? {}
-  return {
-    uid: (isUid(r.uid) ? r.uid : '') as Uid,
-    at: typeof r.at === 'string' ? r.at : '',
-    by: (typeof r.by === 'string' ? r.by : '') as ReplicaId,
-    reason: typeof r.reason === 'string' ? r.reason : null,
-  }
+/** A tombstone row read back, or undefined when it is not one docket writes (the reader then answers from the document). */
+export function decodeIndexTombstone(text: string): Tombstone | undefined {
+  const r = parseObject(text)
+  if (!r || (r.uid !== '' && !isUid(r.uid)) || typeof r.at !== 'string' || typeof r.by !== 'string' || (r.reason !== null && typeof r.reason !== 'string')) return undefined
+  return { uid: r.uid as Uid, at: r.at, by: r.by as ReplicaId, reason: r.reason as string | null }
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

@@ -261,8 +261,9 @@ class Reader implements StoreReader {
     return this.#read(
       (store) => store.tombstone(itemId),
       async (dbs) => {
-        const text = await dbs.index.get(tombstoneIndexKey(itemId))
-        return text === undefined ? undefined : decodeIndexTombstone(text)
+        const key = tombstoneIndexKey(itemId)
+        const text = await dbs.index.get(key)
+        return text === undefined ? undefined : (decodeIndexTombstone(text) ?? unreadable(key))
       },
     )
   }
