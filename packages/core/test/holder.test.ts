@@ -43,6 +43,26 @@ describe('the holder socket (in-process client and holder)', () => {
     }
   }, 60_000)
 
+  it('openReader on a store another process holds reads through that process', async () => {
+    const store = await testStore()
+    await store.createItem({ name: 'held', body: 'the body' })
+    const reader = await openReader({ dir: store.dir })
+    try {
+      expect(reader.source).toBe('holder')
+      expect(await reader.listItems()).toEqual(store.listItems())
+      expect(await reader.readContent('1')).toBe('the body')
+    } finally {
+      await reader.close()
+    }
+    // A store held by a process that does not serve stays locked to a reader.
+    const quiet = await openStore({ dir: await tempDir(), serve: false, durability: 'relaxed', logger: capturingLogger() })
+    try {
+      await expect(openReader({ dir: quiet.dir })).rejects.toMatchObject({ code: 'STORE_LOCKED' })
+    } finally {
+      await quiet.close()
+    }
+  })
+
   it('never talks to a socket in a shared directory that is not private to this user (a squatter), and the holder refuses to listen there', async () => {
     const tmp = await tempDir()
     process.env.TMPDIR = tmp

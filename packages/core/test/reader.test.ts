@@ -341,7 +341,7 @@ describe('openReader: checks and errors', () => {
   it('a directory without a store is STORE_NOT_FOUND, and a held store is STORE_LOCKED, as for openStore', async () => {
     const empty = await tempDir()
     await expect(openReader({ dir: join(empty, 'none') })).rejects.toMatchObject({ code: 'STORE_NOT_FOUND' })
-    const held = await testStore()
+    const held = await testStore({ serve: false }) // a holder that serves would answer instead (holder.test.ts)
     await expect(openReader({ dir: held.dir })).rejects.toMatchObject({ code: 'STORE_LOCKED' })
   })
 })

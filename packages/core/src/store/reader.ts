@@ -1,7 +1,9 @@
 import { resolve } from 'node:path'
 import type { AbstractIteratorOptions } from 'abstract-level'
 import { decodeRef, type ContentRef } from '../crdt/content.js'
-import { DocketError } from '../errors.js'
+import { DocketError, isDocketError } from '../errors.js'
+import { connectHolder } from '../holder/client.js'
+import { readerOf } from '../holder/reader.js'
 import { parseItemId, type ItemId } from '../ids.js'
 import { openDatabases, storageError, type Databases } from '../storage/db.js'
 import { detectDamage, type StorageDamage } from '../storage/health.js'
@@ -43,6 +45,7 @@ const READER_KEYS = keysOf<OpenReaderOptions>()(['dir', 'logger'])
  * from the index rows (storage/index-rows.ts) when they are complete and the store shows no
  * damage — point reads for one item, one scan of small rows for a list — and otherwise opens
  * the store read-only and answers from the document, with the same results; `source` says which.
+ * When another process holds the store and serves it, that process answers (`source: 'holder'`).
  */
 export interface StoreReader {
   readonly dir: string
@@ -75,7 +78,16 @@ export async function openReader(options: OpenReaderOptions = {}): Promise<Store
   if (opts.dir !== undefined && (typeof opts.dir !== 'string' || opts.dir.length === 0)) throw invalid('dir must be a non-empty path.')
   const dir = resolve(opts.dir ?? defaultDir())
   const logger = opts.logger ?? stderrLogger
-  const dbs = await openDatabases(dir, false)
+  let dbs: Databases
+  try {
+    dbs = await openDatabases(dir, false)
+  } catch (err) {
+    // Another process holds the store: it answers, if it serves (a dashboard beside an orchestrator).
+    if (!isDocketError(err, 'STORE_LOCKED')) throw err
+    const held = await connectHolder(dir)
+    if (!held) throw err
+    return readerOf(held)
+  }
   // The LevelDB's lock is ours: a holder socket still there was left by one that died.
   await removeStaleSocket(holderEndpoint(dir), dir).catch(() => {})
   let why: string | undefined
