@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { join } from 'node:path'
+import { encodeFrames, readFrames, type Frame } from '@docket/core'
 
 /** The largest blob accepted: docket's limit on one content value (core's MAX_CONTENT_BYTES). */
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024
@@ -15,35 +16,13 @@ const BATCH_STORE = '/docket/blobs/store'
 export const MAX_BATCH_NAMES = 1000
 export const MAX_BATCH_BYTES = 64 * 1024 * 1024
 
-/**
- * The frames of a batch: per blob its SHA-256 (32 raw bytes), its length (4 bytes, big-endian)
- * and its bytes. Names, lengths and bytes are all checked by the receiver.
- */
-export function encodeFrames(blobs: ReadonlyArray<{ sha256: string; bytes: Uint8Array }>): Uint8Array {
-  const parts: Buffer[] = []
-  for (const blob of blobs) {
-    const head = Buffer.alloc(36)
-    Buffer.from(blob.sha256, 'hex').copy(head, 0)
-    head.writeUInt32BE(blob.bytes.byteLength, 32)
-    parts.push(head, Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength))
-  }
-  return new Uint8Array(Buffer.concat(parts))
+/** The frames of a batch (core's sync/frames.ts, the one definition), or undefined unless it is exactly whole frames of blobs docket accepts. */
+export function decodeFrames(body: Uint8Array): Frame[] | undefined {
+  const { frames, complete } = readFrames(body, MAX_BLOB_BYTES)
+  return complete ? frames : undefined
 }
 
-export function decodeFrames(body: Uint8Array): Array<{ sha256: string; bytes: Uint8Array }> | undefined {
-  const buffer = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
-  const out: Array<{ sha256: string; bytes: Uint8Array }> = []
-  let at = 0
-  while (at < buffer.byteLength) {
-    if (at + 36 > buffer.byteLength) return undefined
-    const sha256 = buffer.subarray(at, at + 32).toString('hex')
-    const length = buffer.readUInt32BE(at + 32)
-    if (length > MAX_BLOB_BYTES || at + 36 + length > buffer.byteLength) return undefined
-    out.push({ sha256, bytes: new Uint8Array(buffer.subarray(at + 36, at + 36 + length)) })
-    at += 36 + length
-  }
-  return out
-}
+export { encodeFrames }
 
 /**
  * Content blobs on the server: one file per blob, named by its SHA-256 (`ab/abcdef…`), written

@@ -34,25 +34,20 @@ export function toHandle(store: Store | StoreHandle): StoreHandle {
 
 /** A handle on a store this process opened: the same calls, as promises. */
 export function handleOf(store: Store): StoreHandle {
-  const extra: Record<string | symbol, unknown> = {
+  return promised(store, {
     [HANDLE_MARK]: true,
     holderPid: process.pid,
     schemaInfo: async () => store.schema,
     close: () => store.close(),
     maintenance: promised(store.maintenance),
-  }
-  return new Proxy(store as unknown as Record<string, unknown>, {
-    get: (target, key) => {
-      if (key in extra) return extra[key]
-      const value = Reflect.get(target, key, target)
-      return typeof value === 'function' ? lift(value as (...args: unknown[]) => unknown, target) : value
-    },
   }) as unknown as StoreHandle
 }
 
-function promised<T extends object>(object: T): Methods<T> {
+/** `object` with every method lifted to a promise; `extra` members answer first. */
+function promised<T extends object>(object: T, extra: Record<string | symbol, unknown> = {}): Methods<T> {
   return new Proxy(object as unknown as Record<string | symbol, unknown>, {
     get: (target, key) => {
+      if (key in extra) return extra[key]
       const value = Reflect.get(target, key, target)
       return typeof value === 'function' ? lift(value as (...args: unknown[]) => unknown, target) : value
     },

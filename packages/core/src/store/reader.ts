@@ -28,7 +28,7 @@ import { stderrLogger, type Logger } from './logger.js'
 import { defaultDir } from './dir.js'
 import { SCHEMA_VERSION } from './schema.js'
 import type { Store } from './store.js'
-import { checkListOptions, invalid, keysOf, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
+import { checkListOptions, invalid, missingItem, keysOf, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
 
 export interface OpenReaderOptions {
   /** The store directory. Default: `DOCKET_DIR`, else `.docket` in the working directory. */
@@ -334,10 +334,7 @@ class Reader implements StoreReader {
   async #live(dbs: Databases, id: ItemId): Promise<Item | Unreadable> {
     const item = await this.#item(dbs, id)
     if (item !== undefined) return item
-    if ((await dbs.index.get(tombstoneIndexKey(id))) !== undefined) {
-      throw new DocketError('TOMBSTONED', `Item ${id} was deleted; deleted ids are never reused. Create a new item instead.`, { details: { id } })
-    }
-    throw new DocketError('NOT_FOUND', `There is no item ${id}: check the id with \`docket list\`.`, { details: { id } })
+    throw missingItem(id, (await dbs.index.get(tombstoneIndexKey(id))) !== undefined)
   }
 
   async #blob(dbs: Databases, ref: ContentRef, id: ItemId, slot: string): Promise<Uint8Array> {

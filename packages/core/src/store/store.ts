@@ -32,7 +32,7 @@ import { decodeContent } from './evidence.js'
 import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, referencedBlobs, stageHistory } from './items.js'
 import { RemoteOrigin } from './job.js'
 import type { DocState } from './state.js'
-import { checkContentValue, checkListOptions, checkStage, checkCreateInput, checkReason, checkTimeout, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
+import { checkContentValue, checkListOptions, missingItem, checkStage, checkCreateInput, checkReason, checkTimeout, checkUpdateInput, invalid, OPTION_KEYS, requireKnownKeys, requireObject } from './validate.js'
 import { verifyStore, type ConsistencyReport } from './verify.js'
 import { queryAudit } from './audit-query.js'
 import { Engine, type EngineInit, type UpdateListener } from './engine.js'
@@ -871,10 +871,7 @@ export class Store implements AsyncDisposable {
   }
 
   #missing(id: ItemId): DocketError {
-    if (this.#e.state.parts.tombstones.has(id)) {
-      return new DocketError('TOMBSTONED', `Item ${id} was deleted; deleted ids are never reused. Create a new item instead.`, { details: { id } })
-    }
-    return notFound(id)
+    return missingItem(id, this.#e.state.parts.tombstones.has(id))
   }
 
   /**
@@ -915,6 +912,6 @@ function held(item: Item, flag: 'blocked' | 'frozen'): DocketError {
 }
 
 function notFound(id: ItemId): DocketError {
-  return new DocketError('NOT_FOUND', `There is no item ${id}: check the id with \`docket list\`.`, { details: { id } })
+  return missingItem(id, false)
 }
 

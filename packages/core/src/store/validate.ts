@@ -340,3 +340,9 @@ export function checkListOptions(options: ListItemsOptions): ListItemsOptions {
   }
   return out
 }
+
+/** The error for an id that shows no live item: TOMBSTONED if it was deleted, else NOT_FOUND (the Store and the reader alike). */
+export function missingItem(id: ItemId, deleted: boolean): DocketError {
+  if (deleted) return new DocketError('TOMBSTONED', `Item ${id} was deleted; deleted ids are never reused. Create a new item instead.`, { details: { id } })
+  return new DocketError('NOT_FOUND', `There is no item ${id}: check the id with \`docket list\`.`, { details: { id } })
+}

@@ -1,6 +1,7 @@
 import { DocketError } from '../errors.js'
 import { matches, type ContentRef } from '../crdt/content.js'
 import type { Logger } from '../store/logger.js'
+import { encodeFrames, readFrames } from './frames.js'
 
 /** What blob transfer needs from the store. */
 export interface BlobBridge {
@@ -30,28 +31,6 @@ const CONCURRENCY = 4
 /** A batch: at most this many blobs, and about this many bytes (the server takes up to 1,000 and 64 MiB). */
 const BATCH_BLOBS = 500
 const BATCH_BYTES = 8 * 1024 * 1024
-
-/** The wire format of batches (docs/FORMAT.md, the server's blobs.ts): per blob 32 bytes of SHA-256, 4 of length (big-endian), the bytes. */
-function encodeFrames(blobs: ReadonlyArray<{ sha256: string; bytes: Uint8Array }>): Uint8Array {
-  const parts: Buffer[] = []
-  for (const blob of blobs) {
-    const head = Buffer.alloc(36)
-    Buffer.from(blob.sha256, 'hex').copy(head, 0)
-    head.writeUInt32BE(blob.bytes.byteLength, 32)
-    parts.push(head, Buffer.from(blob.bytes.buffer, blob.bytes.byteOffset, blob.bytes.byteLength))
-  }
-  return new Uint8Array(Buffer.concat(parts))
-}
-
-function* framesOf(body: Uint8Array): Generator<{ sha256: string; bytes: Uint8Array }> {
-  const buffer = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
-  for (let at = 0; at + 36 <= buffer.byteLength; ) {
-    const length = buffer.readUInt32BE(at + 32)
-    if (at + 36 + length > buffer.byteLength) return
-    yield { sha256: buffer.subarray(at, at + 32).toString('hex'), bytes: new Uint8Array(buffer.subarray(at + 36, at + 36 + length)) }
-    at += 36 + length
-  }
-}
 
 /** Splits items into batches of at most BATCH_BLOBS items and about BATCH_BYTES. */
 function batches<T>(items: readonly T[], size: (item: T) => number): T[][] {
@@ -263,7 +242,8 @@ export class BlobTransfer {
           signal: this.#signal(),
         })
         if (!response.ok) throw new Error(`a fetch of ${batch.length} blob(s) answered ${response.status}`)
-        for (const frame of framesOf(new Uint8Array(await response.arrayBuffer()))) {
+        // A truncated answer still gives its whole frames; what is missing is asked for again.
+        for (const frame of readFrames(new Uint8Array(await response.arrayBuffer())).frames) {
           const ref = left.get(frame.sha256)
           if (!ref || !matches(ref, frame.bytes)) continue
           await this.#bridge.keepBlob(ref, frame.bytes)
