@@ -19,7 +19,7 @@ export class UsageError extends Error {
   }
 }
 
-const REFUSED: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['STORE_LOCKED', 'BEHIND_REMOTE', 'STORE_EXISTS', 'SCHEMA_TOO_NEW', 'SCHEMA_MISMATCH', 'STORE_READ_ONLY', 'SYNC_UNAUTHORIZED', 'ITEM_BLOCKED', 'ITEM_FROZEN', 'STAGE_CONFLICT'])
+const REFUSED: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['STORE_LOCKED', 'BEHIND_REMOTE', 'STORE_EXISTS', 'SCHEMA_TOO_NEW', 'SCHEMA_MISMATCH', 'STORE_READ_ONLY', 'SYNC_UNAUTHORIZED', 'ITEM_BLOCKED', 'ITEM_FROZEN', 'STAGE_CONFLICT', 'CLAIM_NOT_HELD'])
 const USAGE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['INVALID_INPUT', 'INVALID_ID'])
 
 export function exitCodeFor(err: unknown): ExitCode {

@@ -9,6 +9,7 @@ import { registerInit, registerStoreCommands } from './commands/store.js'
 import { registerSync } from './commands/sync.js'
 import { registerDaemon } from './commands/daemon.js'
 import { registerMcp } from './commands/mcp.js'
+import { registerClaimCommands } from './commands/claims.js'
 
 export { VERSION } from './version.js'
 import { VERSION } from './version.js'
@@ -31,6 +32,7 @@ export function buildProgram(ctx: Context): Command {
     })
   registerInit(program, ctx)
   registerItemCommands(program, ctx)
+  registerClaimCommands(program, ctx)
   registerStoreCommands(program, ctx)
   registerRecover(program, ctx)
   registerSync(program, ctx)

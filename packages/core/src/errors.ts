@@ -32,6 +32,8 @@ export const ERROR_CODES = [
   'STAGE_CONFLICT',
   'HOLDER_UNAVAILABLE',
   'HOLDER_FAILED',
+  'CLAIM_NOT_HELD',
+  'ARBITER_UNAVAILABLE',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

@@ -46,6 +46,10 @@ export { isContentRef, sha256Of } from './crdt/content.js'
 export type { ContentRef } from './crdt/content.js'
 export type { ClaimReason, ClaimValue } from './crdt/claims.js'
 export type { IdSource } from './alloc/allocator.js'
+export { LEASE_SIZE, nextLeaseSize, firstFree } from './alloc/leases.js'
+export type { LeaseBlock } from './alloc/leases.js'
+export type { LeaseState } from './store/leases.js'
+export { isClaimLive, DEFAULT_CLAIM_TTL_MS, MIN_CLAIM_TTL_MS, MAX_CLAIM_TTL_MS } from './work/claims.js'
 
 export { ITEM_TYPES, AUDIT_KINDS } from './types.js'
 export type {
@@ -66,6 +70,12 @@ export type {
   StoreListener,
   Tombstone,
   UpdateItemInput,
+  WorkClaim,
+  ClaimOptions,
+  ClaimNextOptions,
+  ClaimResult,
+  RenewClaimOptions,
+  ReleaseClaimOptions,
 } from './types.js'
 export { createdEntry, nextEntry } from './stage/advance.js'
 export { decodeContent } from './store/evidence.js'

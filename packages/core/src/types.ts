@@ -25,7 +25,74 @@ export interface Item {
   createdAt: string
   updatedAt: string
   createdBy: ReplicaId
+  /**
+   * Who works on it (`claim`, `claimNext`): the current claim as this replica knows it, live or
+   * expired (`until` says; `listItems({ claimed: true })` and `ready` compare it with the clock).
+   * Absent when nobody claimed it or the claim was released.
+   */
+  claim?: WorkClaim
 }
+
+/**
+ * A claim on an item: one agent works on it until `until` unless it renews. Granted by the sync
+ * server (`grant` is the server's number; higher is later), or — offline, asked for with
+ * `{ offline: true }` — provisional, to be checked with the server on reconnect. A store that
+ * syncs with no server grants its own claims (`grant: null`, not provisional).
+ */
+export interface WorkClaim {
+  agent: string
+  /** The replica that asked for it. */
+  replica: string
+  since: string
+  until: string
+  grant: number | null
+  provisional: boolean
+}
+
+export interface ClaimOptions {
+  /** Who works on it: an agent's name, 1 to 200 characters. */
+  agent: string
+  /** How long the claim lasts unless renewed. Default 15 minutes; 1 second to 7 days. */
+  ttlMs?: number
+  /**
+   * Not connected to the sync server: take a provisional claim (checked with the server on
+   * reconnect; the loser is told by a `claim_lost` event and audit event) instead of failing
+   * with BEHIND_REMOTE. Default false.
+   */
+  offline?: boolean
+}
+
+export interface ClaimNextOptions extends ClaimOptions {
+  /** Only items in this stage (or these stages). Default: any. */
+  stage?: Stage | readonly Stage[]
+  /** Only items of this type (or these types). Default: any. */
+  type?: ItemType | readonly ItemType[]
+}
+
+export interface RenewClaimOptions {
+  agent: string
+  /** The claim lasts this long from now. Default 15 minutes. */
+  ttlMs?: number
+  /** Renew a provisional claim while not connected. Default false. */
+  offline?: boolean
+}
+
+export interface ReleaseClaimOptions {
+  agent: string
+  /** Release a provisional claim while not connected. Default false. */
+  offline?: boolean
+}
+
+/** What `claim` and `claimNext` answer: granted, or refused with who holds the item. */
+export type ClaimResult =
+  | {
+      granted: true
+      item: Item
+      claim: WorkClaim
+      /** The expired claim of another agent this one took over (that agent's replica is told). */
+      previous?: WorkClaim
+    }
+  | { granted: false; item: Item; holder: WorkClaim }
 
 /** Content slots hold text (markdown with front matter in `body`) or, rarely, raw bytes. */
 export type ContentValue = string | Uint8Array
@@ -74,9 +141,11 @@ export interface ListItemsOptions {
   type?: ItemType | readonly ItemType[]
   /**
    * Only items that an agent may pick up now (`true`), or only those it may not (`false`):
-   * neither blocked nor frozen, and every dependency done or archived.
+   * neither blocked, frozen nor claimed (a live claim), and every dependency done or archived.
    */
   ready?: boolean
+  /** Only items an agent holds a live claim on (`true`), or only those nobody does (`false`). */
+  claimed?: boolean
 }
 
 export interface ApplyOptions {
@@ -127,6 +196,10 @@ export const AUDIT_KINDS = [
   'storage_loss_acknowledged',
   'update_refused',
   'malformed_entry',
+  'claimed',
+  'claim_renewed',
+  'claim_released',
+  'claim_lost',
 ] as const
 export type AuditKind = (typeof AUDIT_KINDS)[number]
 
@@ -159,6 +232,11 @@ export type StoreEvent =
   | { type: 'reanchored'; uid: Uid; oldId: ItemId; newId: ItemId; reason: Alias['reason'] }
   | { type: 'stale_transition'; id: ItemId; entry: StageEntry }
   | { type: 'write_rejected'; id: ItemId; reason: string }
+  /**
+   * A claim this replica took is no longer its: an expired claim was taken over by another
+   * agent, or a provisional claim lost to one the server had granted.
+   */
+  | { type: 'claim_lost'; id: ItemId; uid: Uid; agent: string; to: WorkClaim | null; reason: 'taken-over' | 'refused' }
 
 export type StoreListener = (event: StoreEvent) => void
 

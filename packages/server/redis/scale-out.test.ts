@@ -1,36 +1,25 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type Store } from '@docket/core'
-import { freePort } from '@docket/core/testing'
 import { startServer, type RunningServer } from '../src/index.js'
+import { startRedis } from './redis-server.js'
 
 // Runs only under `pnpm test:redis`, which needs Debian's redis-server (.ci/run installs it when it can).
 const TOKEN = 'scale-out'
-let redis: ChildProcess
+let redis: { port: number; stop: () => void }
 let redisPort: number
 const cleanup: Array<() => Promise<unknown>> = []
 
-
 beforeAll(async () => {
-  redisPort = await freePort()
-  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  await new Promise<void>((resolve, reject) => {
-    let out = ''
-    redis.stdout!.on('data', (d: Buffer) => {
-      out += d.toString()
-      if (out.includes('Ready to accept connections')) resolve()
-    })
-    redis.on('error', reject)
-    redis.on('close', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)))
-  })
+  redis = await startRedis()
+  redisPort = redis.port
 })
 
 afterAll(async () => {
   for (const fn of cleanup.reverse()) await fn().catch(() => {})
-  redis.kill('SIGTERM')
+  redis.stop()
 })
 
 describe('two docket servers sharing one Redis', () => {

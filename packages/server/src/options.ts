@@ -16,6 +16,7 @@ const SERVE_KEYS = [
   'maxUnauthenticatedBytes',
   'maxConnectionsPerAddress',
   'admit',
+  'now',
 ] as const satisfies ReadonlyArray<keyof ServeOptions>
 const REDIS_KEYS = ['host', 'port', 'prefix'] as const satisfies ReadonlyArray<keyof NonNullable<ServeOptions['redis']>>
 

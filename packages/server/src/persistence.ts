@@ -60,6 +60,24 @@ export class DocumentStore {
     }
   }
 
+  /** The metadata kept beside a document (the arbiter's table: arbiter/local.ts). */
+  async metas(name: string): Promise<Map<string, unknown>> {
+    const metas = (await this.#ldb.getMetas(name)) as Map<string, unknown> | null
+    if (metas === null) throw new PersistenceError(`Reading the metadata of document ${name} from ${this.#dir} failed.`)
+    return metas
+  }
+
+  /** Writes one metadata value; resolves once LevelDB has it (y-leveldb answers null on failure). */
+  async putMeta(name: string, key: string, value: unknown): Promise<void> {
+    const done = (await this.#ldb.setMeta(name, key, value)) as unknown
+    if (done === null) throw new PersistenceError(`Writing ${key} of document ${name} to ${this.#dir} failed: check the server's disk.`)
+  }
+
+  async deleteMeta(name: string, key: string): Promise<void> {
+    const done = (await this.#ldb.delMeta(name, key)) as unknown
+    if (done === null) throw new PersistenceError(`Deleting ${key} of document ${name} in ${this.#dir} failed: check the server's disk.`)
+  }
+
   async close(): Promise<void> {
     await this.#ldb.destroy()
   }

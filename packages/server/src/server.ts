@@ -8,6 +8,9 @@ import * as decoding from 'lib0/decoding'
 import * as Y from 'yjs'
 import { BlobFiles, handleBlobRequest } from './blobs.js'
 import { redisBlobs } from './shared-blobs.js'
+import { Arbiter } from './arbiter/arbiter.js'
+import type { ArbiterBackend } from './arbiter/backend.js'
+import { LocalArbiter } from './arbiter/local.js'
 import { Confirmations, parseMark } from './confirm.js'
 import { DEFAULT_PORT } from './defaults.js'
 import { ConnectionGuard, type Socket } from './guard.js'
@@ -59,6 +62,11 @@ export interface ServeOptions {
    * grow-only check (nothing may be removed from a tombstone, a claim, a stage log…). Default: none.
    */
   admit?: (document: Y.Doc, update: Uint8Array) => string | undefined
+  /**
+   * The arbiter's clock in ms (claims expire by it: packages/server/src/arbiter). Tests pass
+   * their own to drive expiry without sleeping. Default: Date.now.
+   */
+  now?: () => number
 }
 
 /** The limits' defaults (README, `docket serve --help`). */
@@ -178,6 +186,16 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     await documents.close()
     throw new Error(`cannot reach Redis at ${options.redis!.host}:${options.redis!.port} to share blobs: ${(err as Error).message}`)
   }) : undefined
+  // With Redis, servers decide leases and claims in Redis, so two servers never decide apart.
+  let backend: ArbiterBackend
+  try {
+    backend = options.redis ? await (await import('./arbiter/redis.js')).RedisArbiter.open(options.redis) : new LocalArbiter(documents)
+  } catch (err) {
+    await documents.close()
+    await shared?.close()
+    throw new Error(`cannot reach Redis at ${options.redis!.host}:${options.redis!.port} for leases and claims: ${(err as Error).message}`)
+  }
+  const arbiter = new Arbiter({ backend, now: options.now ?? Date.now, warn: (m) => logger.warn(m) })
   const blobs = new BlobFiles(options.blobDir ?? `${options.dir}-blobs`, shared)
   const blobAccess = {
     access: (authorization: string | undefined): 'read' | 'write' | undefined => {
@@ -289,11 +307,14 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     },
     async afterLoadDocument({ document }) {
       confirmations.track(document)
+      arbiter.track(document)
     },
     async beforeUnloadDocument({ document }) {
       confirmations.forget(document)
+      arbiter.forget(document)
     },
     async onStateless({ payload, document, connection }) {
+      if (arbiter.handle(document, connection, payload)) return
       const n = parseMark(payload)
       if (n !== undefined) confirmations.mark(document, connection, n)
     },
@@ -313,6 +334,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   try {
     await Promise.race([once(server.httpServer, 'listening'), once(server.httpServer, 'error').then(([err]) => Promise.reject(err))])
   } catch (err) {
+    await backend.close()
     await documents.close()
     await shared?.close()
     const code = (err as NodeJS.ErrnoException).code
@@ -331,6 +353,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       (closing ??= (async () => {
         await server.destroy()
         confirmations.clear()
+        arbiter.close()
+        await backend.close()
         // destroy() only asks clients to leave; end the sockets so that they reconnect elsewhere.
         for (const socket of server.webSocketServer.clients) socket.terminate()
         await documents.close()

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { decodeContent, isEventType, ITEM_TYPES, STAGES, validEvents, type Stage, type StoreReader } from '@docket/core/client'
+import { decodeContent, isClaimLive, isEventType, ITEM_TYPES, STAGES, validEvents, type Stage, type StoreReader } from '@docket/core/client'
 import type { Alias, Item, ItemType, StageHistoryEntry } from '@docket/core'
 import { parseId, parseIdList, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
@@ -34,14 +34,15 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .description('list items, as a table or (--json) an array of items')
     .option('--stage <stages>', `only these stages, comma-separated (${STAGES.join(', ')})`)
     .option('--type <types>', 'only these types, comma-separated')
-    .option('--ready', 'only items an agent may pick up now: neither blocked nor frozen, every dependency done or archived')
-    .addHelpText('after', '\nExamples:\n  docket list --stage backlog --ready\n  docket --json list --type bug,spike')
-    .action(async (flags: { stage?: string; type?: string; ready?: boolean }, command: Command) => {
+    .option('--ready', 'only items an agent may pick up now: neither blocked, frozen nor claimed, every dependency done or archived')
+    .option('--claimed', 'only items an agent holds a live claim on (who and until when: FLAGS, or claim in --json)')
+    .addHelpText('after', '\nExamples:\n  docket list --stage backlog --ready\n  docket list --claimed\n  docket --json list --type bug,spike')
+    .action(async (flags: { stage?: string; type?: string; ready?: boolean; claimed?: boolean }, command: Command) => {
       const stage = flags.stage === undefined ? undefined : flags.stage.split(',').map(checkStage)
       const type = flags.type === undefined ? undefined : flags.type.split(',').map(checkType)
       const out = ctx.output(command)
       const items = await ctx.withReader(command, (reader) =>
-        reader.listItems({ ...(stage ? { stage } : {}), ...(type ? { type } : {}), ...(flags.ready ? { ready: true } : {}) }),
+        reader.listItems({ ...(stage ? { stage } : {}), ...(type ? { type } : {}), ...(flags.ready ? { ready: true } : {}), ...(flags.claimed ? { claimed: true } : {}) }),
       )
       out.result(items, () => (items.length === 0 ? out.color.dim('no items') : itemTable(out.color, items)))
     })
@@ -75,6 +76,7 @@ export function registerItemCommands(program: Command, ctx: Context): void {
             `${c.bold(`#${item.id}`)} ${item.name}`,
             `  stage ${c.cyan(item.stage)}   type ${item.type}   uid ${item.uid}`,
             `  depends on ${item.dependsOn.map((d) => `#${d}`).join(', ') || '—'}   agent ${item.agent ?? '—'}   retries ${item.retries}`,
+            `  claim ${item.claim ? `${item.claim.agent}${item.claim.provisional ? ' (provisional)' : ''} since ${item.claim.since} until ${item.claim.until}${isClaimLive(item.claim, Date.now()) ? '' : ' (expired)'}` : '—'}`,
             `  ${item.blocked ? c.red(`blocked: ${item.blocked.reason}`) : 'not blocked'}   ${item.frozen ? c.yellow('frozen') : 'not frozen'}`,
             `  created ${item.createdAt} by ${item.createdBy}, updated ${item.updatedAt}`,
             `  next events: ${validEvents(item.stage).join(', ') || '— (terminal)'}`,
@@ -210,7 +212,7 @@ function itemTable(c: Colors, items: Item[]): string {
       i.type,
       i.name,
       i.dependsOn.map((d) => `#${d}`).join(',') || '',
-      [i.blocked ? c.red('blocked') : '', i.frozen ? c.yellow('frozen') : '', i.agent ? `@${i.agent}` : ''].filter(Boolean).join(' '),
+      [i.blocked ? c.red('blocked') : '', i.frozen ? c.yellow('frozen') : '', i.agent ? `@${i.agent}` : '', i.claim && isClaimLive(i.claim, Date.now()) ? c.cyan(`claimed:${i.claim.agent}`) : ''].filter(Boolean).join(' '),
     ]),
   )
 }

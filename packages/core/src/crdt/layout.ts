@@ -3,8 +3,9 @@ import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } f
 import { isStageEntry, type StageEntry } from '../stage/log.js'
 import { isSlotName } from '../storage/keys.js'
 import type { ClaimValue } from './claims.js'
+import { claimOfEntry, currentEntry, readWorkEntry, type WorkEntry } from '../work/claims.js'
 import { isContentRef, type ContentRef } from './content.js'
-import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone } from '../types.js'
+import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone, type WorkClaim } from '../types.js'
 
 /**
  * The shape of docket's Y.Doc (docs/FORMAT.md describes it for other tools).
@@ -40,6 +41,12 @@ export const F = {
   stages: 'stages',
   content: 'content',
 } as const
+
+/**
+ * Claims on the item (work/claims.ts) are keys of its map, `claim/<entry>`: keys, not a nested
+ * map, because two replicas that created a nested map at once would lose one of them.
+ */
+export const CLAIM_FIELD = 'claim/'
 
 export type ItemMap = Y.Map<unknown>
 
@@ -282,4 +289,38 @@ export function isAlias(value: unknown): value is Alias {
   if (typeof value !== 'object' || value === null) return false
   const a = value as Alias
   return isUid(a.uid) && isItemId(a.oldId) && isItemId(a.newId) && typeof a.at === 'string' && typeof a.by === 'string' && typeof a.reason === 'string'
+}
+
+/** An item's claim entries, read defensively (work/claims.ts decides which is current). */
+export function readWorkEntries(map: ItemMap): WorkEntry[] {
+  const entries: WorkEntry[] = []
+  for (const [key, value] of map.entries()) {
+    if (!key.startsWith(CLAIM_FIELD)) continue
+    const entry = readWorkEntry(key.slice(CLAIM_FIELD.length), value)
+    if (entry) entries.push(entry)
+  }
+  return entries
+}
+
+/** The item's current claim, if any (live or expired). */
+export function currentClaimOf(map: ItemMap): WorkClaim | undefined {
+  const entry = currentEntry(readWorkEntries(map))
+  return entry === undefined ? undefined : claimOfEntry(entry)
+}
+
+/**
+ * The claim entries (their keys without the field prefix) a transaction added, as opposed to
+ * rewrote: the key's value was created in it and overwrote nothing older. A renewal or a
+ * release rewrites an entry; a new claim adds one.
+ */
+export function addedWorkKeys(map: ItemMap, fields: Iterable<string>, tr: Y.Transaction): Set<string> {
+  const internal = (map as unknown as { _map: Map<string, Y.Item> })._map
+  const fresh = (item: Y.Item | null) => item !== null && item.id.clock >= (tr.beforeState.get(item.id.client) ?? 0)
+  const added = new Set<string>()
+  for (const field of fields) {
+    if (!field.startsWith(CLAIM_FIELD)) continue
+    const item = internal.get(field)
+    if (item && fresh(item) && (item.left === null || fresh(item.left))) added.add(field.slice(CLAIM_FIELD.length))
+  }
+  return added
 }

@@ -16,6 +16,7 @@ const STORE_METHODS = new Set([
   'readContent', 'readContentBytes', 'contentSlots', 'writeContent', 'missingBlobs',
   'isTombstoned', 'tombstone', 'tombstonedIds', 'peekNextId', 'aliases', 'stageHistory', 'audit',
   'flush', 'syncState', 'whenSynced', 'assertSynced', 'compact', 'storedUpdateBytes', 'stats', 'verify', 'damage',
+  'claim', 'claimNext', 'renewClaim', 'releaseClaim', 'idLeases',
   // properties, read as calls without arguments
   'dir', 'replicaId', 'readOnly', 'schema',
 ])

@@ -1,7 +1,8 @@
 import type * as Y from 'yjs'
 import { auditEvent } from '../audit/audit.js'
 import { encodeRescued } from '../crdt/rescue.js'
-import { contentEntries, contentSlots, isDeletedUid, isItemMap, locateItemPart, readContentValue, readRecord, readStageEntries, type ItemMap, type ItemRecord, type SlotValue } from '../crdt/layout.js'
+import { addedWorkKeys, CLAIM_FIELD, contentEntries, contentSlots, currentClaimOf, isDeletedUid, isItemMap, locateItemPart, readContentValue, readRecord, readStageEntries, readWorkEntries, type ItemMap, type ItemRecord, type SlotValue } from '../crdt/layout.js'
+import { claimOfEntry, lostTo } from '../work/claims.js'
 import { blobOf, encodeRef, isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import { contentKey, idKey, isSlotName } from '../storage/keys.js'
@@ -171,10 +172,31 @@ function collectTouched(env: CaptureEnv, tr: Y.Transaction, job: Job): Map<Uid, 
       if (where.part === 'stages') t.stages = true
       else if (where.part === 'content' && changedType._item?.parentSub === 'content') {
         for (const key of keys) if (key !== null) t.slots.add(key)
-      } else if (where.part === 'fields') t.whole ||= keys.has('uid')
+      } else if (where.part === 'fields') {
+        t.whole ||= keys.has('uid')
+        if (tr.origin instanceof RemoteOrigin && changedType._item?.parent === (where.home.root === 'records' ? parts.records : parts.items)) noteLostClaim(env, job, tr, uid, keys)
+      }
     }
   }
   return touched
+}
+
+/**
+ * A remote update that added a claim may have taken one of this replica's away (an expired claim
+ * taken over by another agent): its replica is told by an event and an audit event, written with
+ * the update that told it — so once, and never lost.
+ */
+function noteLostClaim(env: CaptureEnv, job: Job, tr: Y.Transaction, uid: Uid, keys: Set<string | null>): void {
+  const map = env.state.maps.get(uid)
+  const id = env.state.claims.shownId(uid)
+  if (!map || id === undefined) return
+  const added = addedWorkKeys(map, [...keys].filter((k): k is string => k !== null && k.startsWith(CLAIM_FIELD)), tr)
+  if (added.size === 0) return
+  const lost = lostTo(readWorkEntries(map), added, env.replicaId)
+  if (!lost) return
+  const to = claimOfEntry(lost.to)
+  job.audit.push(auditEvent('claim_lost', env.replicaId, { uid, agent: lost.lost.agent, grant: lost.lost.grant, reason: 'taken-over', to }, id))
+  job.events.push({ type: 'claim_lost', id, uid, agent: lost.lost.agent, to, reason: 'taken-over' })
 }
 
 /** Updates the rows (and the in-memory index) of one id. Returns whether it changed for readers. */
@@ -213,7 +235,7 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   const resolution = resolveStage(entries)
   const stage = resolution?.stage ?? 'backlog'
   // Readers will ask for this item next (the operation returns it): cache what was just resolved.
-  const item = itemFromRecord(id, record, stage)
+  const item = itemFromRecord(id, record, stage, currentClaimOf(map))
   state.items.set(id, item)
   job.puts.push(itemIndexPut(item))
   reportSuperseded(env, job, id, resolution)

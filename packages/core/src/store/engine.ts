@@ -8,7 +8,8 @@ import { decodeRef, isContentRef, matches, type ContentRef } from '../crdt/conte
 import { buildItemMap, contentEntries, isItemMap } from '../crdt/layout.js'
 import { readReplacedItem } from '../crdt/rescue.js'
 import { DocketError } from '../errors.js'
-import { idToNumber, isItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { idToNumber, isItemId, numberToId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
+import { LeasedIds, leasesRow } from './leases.js'
 import { reopenDatabases, type Databases } from '../storage/db.js'
 import { writeCheckpoint } from '../storage/health.js'
 
@@ -99,6 +100,10 @@ export class Engine {
   refusedUpdates = 0
   /** The updates refused in this process, by digest, with the key they are kept under. */
   readonly refusedDigests = new Map<string, string | null>()
+  /** Ids leased from the sync server (store/leases.ts). */
+  readonly leases: LeasedIds
+  /** How to ask the sync server's arbiter, when this store syncs and is connected (set by the Store). */
+  arbiter: (() => ((request: Record<string, unknown>) => Promise<unknown>) | undefined) | undefined
 
   constructor(init: EngineInit) {
     this.dir = init.dir
@@ -123,10 +128,24 @@ export class Engine {
       failed: (error) => this.reload(error),
     })
     this.attach(this.state)
+    this.leases = new LeasedIds({
+      dbs: this.dbs,
+      logger: this.logger,
+      state: () => this.state,
+      ask: () => (this.arbiter ?? this.hooks?.arbiter)?.(),
+      now: Date.now,
+      persist: (blocks, size, top) =>
+        this.write('lease', {
+          puts: [leasesRow(blocks, size)],
+          // Every replica that syncs allocates above this block even when it falls back to its own mark.
+          change: (state) => this.raiseHighWater(state, numberToId(top)),
+        }),
+    })
   }
 
   /** Reports damaged rows, moves this replica's items that show no id (a session may have ended first), compacts if due. */
   async start(): Promise<void> {
+    await this.leases.load()
     for await (const _ of this.dbs.refused.keys()) this.refusedUpdates++
     for (const row of this.state.corrupt) {
       this.logger.warn(`corrupt row in ${row.sublevel} at key ${JSON.stringify(row.key)}: ${row.error}; it is kept and skipped`)
@@ -549,13 +568,19 @@ export class Engine {
     const state = this.state
     const moves: Array<{ uid: Uid; from: ItemId | undefined; to: ItemId; reason: 'collision' | 'tombstoned-id' | 'unclaimed'; name: string }> = []
     let next = state.allocator.highest
+    const planned = new Set<ItemId>()
     for (const uid of [...state.unanchored].sort()) {
       const rescue = state.rescues.get(uid)
       const record = recordOf(state, uid) ?? rescue?.item.record
       if (!record) continue
       const loss = state.claims.lossOf(uid)
-      next += 1
-      const to = nextIdAfter(next - 1)
+      // A leased id first (no other replica can take it); else one past every id seen.
+      let to = this.leases.take(state, planned)
+      if (to === undefined) {
+        next += 1
+        to = nextIdAfter(next - 1)
+      }
+      planned.add(to)
       moves.push({ uid, from: loss?.id ?? rescue?.oldId, to, reason: loss?.reason ?? (rescue ? 'collision' : 'unclaimed'), name: record.name })
     }
     if (moves.length === 0) return 0

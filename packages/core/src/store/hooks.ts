@@ -26,4 +26,10 @@ export interface StoreHooks {
    * ops adds them to the batch (a concurrent writer's rows landing at the same moment).
    */
   beforeWrite?(ops: readonly WriteOp[]): void | readonly WriteOp[] | Promise<void | readonly WriteOp[]>
+  /**
+   * Stands in for the sync server's arbiter (leases and claims) in a store that does not sync:
+   * the fake-network property gives its replicas one arbiter, reachable or not as the test
+   * decides (undefined: not connected). Requests and results are the server's (docs/FORMAT.md).
+   */
+  arbiter?(): ((request: Record<string, unknown>) => Promise<unknown>) | undefined
 }

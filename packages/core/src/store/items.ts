@@ -1,9 +1,9 @@
-import { contentEntries, isDeletedUid, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { contentEntries, currentClaimOf, isDeletedUid, readStageEntries, type ItemRecord } from '../crdt/layout.js'
 import { isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
-import type { Item, ListItemsOptions, StageHistoryEntry } from '../types.js'
+import type { Item, ListItemsOptions, StageHistoryEntry, WorkClaim } from '../types.js'
 import { invalid } from './validate.js'
 import { filterItems, historyOf, readyGiven } from './listing.js'
 import { recordOf, type DocState } from './state.js'
@@ -27,11 +27,11 @@ function buildItem(state: DocState, id: ItemId): Item | undefined {
   const record = recordOf(state, uid)
   const map = state.maps.get(uid)
   if (!map || !record) return undefined
-  return itemFromRecord(id, record, resolveStage(readStageEntries(map))?.stage ?? 'backlog')
+  return itemFromRecord(id, record, resolveStage(readStageEntries(map))?.stage ?? 'backlog', currentClaimOf(map))
 }
 
 /** The item a reader sees, from its record and its resolved stage. */
-export function itemFromRecord(id: ItemId, record: ItemRecord, stage: Stage): Item {
+export function itemFromRecord(id: ItemId, record: ItemRecord, stage: Stage, claim?: WorkClaim): Item {
   const item: Item = {
     id,
     uid: record.uid,
@@ -47,11 +47,14 @@ export function itemFromRecord(id: ItemId, record: ItemRecord, stage: Stage): It
     createdBy: record.createdBy,
   }
   if (record.agent !== null) item.agent = record.agent
+  if (claim !== undefined) item.claim = claim
   return item
 }
 
 function copy(item: Item): Item {
-  return { ...item, dependsOn: [...item.dependsOn], blocked: item.blocked ? { ...item.blocked } : null }
+  const out: Item = { ...item, dependsOn: [...item.dependsOn], blocked: item.blocked ? { ...item.blocked } : null }
+  if (item.claim) out.claim = { ...item.claim }
+  return out
 }
 
 export function isLive(state: DocState, id: ItemId): boolean {

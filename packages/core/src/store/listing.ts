@@ -3,6 +3,7 @@ import type { StageEntry } from '../stage/log.js'
 import { resolveStage } from '../stage/resolve.js'
 import type { Stage } from '../stage/stages.js'
 import type { Item, ItemType, ListItemsOptions, StageHistoryEntry } from '../types.js'
+import { isClaimLive } from '../work/claims.js'
 
 // The reads' pure rules, over items read from anywhere (the document, the index rows, a holder):
 // no Yjs here, so that a reader loads without it.
@@ -14,13 +15,14 @@ export const SATISFIED_STAGES: ReadonlySet<Stage> = new Set<Stage>(['done', 'arc
  * The list filters, over items read from anywhere (the document, the index rows): `lookup`
  * finds a dependency, which may lie outside `items`' filters but never outside the store.
  */
-export function filterItems(items: readonly Item[], options: ListItemsOptions, lookup: (id: ItemId) => Item | undefined): Item[] {
+export function filterItems(items: readonly Item[], options: ListItemsOptions, lookup: (id: ItemId) => Item | undefined, nowMs = Date.now()): Item[] {
   const stages = toSet<Stage>(options.stage)
   const types = toSet<ItemType>(options.type)
   return items.filter((item) => {
     if (stages && !stages.has(item.stage)) return false
     if (types && !types.has(item.type)) return false
-    if (options.ready !== undefined && readyGiven(item, lookup) !== options.ready) return false
+    if (options.ready !== undefined && readyGiven(item, lookup, nowMs) !== options.ready) return false
+    if (options.claimed !== undefined && isClaimLive(item.claim, nowMs) !== options.claimed) return false
     return true
   })
 }
@@ -30,8 +32,9 @@ function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | 
   return new Set(typeof value === 'string' ? [value] : value)
 }
 
-export function readyGiven(item: Item, lookup: (id: ItemId) => Item | undefined): boolean {
-  if (item.blocked !== null || item.frozen) return false
+/** Ready: an agent may pick it up now — not blocked, frozen or claimed, and every dependency satisfied. */
+export function readyGiven(item: Item, lookup: (id: ItemId) => Item | undefined, nowMs = Date.now()): boolean {
+  if (item.blocked !== null || item.frozen || isClaimLive(item.claim, nowMs)) return false
   return item.dependsOn.every((dep) => {
     const target = lookup(dep)
     return target !== undefined && SATISFIED_STAGES.has(target.stage)

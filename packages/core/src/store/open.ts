@@ -69,7 +69,7 @@ export interface OpenStoreOptions {
 /** The keys openStore accepts (anything else is refused: a misspelt option must not be ignored). */
 const OPEN_KEYS = keysOf<OpenStoreOptions>()(['dir', 'create', 'errorIfExists', 'replicaId', 'logger', 'durability', 'compactAfterRows', 'readOnly', 'acceptDamage', 'hooks', 'sync', 'serve'])
 /** StoreHooks' keys. */
-const HOOK_KEYS = keysOf<StoreHooks>()(['step', 'clientId', 'allocate', 'beforeWrite'])
+const HOOK_KEYS = keysOf<StoreHooks>()(['step', 'clientId', 'allocate', 'beforeWrite', 'arbiter'])
 const SYNC_KEYS = keysOf<SyncOptions>()(['url', 'token', 'document', 'minReconnectDelayMs', 'maxReconnectDelayMs', 'closeTimeoutMs'])
 
 

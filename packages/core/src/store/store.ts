@@ -26,7 +26,14 @@ import type {
   StoreListener,
   Tombstone,
   UpdateItemInput,
+  ClaimOptions,
+  ClaimNextOptions,
+  ClaimResult,
+  RenewClaimOptions,
+  ReleaseClaimOptions,
 } from '../types.js'
+import { WorkClaims } from './work.js'
+import type { LeaseState } from './leases.js'
 import { hasPendingUpdates, pendingOnlyJob } from './capture.js'
 import { decodeContent } from './evidence.js'
 import { checkDependencies, itemAt, itemFromRecord, listItems, liveIds, referencedBlobs, stageHistory } from './items.js'
@@ -104,6 +111,7 @@ export class Store implements AsyncDisposable {
   /** The schema on disk, and what this open migrated. */
   readonly schema: StoreSchema
   readonly #maintenance: Maintenance
+  readonly #work: WorkClaims
   #damage: StorageDamage | undefined
   #sync: SyncClient | undefined
   #lastSyncedAt: string | null
@@ -131,6 +139,20 @@ export class Store implements AsyncDisposable {
       mapErrors: (rows) => this.#mapErrors(rows),
       damage: () => this.#damage,
       flush: () => this.flush(),
+    })
+    this.#work = new WorkClaims({
+      engine: this.#e,
+      replicaId: this.replicaId,
+      ready: () => this.#ready(),
+      live: (id) => {
+        const found = this.#liveNow(id)
+        if (found === 'tombstoned') throw missingItem(id, true)
+        return found
+      },
+      syncs: () => this.#syncOptions !== undefined,
+      arbiter: () => this.#e.arbiter?.(),
+      readyItems: (filter) => this.listItems({ ...filter, ready: true }),
+      now: Date.now,
     })
   }
 
@@ -178,6 +200,14 @@ export class Store implements AsyncDisposable {
         this.#e.logger,
         this.#lastSyncedAt,
       )
+      const sync = this.#sync
+      this.#e.arbiter = () => (sync.arbiterReady ? (request) => sync.ask(request) : undefined)
+      // Each (re)connection: a block of ids if this replica is short of them, and the
+      // provisional claims taken offline checked with the server.
+      sync.onArbiterReady(() => {
+        this.#e.leases.topUp()
+        this.#work.settleProvisional().catch((err: unknown) => this.#e.logger.warn(`checking provisional claims with ${sync.state().url} failed (${(err as Error).message}); it is tried again at the next connection`))
+      })
     }
   }
 
@@ -193,6 +223,8 @@ export class Store implements AsyncDisposable {
     const checked = checkCreateInput(input)
     const allowUnknown = requireKnownKeys(requireObject(options, 'createItem options'), OPTION_KEYS.createItem, 'createItem() options').allowUnknownDependencies === true
     if (checked.id !== undefined) await this.#refuseStoredRows(checked.id)
+    // Connected and out of leased ids: wait for a block rather than pick an id another replica may pick too.
+    else await this.#e.leases.ensure()
     const state = this.#e.state
     checkDependencies(state, checked.dependsOn, checked.id, allowUnknown)
     this.#e.hooks?.step?.('create:validated')
@@ -201,7 +233,8 @@ export class Store implements AsyncDisposable {
     if (checked.id !== undefined) {
       id = checked.id
     } else {
-      id = state.allocator.peek()
+      // A leased id (no other replica can be given it), else one past every id seen.
+      id = this.#e.leases.take(state) ?? state.allocator.peek()
       if (this.#e.hooks?.allocate) id = parseItemId(this.#e.hooks.allocate(id))
     }
     if (state.parts.tombstones.has(id)) {
@@ -267,6 +300,7 @@ export class Store implements AsyncDisposable {
       )
     }
     this.#e.hooks?.step?.('create:committed', { id, uid })
+    this.#e.leases.topUp()
     // Read back, once on disk: the entry must be in the document under its uid — where a
     // concurrent update may have moved it.
     return this.#settleCreated(id, uid, record, checked.stage)
@@ -318,6 +352,52 @@ export class Store implements AsyncDisposable {
     this.#assertOpen()
     const opts = requireKnownKeys(requireObject(options, 'listItems options'), OPTION_KEYS.listItems, 'listItems()') as ListItemsOptions
     return listItems(this.#e.state, checkListOptions(opts))
+  }
+
+  // ───────────────────────────── claims ─────────────────────────────
+
+  /**
+   * Claims an item for an agent until `ttlMs` from now (default 15 minutes): granted, or refused
+   * with who holds it. With a sync server, the server decides — exactly one of any number of
+   * concurrent claimants wins — and the claim is recorded where every replica sees it; offline,
+   * BEHIND_REMOTE unless `{ offline: true }` (a provisional claim, checked on reconnect).
+   * The agent that holds the claim claiming again extends it.
+   */
+  claim(id: ItemId | string, options: ClaimOptions): Promise<ClaimResult> {
+    this.#assertOpen()
+    const opts = requireKnownKeys(requireObject(options, 'claim options'), OPTION_KEYS.claim, 'claim()') as unknown as ClaimOptions
+    return this.#work.claim(parseItemId(id), opts)
+  }
+
+  /**
+   * The orchestrator's dispatch: claims the first ready, unclaimed item (lowest id; optionally of
+   * a stage or type) for the agent, atomically — or null when there is none.
+   */
+  claimNext(options: ClaimNextOptions): Promise<ClaimResult | null> {
+    this.#assertOpen()
+    const opts = requireKnownKeys(requireObject(options, 'claimNext options'), OPTION_KEYS.claimNext, 'claimNext()') as unknown as ClaimNextOptions
+    if (opts.stage !== undefined || opts.type !== undefined) checkListOptions({ ...(opts.stage !== undefined ? { stage: opts.stage } : {}), ...(opts.type !== undefined ? { type: opts.type } : {}) })
+    return this.#work.claimNext(opts)
+  }
+
+  /** Extends the agent's claim to `ttlMs` from now; CLAIM_NOT_HELD if the agent does not hold it. */
+  renewClaim(id: ItemId | string, options: RenewClaimOptions): Promise<ClaimResult> {
+    this.#assertOpen()
+    const opts = requireKnownKeys(requireObject(options, 'renewClaim options'), OPTION_KEYS.renewClaim, 'renewClaim()') as unknown as RenewClaimOptions
+    return this.#work.renew(parseItemId(id), opts)
+  }
+
+  /** Ends the agent's claim; CLAIM_NOT_HELD if the agent does not hold it. Returns the item. */
+  releaseClaim(id: ItemId | string, options: ReleaseClaimOptions): Promise<Item> {
+    this.#assertOpen()
+    const opts = requireKnownKeys(requireObject(options, 'releaseClaim options'), OPTION_KEYS.releaseClaim, 'releaseClaim()') as unknown as ReleaseClaimOptions
+    return this.#work.release(parseItemId(id), opts)
+  }
+
+  /** The id blocks this replica leased from its sync server, and what is left of them. */
+  idLeases(): LeaseState {
+    this.#assertOpen()
+    return this.#e.leases.state()
   }
 
   /** Sends a stage event: the only way to change a stage. Returns the item as it now is. */
@@ -570,10 +650,13 @@ export class Store implements AsyncDisposable {
       .sort((a, b) => idToNumber(a) - idToNumber(b))
   }
 
-  /** The id the next createItem will get (unless another replica takes it first). O(1). */
+  /**
+   * The id the next createItem will get: the lowest free leased id, else one past every id seen
+   * (which another replica may take first). O(1) amortized.
+   */
   peekNextId(): ItemId {
     this.#assertOpen()
-    return this.#e.state.allocator.peek()
+    return this.#e.leases.take(this.#e.state) ?? this.#e.state.allocator.peek()
   }
 
   /** Re-anchorings recorded for items that lost their id; all, or those of one old id. */
@@ -808,6 +891,9 @@ export class Store implements AsyncDisposable {
     try {
       // Clients first: calls under way finish (bounded), later ones find no socket and open the store themselves.
       await this.#holder?.close()
+      await this.#e.settle()
+      // A lease in flight is persisted before the connection goes: the server handed it out once.
+      await this.#e.leases.close(this.#syncOptions?.closeTimeoutMs ?? 3000)
       await this.#e.settle()
       await this.#sync?.close()
       await this.#e.settle()

@@ -14,7 +14,12 @@ import {
   type ItemType,
   type ListItemsOptions,
   type UpdateItemInput,
+  type ClaimOptions,
+  type ClaimNextOptions,
+  type RenewClaimOptions,
+  type ReleaseClaimOptions,
 } from '../types.js'
+import { DEFAULT_CLAIM_TTL_MS, MAX_CLAIM_TTL_MS, MIN_CLAIM_TTL_MS } from '../work/claims.js'
 import type { DeleteItemOptions, Store } from './store.js'
 
 export const MAX_NAME_LENGTH = 300
@@ -228,7 +233,11 @@ function tooLarge(slot: string): DocketError {
 /** The keys each public method's options object accepts (requireKnownKeys refuses any other). */
 export const OPTION_KEYS = {
   createItem: keysOf<CreateItemOptions>()(['allowUnknownDependencies']),
-  listItems: keysOf<ListItemsOptions>()(['stage', 'type', 'ready']),
+  listItems: keysOf<ListItemsOptions>()(['stage', 'type', 'ready', 'claimed']),
+  claim: keysOf<ClaimOptions>()(['agent', 'ttlMs', 'offline']),
+  claimNext: keysOf<ClaimNextOptions>()(['agent', 'ttlMs', 'offline', 'stage', 'type']),
+  renewClaim: keysOf<RenewClaimOptions>()(['agent', 'ttlMs', 'offline']),
+  releaseClaim: keysOf<ReleaseClaimOptions>()(['agent', 'offline']),
   event: keysOf<StageEvent>()(['type', 'reason']),
   apply: keysOf<ApplyOptions>()(['force', 'ifStage']),
   deleteItem: keysOf<DeleteItemOptions>()(['reason']),
@@ -338,7 +347,25 @@ export function checkListOptions(options: ListItemsOptions): ListItemsOptions {
     if (typeof options.ready !== 'boolean') throw invalid('ready must be true or false.')
     out.ready = options.ready
   }
+  if (options.claimed !== undefined) {
+    if (typeof options.claimed !== 'boolean') throw invalid('claimed must be true or false.')
+    out.claimed = options.claimed
+  }
   return out
+}
+
+/** A claim's agent and duration, checked (work/claims.ts has the bounds). */
+export function checkClaimAsk(options: { agent?: unknown; ttlMs?: unknown; offline?: unknown }, what: string): { agent: string; ttlMs: number; offline: boolean } {
+  const agent = options.agent
+  if (typeof agent !== 'string' || agent.trim().length === 0 || agent.length > MAX_AGENT_LENGTH || agent !== agent.trim() || /[\u0000-\u001f\u007f]/.test(agent)) {
+    throw invalid(`${what} needs agent: the name of who works on the item, 1 to ${MAX_AGENT_LENGTH} characters without surrounding spaces or control characters (e.g. { agent: 'coder-1' }, --agent coder-1).`)
+  }
+  const ttlMs = options.ttlMs ?? DEFAULT_CLAIM_TTL_MS
+  if (!Number.isSafeInteger(ttlMs) || (ttlMs as number) < MIN_CLAIM_TTL_MS || (ttlMs as number) > MAX_CLAIM_TTL_MS) {
+    throw invalid(`${what}: ttlMs must be a whole number of milliseconds from ${MIN_CLAIM_TTL_MS} (1 s) to ${MAX_CLAIM_TTL_MS} (7 days); the default is 15 minutes.`)
+  }
+  if (options.offline !== undefined && typeof options.offline !== 'boolean') throw invalid(`${what}: offline must be true or false.`)
+  return { agent, ttlMs: ttlMs as number, offline: options.offline === true }
 }
 
 /** The error for an id that shows no live item: TOMBSTONED if it was deleted, else NOT_FOUND (the Store and the reader alike). */

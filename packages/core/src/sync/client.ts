@@ -10,6 +10,28 @@ import { BlobTransfer, type BlobBridge } from './blobs.js'
 /** How long one blob upload or fetch may take. */
 const BLOB_TIMEOUT_MS = 60_000
 
+/** How long the server may take to answer a lease or claim request. */
+const ARBITER_TIMEOUT_MS = 10_000
+
+/** A reply of the server's arbiter (packages/server/src/arbiter/protocol.ts). */
+interface ArbiterReply {
+  req: number
+  ok: boolean
+  result?: unknown
+  code?: string
+  message?: string
+}
+
+function arbiterReply(payload: string): ArbiterReply | undefined {
+  try {
+    const value = JSON.parse(payload) as Partial<ArbiterReply> & { docket?: unknown }
+    if (value.docket !== 'arbiter' || !Number.isSafeInteger(value.req) || typeof value.ok !== 'boolean') return undefined
+    return value as ArbiterReply
+  } catch {
+    return undefined
+  }
+}
+
 /** How a store joins a sync server. */
 export interface SyncOptions {
   /** The server's WebSocket URL, e.g. ws://127.0.0.1:1234 (`docket serve`). */
@@ -108,6 +130,11 @@ export class SyncClient {
   /** Local updates waiting for their blobs to reach the server, oldest first. */
   #outbox: Array<{ update: Uint8Array; blobs: readonly string[] }> = []
   readonly #offBlobs: () => void
+  /** Arbiter requests in flight (leases, claims), by request number. */
+  readonly #asks = new Map<number, { resolve: (result: unknown) => void; reject: (err: DocketError) => void; timer: NodeJS.Timeout }>()
+  #nextAsk = 1
+  readonly #readyListeners = new Set<() => void>()
+  #wasReady = false
 
   constructor(options: SyncOptions, bridge: SyncBridge, logger: Logger, lastSyncedAt: string | null) {
     this.#options = { document: 'docket', closeTimeoutMs: 3000, ...options }
@@ -160,6 +187,8 @@ export class SyncClient {
       this.#connected = connected
       if (!connected) {
         this.#handshake = false
+        // An answer in flight is lost with its connection: the caller learns it now, not at a timeout.
+        this.#dropAsks()
         // A mark in flight is lost with its connection: confirm again on the next one.
         this.#markWanted = true
       }
@@ -171,6 +200,8 @@ export class SyncClient {
     })
     this.#provider.on('unsyncedChanges', () => this.#changed())
     this.#provider.on('stateless', ({ payload }: { payload: string }) => {
+      const reply = arbiterReply(payload)
+      if (reply) return this.#answered(reply)
       const n = storedMark(payload)
       if (n === undefined || n <= this.#confirmed) return
       this.#confirmed = n
@@ -238,8 +269,79 @@ export class SyncClient {
     return true
   }
 
+  /** Connected, handshake done, accepted read-write: the arbiter can be asked. */
+  get arbiterReady(): boolean {
+    return this.#error === null && this.#connected && this.#handshake && this.#provider.isAuthenticated && !this.#readOnly() && !this.#closing
+  }
+
+  /** Calls `listener` whenever the arbiter becomes reachable (each (re)connection). */
+  onArbiterReady(listener: () => void): () => void {
+    this.#readyListeners.add(listener)
+    return () => this.#readyListeners.delete(listener)
+  }
+
+  /**
+   * Asks the server's arbiter (a lease or a claim) and resolves with its result. Rejects with
+   * BEHIND_REMOTE when not connected (or the connection drops before the answer), and with
+   * ARBITER_UNAVAILABLE when the server does not answer in time (a docket server older than
+   * leases and claims never does).
+   */
+  ask(request: Record<string, unknown>, timeoutMs = ARBITER_TIMEOUT_MS): Promise<unknown> {
+    if (!this.arbiterReady) {
+      return Promise.reject(
+        new DocketError(
+          'BEHIND_REMOTE',
+          `This replica is not connected to ${this.#options.url}${this.#readOnly() ? ' with a read-write token' : ''}, so the server cannot decide: try again once it is, or work offline where the call allows it ({ offline: true }, --offline).`,
+          { details: { url: this.#options.url } },
+        ),
+      )
+    }
+    const req = this.#nextAsk++
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#asks.delete(req)
+        reject(
+          new DocketError(
+            'ARBITER_UNAVAILABLE',
+            `The server at ${this.#options.url} did not answer a ${String(request.op)} request within ${timeoutMs} ms: it may run a docket older than leases and claims (upgrade it), or be overloaded. If this was a claim, claim again with the same agent to learn whether it was granted.`,
+            { details: { url: this.#options.url, op: request.op } },
+          ),
+        )
+      }, timeoutMs)
+      this.#asks.set(req, { resolve, reject, timer })
+      this.#provider.sendStateless(JSON.stringify({ docket: 'arbiter', req, ...request }))
+    })
+  }
+
+  #answered(reply: ArbiterReply): void {
+    const ask = this.#asks.get(reply.req)
+    if (!ask) return
+    this.#asks.delete(reply.req)
+    clearTimeout(ask.timer)
+    if (reply.ok) ask.resolve(reply.result)
+    else {
+      const code = reply.code === 'INVALID_INPUT' ? 'INVALID_INPUT' : reply.code === 'READ_ONLY' ? 'STORE_READ_ONLY' : 'ARBITER_UNAVAILABLE'
+      ask.reject(new DocketError(code, `${String(reply.message ?? 'the server refused the request').slice(0, 500)}`, { details: { url: this.#options.url, serverCode: reply.code ?? null } }))
+    }
+  }
+
+  #dropAsks(): void {
+    for (const [req, ask] of this.#asks) {
+      this.#asks.delete(req)
+      clearTimeout(ask.timer)
+      ask.reject(
+        new DocketError('BEHIND_REMOTE', `The connection to ${this.#options.url} dropped before the server answered: ask again once connected (a claim asked again by the same agent learns whether it was granted).`, {
+          details: { url: this.#options.url },
+        }),
+      )
+    }
+  }
+
   #changed(): void {
     if (this.#closed) return
+    const ready = this.arbiterReady
+    if (ready && !this.#wasReady) for (const listener of [...this.#readyListeners]) queueMicrotask(listener)
+    this.#wasReady = ready
     this.#maybeMark()
     this.#blobs.setActive(this.#error === null && this.#connected && this.#handshake && this.#provider.isAuthenticated, !this.#readOnly())
     const synced = this.#isSynced()
@@ -350,6 +452,8 @@ export class SyncClient {
       })
     }
     this.#closed = true
+    this.#dropAsks()
+    this.#readyListeners.clear()
     this.#blobs.close()
     // The store closes its LevelDB after this: no blob pass may still be reading it.
     await this.#blobs.idle()

@@ -1,0 +1,150 @@
+import { firstFree, isLeaseBlock, LEASE_SIZE, liveBlocks, nextLeaseSize, remainingFrom, topOf, wantsMore, type LeaseBlock } from '../alloc/leases.js'
+import { isDocketError } from '../errors.js'
+import { idToNumber, numberToId, type ItemId } from '../ids.js'
+import type { Databases } from '../storage/db.js'
+import type { Logger } from './logger.js'
+import type { DocState } from './state.js'
+
+/** The meta row that holds this replica's leased blocks (docs/FORMAT.md). */
+export const LEASES_KEY = 'leases'
+
+/** What the leases need of the store around them. */
+export interface LeaseEnv {
+  dbs: Databases
+  logger: Logger
+  state: () => DocState
+  /** Asks the sync server for a block; undefined when the store does not sync or cannot ask now. */
+  ask: () => ((request: Record<string, unknown>) => Promise<unknown>) | undefined
+  /** Persists the blocks (meta row) and raises this replica's allocator mark to their top, in one batch. */
+  persist: (blocks: readonly LeaseBlock[], size: number, top: number) => Promise<void>
+  now: () => number
+}
+
+export interface LeaseState {
+  /** The blocks this replica holds, lowest first. */
+  blocks: LeaseBlock[]
+  /** Ids left in them (an upper bound: some may have been taken by explicit ids). */
+  remaining: number
+  /** The size of the next request. */
+  nextSize: number
+}
+
+/**
+ * The ids this replica leased from its sync server (alloc/leases.ts has the arithmetic). A
+ * create takes the lowest free leased id; fewer than half a block left asks for the next one
+ * while connected. Blocks are on disk before they are used, so no id of one is ever issued twice
+ * across crashes: the claims an id gets are what marks it used.
+ */
+export class LeasedIds {
+  readonly #env: LeaseEnv
+  #blocks: LeaseBlock[] = []
+  #size: number = LEASE_SIZE.initial
+  #cursor = 0
+  #grantedAt: number | undefined
+  #asking: Promise<boolean> | undefined
+  #closed = false
+
+  constructor(env: LeaseEnv) {
+    this.#env = env
+  }
+
+  async load(): Promise<void> {
+    const raw = await this.#env.dbs.meta.get(LEASES_KEY)
+    if (raw === undefined) return
+    try {
+      const value = JSON.parse(raw) as { blocks?: unknown; size?: unknown }
+      this.#blocks = Array.isArray(value.blocks) ? value.blocks.filter(isLeaseBlock) : []
+      if (Number.isSafeInteger(value.size)) this.#size = nextLeaseSize(value.size as number, undefined)
+    } catch {
+      // A torn row is a lost lease: its ids are skipped (never reused), the next lease brings more.
+      this.#env.logger.warn(`the leased id blocks in ${LEASES_KEY} cannot be read; new ids come from the next lease`)
+    }
+  }
+
+  /** The lowest free leased id, or undefined (none left). Synchronous: the create that takes it claims it in the same tick. */
+  take(state: DocState, planned?: ReadonlySet<ItemId>): ItemId | undefined {
+    const found = firstFree(this.#blocks, this.#cursor, (n) => {
+      const id = numberToId(n)
+      return state.claims.isClaimed(id) || state.parts.tombstones.has(id) || state.parts.items.has(id) || planned?.has(id) === true
+    })
+    if (!found) {
+      this.#cursor = topOf(this.#blocks) + 1
+      return undefined
+    }
+    this.#cursor = found.cursor
+    return numberToId(found.id)
+  }
+
+  state(): LeaseState {
+    const blocks = liveBlocks(this.#blocks, this.#cursor)
+    return { blocks, remaining: remainingFrom(blocks, this.#cursor), nextSize: this.#size }
+  }
+
+  /** Leased ids are at hand (or cannot be had now): waits for a block when connected and out of them. */
+  async ensure(): Promise<void> {
+    for (let round = 0; round < 3 && !this.#closed; round++) {
+      if (this.take(this.#env.state()) !== undefined) return
+      if (!(await this.#request())) return
+    }
+  }
+
+  /** After a create: asks for the next block in the background once fewer than half a block are left. */
+  topUp(): void {
+    if (this.#closed || !wantsMore(remainingFrom(this.#blocks, this.#cursor), this.#size)) return
+    void this.#request()
+  }
+
+  /** One request at a time; resolves true once a block is on disk and usable. */
+  #request(): Promise<boolean> {
+    if (this.#asking) return this.#asking
+    const ask = this.#env.ask()
+    if (!ask || this.#closed) return Promise.resolve(false)
+    const asking = (async () => {
+      const lasted = this.#grantedAt === undefined ? undefined : this.#env.now() - this.#grantedAt
+      const size = this.#grantedAt === undefined ? this.#size : nextLeaseSize(this.#size, lasted)
+      const state = this.#env.state()
+      const above = Math.max(state.allocator.highest, topOf(this.#blocks))
+      let block: unknown
+      try {
+        block = await ask({ op: 'lease', size, above })
+      } catch (err) {
+        // Offline or an older server: creates fall back to the allocator's own mark.
+        if (!isDocketError(err, 'BEHIND_REMOTE')) this.#env.logger.warn(`no id lease from the sync server (${(err as Error).message}); new ids come from this replica's own allocator until one arrives`)
+        return false
+      }
+      if (!isLeaseBlock(block) || block.to - block.from + 1 !== size || block.from <= above) {
+        this.#env.logger.warn(`the sync server answered a lease with ${JSON.stringify(block).slice(0, 100)}, not a fresh block of ${size} ids above ${above}; it is not used`)
+        return false
+      }
+      if (this.#closed) return false
+      const blocks = [...liveBlocks(this.#blocks, this.#cursor), block]
+      await this.#env.persist(blocks, size, block.to)
+      this.#blocks = blocks
+      this.#size = size
+      this.#grantedAt = this.#env.now()
+      return true
+    })()
+    this.#asking = asking
+    void asking.finally(() => {
+      if (this.#asking === asking) this.#asking = undefined
+    })
+    return asking
+  }
+
+  /** Waits (bounded) for a lease in flight: its block is the server's to hand out once only. */
+  async close(timeoutMs: number): Promise<void> {
+    const asking = this.#asking
+    if (asking) await Promise.race([asking.catch(() => false), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())])
+    this.#closed = true
+  }
+}
+
+/** The blocks' meta row. */
+export function leasesRow(blocks: readonly LeaseBlock[], size: number): { sublevel: 'meta'; key: string; value: string } {
+  return { sublevel: 'meta', key: LEASES_KEY, value: JSON.stringify({ blocks, size }) }
+}
+
+export function isLeasedId(blocks: readonly LeaseBlock[], id: ItemId): boolean {
+  const n = idToNumber(id)
+  return blocks.some((b) => b.from <= n && n <= b.to)
+}
