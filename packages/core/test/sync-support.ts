@@ -20,9 +20,18 @@ afterEach(async () => {
 
 
 /** A real Hocuspocus server on 127.0.0.1, in this process. */
-export async function server(options: { dir?: string; port?: number } = {}): Promise<RunningServer & { dir: string }> {
+export async function server(options: { dir?: string; port?: number; now?: () => number } = {}): Promise<RunningServer & { dir: string }> {
   const dir = options.dir ?? join(await tempDir('docket-server-'), 'server')
-  const running = await startServer({ dir, port: options.port ?? 0, token: TOKEN, debounceMs: 50, maxDebounceMs: 200, admit: updateRefusal, logger: { info: () => {}, warn: () => {} } })
+  const running = await startServer({
+    dir,
+    port: options.port ?? 0,
+    token: TOKEN,
+    debounceMs: 50,
+    maxDebounceMs: 200,
+    admit: updateRefusal,
+    logger: { info: () => {}, warn: () => {} },
+    ...(options.now ? { now: options.now } : {}),
+  })
   servers.push(running)
   return Object.assign(running, { dir })
 }

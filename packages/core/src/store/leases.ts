@@ -42,6 +42,8 @@ export class LeasedIds {
   #cursor = 0
   #grantedAt: number | undefined
   #asking: Promise<boolean> | undefined
+  /** Creates waiting in `ensure` for a block. */
+  #waiting = 0
   #closed = false
 
   constructor(env: LeaseEnv) {
@@ -76,21 +78,33 @@ export class LeasedIds {
   }
 
   state(): LeaseState {
-    const blocks = liveBlocks(this.#blocks, this.#cursor)
-    return { blocks, remaining: remainingFrom(blocks, this.#cursor), nextSize: this.#size }
+    const left = this.#left()
+    return { blocks: liveBlocks(this.#blocks, this.#cursor), remaining: left, nextSize: this.#size }
   }
 
-  /** Leased ids are at hand (or cannot be had now): waits for a block when connected and out of them. */
-  async ensure(): Promise<void> {
-    for (let round = 0; round < 3 && !this.#closed; round++) {
-      if (this.take(this.#env.state()) !== undefined) return
-      if (!(await this.#request())) return
+  /** Leased ids left: from the lowest free one up (ids above it that explicit creates took still count). */
+  #left(): number {
+    return this.take(this.#env.state()) === undefined ? 0 : remainingFrom(this.#blocks, this.#cursor)
+  }
+
+  /**
+   * Waits for the next block: true once one is usable, false when none can be had now (not
+   * connected, or the server does not lease). A burst of creates out of ids waits together, and
+   * the request is sized for all of them.
+   */
+  async more(): Promise<boolean> {
+    if (this.#closed) return false
+    this.#waiting++
+    try {
+      return await this.#request()
+    } finally {
+      this.#waiting--
     }
   }
 
   /** After a create: asks for the next block in the background once fewer than half a block are left. */
   topUp(): void {
-    if (this.#closed || !wantsMore(remainingFrom(this.#blocks, this.#cursor), this.#size)) return
+    if (this.#closed || !wantsMore(this.#left(), this.#size)) return
     void this.#request()
   }
 
@@ -101,7 +115,8 @@ export class LeasedIds {
     if (!ask || this.#closed) return Promise.resolve(false)
     const asking = (async () => {
       const lasted = this.#grantedAt === undefined ? undefined : this.#env.now() - this.#grantedAt
-      const size = this.#grantedAt === undefined ? this.#size : nextLeaseSize(this.#size, lasted)
+      const adapted = this.#grantedAt === undefined ? this.#size : nextLeaseSize(this.#size, lasted)
+      const size = Math.min(LEASE_SIZE.max, Math.max(adapted, this.#waiting))
       const state = this.#env.state()
       const above = Math.max(state.allocator.highest, topOf(this.#blocks))
       let block: unknown

@@ -223,18 +223,25 @@ export class Store implements AsyncDisposable {
     const checked = checkCreateInput(input)
     const allowUnknown = requireKnownKeys(requireObject(options, 'createItem options'), OPTION_KEYS.createItem, 'createItem() options').allowUnknownDependencies === true
     if (checked.id !== undefined) await this.#refuseStoredRows(checked.id)
-    // Connected and out of leased ids: wait for a block rather than pick an id another replica may pick too.
-    else await this.#e.leases.ensure()
-    const state = this.#e.state
+    let state = this.#e.state
     checkDependencies(state, checked.dependsOn, checked.id, allowUnknown)
+    // A leased id (no other replica can be given it). Connected and out of them, the create waits
+    // for a block rather than pick an id another replica may pick too; the checks run again after.
+    let leased = checked.id === undefined ? this.#e.leases.take(state) : undefined
+    while (checked.id === undefined && leased === undefined && (await this.#e.leases.more())) {
+      await this.#ready()
+      state = this.#e.state
+      checkDependencies(state, checked.dependsOn, checked.id, allowUnknown)
+      leased = this.#e.leases.take(state)
+    }
     this.#e.hooks?.step?.('create:validated')
 
     let id: ItemId
     if (checked.id !== undefined) {
       id = checked.id
     } else {
-      // A leased id (no other replica can be given it), else one past every id seen.
-      id = this.#e.leases.take(state) ?? state.allocator.peek()
+      // Else one past every id seen (offline, or a server that does not lease).
+      id = leased ?? state.allocator.peek()
       if (this.#e.hooks?.allocate) id = parseItemId(this.#e.hooks.allocate(id))
     }
     if (state.parts.tombstones.has(id)) {
@@ -363,7 +370,7 @@ export class Store implements AsyncDisposable {
    * BEHIND_REMOTE unless `{ offline: true }` (a provisional claim, checked on reconnect).
    * The agent that holds the claim claiming again extends it.
    */
-  claim(id: ItemId | string, options: ClaimOptions): Promise<ClaimResult> {
+  async claim(id: ItemId | string, options: ClaimOptions): Promise<ClaimResult> {
     this.#assertOpen()
     const opts = requireKnownKeys(requireObject(options, 'claim options'), OPTION_KEYS.claim, 'claim()') as unknown as ClaimOptions
     return this.#work.claim(parseItemId(id), opts)
@@ -373,7 +380,7 @@ export class Store implements AsyncDisposable {
    * The orchestrator's dispatch: claims the first ready, unclaimed item (lowest id; optionally of
    * a stage or type) for the agent, atomically — or null when there is none.
    */
-  claimNext(options: ClaimNextOptions): Promise<ClaimResult | null> {
+  async claimNext(options: ClaimNextOptions): Promise<ClaimResult | null> {
     this.#assertOpen()
     const opts = requireKnownKeys(requireObject(options, 'claimNext options'), OPTION_KEYS.claimNext, 'claimNext()') as unknown as ClaimNextOptions
     if (opts.stage !== undefined || opts.type !== undefined) checkListOptions({ ...(opts.stage !== undefined ? { stage: opts.stage } : {}), ...(opts.type !== undefined ? { type: opts.type } : {}) })
@@ -381,14 +388,14 @@ export class Store implements AsyncDisposable {
   }
 
   /** Extends the agent's claim to `ttlMs` from now; CLAIM_NOT_HELD if the agent does not hold it. */
-  renewClaim(id: ItemId | string, options: RenewClaimOptions): Promise<ClaimResult> {
+  async renewClaim(id: ItemId | string, options: RenewClaimOptions): Promise<ClaimResult> {
     this.#assertOpen()
     const opts = requireKnownKeys(requireObject(options, 'renewClaim options'), OPTION_KEYS.renewClaim, 'renewClaim()') as unknown as RenewClaimOptions
     return this.#work.renew(parseItemId(id), opts)
   }
 
   /** Ends the agent's claim; CLAIM_NOT_HELD if the agent does not hold it. Returns the item. */
-  releaseClaim(id: ItemId | string, options: ReleaseClaimOptions): Promise<Item> {
+  async releaseClaim(id: ItemId | string, options: ReleaseClaimOptions): Promise<Item> {
     this.#assertOpen()
     const opts = requireKnownKeys(requireObject(options, 'releaseClaim options'), OPTION_KEYS.releaseClaim, 'releaseClaim()') as unknown as ReleaseClaimOptions
     return this.#work.release(parseItemId(id), opts)

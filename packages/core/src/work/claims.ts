@@ -101,11 +101,13 @@ export function isClaimLive(claim: WorkClaim | undefined, nowMs: number): boolea
 
 /**
  * Whether an update that wrote the entries `changed` took this replica's claim away: the claim
- * that was current without them was this replica's, and the one current now is another agent's.
+ * that was current without them was this replica's (granted by the server: a provisional one is
+ * settled, and its loss told, when it is checked with the server), and the one current now is
+ * another agent's.
  */
 export function lostTo(entries: readonly WorkEntry[], changed: ReadonlySet<string>, replica: string): { lost: WorkEntry; to: WorkEntry } | undefined {
   const before = currentEntry(entries.filter((entry) => !changed.has(entry.key)))
-  if (before === undefined || before.replica !== replica) return undefined
+  if (before === undefined || before.replica !== replica || before.grant === null) return undefined
   const now = currentEntry(entries)
   if (now === undefined || now.key === before.key || now.agent === before.agent) return undefined
   return { lost: before, to: now }
