@@ -35,12 +35,18 @@ export async function localStep(store: Store, step: Step, created: Map<Uid, stri
       case 'create': {
         const highest = store.stats().highestId
         const expected = store.peekNextId()
+        const known = new Set([...items.map((i) => i.id), ...store.tombstonedIds(), ...store.aliases().map((a) => a.oldId)])
         const item = await store.createItem({ name: step.name, body: `body of ${step.name}` })
-        // 1. no reissue: past every id this replica has ever seen (items, tombstones, content, marks)
-        expect(Number(expected)).toBeGreaterThan(highest)
+        // 1. no reissue: an id this replica leased from the server (handed out to it alone) that it
+        // never used, or else past every id it has ever seen (items, tombstones, content, marks)
+        expect(known.has(expected), `#${expected} was issued before`).toBe(false)
+        const leased = store.idLeases().blocks.some((b) => b.from <= Number(expected) && Number(expected) <= b.to)
+        if (!leased) expect(Number(expected)).toBeGreaterThan(highest)
         // …and it got that id — unless a concurrent create won it while this one was being
         // written, in which case it moved on, with an alias saying so.
-        if (item.id !== expected) {
+        // A lease that arrived meanwhile gives a leased id instead (one this replica never used).
+        const leasedNow = store.idLeases().blocks.some((b) => b.from <= Number(item.id) && Number(item.id) <= b.to)
+        if (item.id !== expected && !(leasedNow && !known.has(item.id))) {
           const moves = store.aliases().filter((a) => a.uid === item.uid)
           expect(moves.some((a) => a.oldId === expected) && moves.some((a) => a.newId === item.id), `create got #${item.id}, expected #${expected}`).toBe(true)
         }

@@ -2,7 +2,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 import { z } from 'zod'
-import { AUDIT_KINDS, connectHolder, decodeContent, DocketError, handleOf, isDocketError, ITEM_TYPES, openStore, STAGES, validEvents, type StoreHandle, type SyncOptions } from '@docket/core'
+import { AUDIT_KINDS, connectHolder, decodeContent, DocketError, handleOf, isDocketError, ITEM_TYPES, MAX_CLAIM_TTL_MS, MIN_CLAIM_TTL_MS, openStore, STAGES, validEvents, type StoreHandle, type SyncOptions } from '@docket/core'
 import { itemDetails } from './commands/items.js'
 import { jsonBytes } from './output.js'
 import { VERSION } from './version.js'
@@ -33,13 +33,13 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
   }
   const tool = <S extends z.ZodRawShape>(name: string, description: string, schema: S, run: (args: z.objectOutputType<S, z.ZodTypeAny>, store: StoreHandle) => Promise<unknown>, write: false | 'write' | 'destructive' = false) =>
     server.registerTool(name, { description, inputSchema: schema, annotations: { readOnlyHint: write === false, destructiveHint: write === 'destructive' } }, (async (args: z.objectOutputType<S, z.ZodTypeAny>) =>
-      answer(() => serially(() => withStore(options, (store) => run(args, store))))) as never)
+      answer(() => serially(() => withStore(options, write !== false, (store) => run(args, store))))) as never)
 
   const id = z.string().describe('an item id, such as "12"')
   const stageList = z.union([z.enum(STAGES as unknown as [string, ...string[]]), z.array(z.enum(STAGES as unknown as [string, ...string[]]))])
   const typeList = z.union([z.enum(ITEM_TYPES as unknown as [string, ...string[]]), z.array(z.enum(ITEM_TYPES as unknown as [string, ...string[]]))])
 
-  tool('list_items', 'List items (as `docket --json list`): filter by stage(s), type(s), and ready (neither blocked nor frozen, every dependency done or archived).', { stage: stageList.optional(), type: typeList.optional(), ready: z.boolean().optional() }, (args, store) =>
+  tool('list_items', 'List items (as `docket --json list`): filter by stage(s), type(s), ready (neither blocked, frozen nor claimed, every dependency done or archived) and claimed (an agent holds a live claim).', { stage: stageList.optional(), type: typeList.optional(), ready: z.boolean().optional(), claimed: z.boolean().optional() }, (args, store) =>
     store.listItems(args as never),
   )
   tool('show_item', 'One item with its stage history (which entries count and why not), the events valid from its stage, its content and its aliases (as `docket --json show`).', { id }, async ({ id: itemId }, store) => {
@@ -82,6 +82,25 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
     },
     'write',
   )
+  const agent = z.string().describe('who works on the item, e.g. "coder-1"')
+  const ttlMs = z.number().int().min(MIN_CLAIM_TTL_MS).max(MAX_CLAIM_TTL_MS).optional().describe('how long the claim lasts unless renewed, in ms (default 15 minutes)')
+  const offline = z.boolean().optional().describe('not connected to the sync server: a provisional claim, checked on reconnect')
+  tool(
+    'claim_item',
+    'Claim an item for an agent: exactly one of any number of concurrent claimants wins (the sync server decides). Returns { granted: true, claim } or { granted: false, holder } naming who holds it.',
+    { id, agent, ttlMs, offline },
+    ({ id: itemId, ...ask }, store) => store.claim(itemId, ask as never),
+    'write',
+  )
+  tool(
+    'claim_next',
+    "The orchestrator's dispatch: claim the first ready, unclaimed item (lowest id; optionally of these stages or types) for the agent. Returns the claim, or null when no item is ready.",
+    { agent, ttlMs, offline, stage: stageList.optional(), type: typeList.optional() },
+    (args, store) => store.claimNext(args as never),
+    'write',
+  )
+  tool('renew_claim', "Extend the agent's claim (CLAIM_NOT_HELD if another agent holds it now).", { id, agent, ttlMs, offline }, ({ id: itemId, ...ask }, store) => store.renewClaim(itemId, ask as never), 'write')
+  tool('release_claim', "End the agent's claim (CLAIM_NOT_HELD if the agent does not hold it).", { id, agent, offline }, ({ id: itemId, ...ask }, store) => store.releaseClaim(itemId, ask as never), 'write')
   tool('read_content', 'Read a content slot of an item (default `body`).', { id, slot: z.string().optional() }, async ({ id: itemId, slot }, store) => {
     const name = slot ?? 'body'
     const bytes = await store.readContentBytes(itemId, name)
@@ -123,12 +142,23 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
   await closed
 }
 
-/** Through the holder when there is one; else the store opened for this call only. */
-async function withStore<T>(options: McpOptions, fn: (store: StoreHandle) => Promise<T>): Promise<T> {
+/**
+ * Through the holder when there is one; else the store opened for this call only — for a write,
+ * caught up with its sync server first (claims and leased ids need the connection), or offline
+ * after a while, as `docket` commands do.
+ */
+async function withStore<T>(options: McpOptions, write: boolean, fn: (store: StoreHandle) => Promise<T>): Promise<T> {
+  const held = await connectHolder(options.dir, { timeoutMs: options.holderTimeoutMs })
   const store =
-    (await connectHolder(options.dir, { timeoutMs: options.holderTimeoutMs })) ??
+    held ??
     handleOf(await openStore({ dir: options.dir, create: false, serve: false, ...(options.sync ? { sync: options.sync } : {}), logger: { warn: (m) => process.stderr.write(`WARN ${m}\n`), error: (m) => process.stderr.write(`ERROR ${m}\n`) } }))
   try {
+    if (!held && write && options.sync) {
+      await store.whenSynced(10_000).catch((err: unknown) => {
+        if (isDocketError(err, 'SYNC_UNAUTHORIZED')) throw err
+        process.stderr.write(`WARN working offline (${(err as Error).message})\n`)
+      })
+    }
     return await fn(store)
   } finally {
     await store.close()

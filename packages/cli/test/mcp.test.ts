@@ -40,7 +40,7 @@ describe('docket mcp, driven by the SDK\'s own client over stdio', () => {
     const client = await connect(dir)
     try {
       const tools = (await client.listTools()).tools.map((t) => t.name).sort()
-      expect(tools).toEqual(['apply_event', 'audit_log', 'create_item', 'list_items', 'read_content', 'recover_dry_run', 'show_item', 'update_item', 'write_content'])
+      expect(tools).toEqual(['apply_event', 'audit_log', 'claim_item', 'claim_next', 'create_item', 'list_items', 'read_content', 'recover_dry_run', 'release_claim', 'renew_claim', 'show_item', 'update_item', 'write_content'])
       const created = json(await client.callTool({ name: 'create_item', arguments: { name: 'Parser', type: 'bug', body: '# parse it' } }))
       expect(created).toMatchObject({ id: '1', name: 'Parser', type: 'bug', stage: 'backlog' })
       json(await client.callTool({ name: 'create_item', arguments: { name: 'Waits', dependsOn: ['1'] } }))
@@ -58,6 +58,28 @@ describe('docket mcp, driven by the SDK\'s own client over stdio', () => {
       const last = json(await client.callTool({ name: 'audit_log', arguments: { last: 2 } }))
       expect(last.map((e: { kind: string }) => e.kind)).toEqual(['content_written', 'updated'])
       expect(json(await client.callTool({ name: 'recover_dry_run', arguments: {} }))).toMatchObject({ dryRun: true, recovered: [] })
+    } finally {
+      await client.close()
+    }
+  }, 60_000)
+
+  it('claims: claim_item, claim_next, renew_claim and release_claim answer as the CLI does; a refusal names the holder', async () => {
+    const dir = await storeDir()
+    const client = await connect(dir)
+    try {
+      json(await client.callTool({ name: 'create_item', arguments: { name: 'first' } }))
+      json(await client.callTool({ name: 'create_item', arguments: { name: 'second' } }))
+      expect(json(await client.callTool({ name: 'claim_item', arguments: { id: '2', agent: 'coder-1', ttlMs: 60_000 } }))).toMatchObject({ granted: true, item: { id: '2' }, claim: { agent: 'coder-1' } })
+      expect(json(await client.callTool({ name: 'claim_item', arguments: { id: '2', agent: 'coder-2' } }))).toMatchObject({ granted: false, holder: { agent: 'coder-1' } })
+      expect(json(await client.callTool({ name: 'claim_next', arguments: { agent: 'coder-2' } }))).toMatchObject({ granted: true, item: { id: '1' } })
+      expect(json(await client.callTool({ name: 'claim_next', arguments: { agent: 'coder-3' } }))).toBeNull()
+      expect(json(await client.callTool({ name: 'list_items', arguments: { claimed: true } })).map((i: { id: string }) => i.id)).toEqual(['1', '2'])
+      expect(json(await client.callTool({ name: 'list_items', arguments: { claimed: true } }))).toEqual((await docket(['--dir', dir, '--json', 'list', '--claimed'])).json())
+      expect(failure(await client.callTool({ name: 'renew_claim', arguments: { id: '2', agent: 'coder-2' } })).code).toBe('CLAIM_NOT_HELD')
+      expect(json(await client.callTool({ name: 'renew_claim', arguments: { id: '2', agent: 'coder-1', ttlMs: 120_000 } }))).toMatchObject({ granted: true })
+      expect(json(await client.callTool({ name: 'release_claim', arguments: { id: '2', agent: 'coder-1' } }))).toMatchObject({ id: '2' })
+      expect(json(await client.callTool({ name: 'list_items', arguments: { ready: true } })).map((i: { id: string }) => i.id)).toEqual(['2'])
+      expect(failure(await client.callTool({ name: 'claim_item', arguments: { id: '2', agent: '' } })).code).toBe('INVALID_INPUT')
     } finally {
       await client.close()
     }

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,9 +8,34 @@ import { afterEach } from 'vitest'
 export const BIN = join(import.meta.dirname, '..', 'dist', 'bin.js')
 
 const dirs: string[] = []
+const children: ChildProcess[] = []
 afterEach(async () => {
+  for (const child of children.splice(0)) child.kill('SIGKILL')
   await Promise.allSettled(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })))
 })
+
+export const SERVE_TOKEN = 'cli-sync-token'
+
+/** `docket serve` in a child process (killed after the test); resolves once it listens. */
+export async function serve(dir: string, port: number, extra: string[] = []): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
+  const child = spawn(process.execPath, [BIN, '--dir', dir, '--json', 'serve', '--port', String(port), ...extra], { env: { ...process.env, DOCKET_TOKEN: SERVE_TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(child)
+  let out = ''
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString()
+      try {
+        resolve((JSON.parse(out) as { url: string }).url)
+      } catch {
+        // not a whole document yet
+      }
+    })
+    child.on('close', (code) => reject(new Error(`serve exited ${code}: ${err}`)))
+  })
+  return { child, url, stderr: () => err }
+}
 
 export async function tempDir(prefix = 'docket-cli-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))

@@ -1,37 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { freePort } from '@docket/core/testing'
 import { plantOrphans } from '@docket/harness'
-import { BIN, docket, tempDir } from './support.js'
+import { docket, serve, SERVE_TOKEN, tempDir } from './support.js'
 
-const TOKEN = 'cli-sync-token'
-const children: ChildProcess[] = []
-afterEach(() => {
-  for (const child of children.splice(0)) child.kill('SIGKILL')
-})
-
-
-/** `docket serve` in a child process; resolves once it listens. */
-async function serve(dir: string, port: number, extra: string[] = []): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
-  const child = spawn(process.execPath, [BIN, '--dir', dir, '--json', 'serve', '--port', String(port), ...extra], { env: { ...process.env, DOCKET_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let out = ''
-  let err = ''
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString()
-      try {
-        resolve((JSON.parse(out) as { url: string }).url)
-      } catch {
-        // not a whole document yet
-      }
-    })
-    child.on('close', (code) => reject(new Error(`serve exited ${code}: ${err}`)))
-  })
-  return { child, url, stderr: () => err }
-}
+const TOKEN = SERVE_TOKEN
 
 describe('docket serve and docket sync', () => {
   it('serves on loopback with a token, logs connections, and stores everything on SIGTERM', async () => {

@@ -2,6 +2,7 @@ import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } f
 import { isStage } from '../stage/stages.js'
 import { ITEM_TYPES, type Alias, type Item, type ItemType, type Tombstone } from '../types.js'
 import { idFromKey, idKey, ID_WIDTH } from './keys.js'
+import { asWorkClaim } from '../work/claims.js'
 
 /**
  * The materialized index (`index` sublevel): what lists, `show` and the CLI's reads need,
@@ -63,6 +64,8 @@ export function decodeIndexItem(key: string, text: string): Item | undefined {
   if (typeof r.frozen !== 'boolean' || typeof r.retries !== 'number' || !Number.isSafeInteger(r.retries) || r.retries < 0) return undefined
   if (typeof r.createdAt !== 'string' || typeof r.updatedAt !== 'string' || !isReplicaId(r.createdBy)) return undefined
   if (r.agent !== undefined && typeof r.agent !== 'string') return undefined
+  const claim = r.claim === undefined ? undefined : asWorkClaim(r.claim)
+  if (r.claim !== undefined && claim === undefined) return undefined
   const item: Item = {
     id,
     uid: r.uid,
@@ -78,6 +81,7 @@ export function decodeIndexItem(key: string, text: string): Item | undefined {
     createdBy: r.createdBy as ReplicaId,
   }
   if (typeof r.agent === 'string') item.agent = r.agent
+  if (claim) item.claim = claim
   return item
 }
 

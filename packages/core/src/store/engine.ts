@@ -134,11 +134,14 @@ export class Engine {
       state: () => this.state,
       ask: () => (this.arbiter ?? this.hooks?.arbiter)?.(),
       now: Date.now,
-      persist: (blocks, size, top) =>
+      persist: (blocks, size, top, installed) =>
         this.write('lease', {
           puts: [leasesRow(blocks, size)],
           // Every replica that syncs allocates above this block even when it falls back to its own mark.
-          change: (state) => this.raiseHighWater(state, numberToId(top)),
+          change: (state) => {
+            this.raiseHighWater(state, numberToId(top))
+            installed()
+          },
         }),
     })
   }

@@ -15,8 +15,11 @@ export interface LeaseEnv {
   state: () => DocState
   /** Asks the sync server for a block; undefined when the store does not sync or cannot ask now. */
   ask: () => ((request: Record<string, unknown>) => Promise<unknown>) | undefined
-  /** Persists the blocks (meta row) and raises this replica's allocator mark to their top, in one batch. */
-  persist: (blocks: readonly LeaseBlock[], size: number, top: number) => Promise<void>
+  /**
+   * Persists the blocks (meta row) and raises this replica's allocator mark to their top, in one
+   * batch; `installed` runs inside the change, so that the mark and the blocks move together.
+   */
+  persist: (blocks: readonly LeaseBlock[], size: number, top: number, installed: () => void) => Promise<void>
   now: () => number
 }
 
@@ -133,10 +136,12 @@ export class LeasedIds {
       }
       if (this.#closed) return false
       const blocks = [...liveBlocks(this.#blocks, this.#cursor), block]
-      await this.#env.persist(blocks, size, block.to)
-      this.#blocks = blocks
-      this.#size = size
-      this.#grantedAt = this.#env.now()
+      // In use from the change on: the ids a create takes from it are written after the block.
+      await this.#env.persist(blocks, size, block.to, () => {
+        this.#blocks = blocks
+        this.#size = size
+        this.#grantedAt = this.#env.now()
+      })
       return true
     })()
     this.#asking = asking

@@ -45,6 +45,13 @@ function claimOf(value: Record<string, unknown>): WorkClaim | undefined {
   return { agent, replica, since, until, grant: grant as number | null, provisional: value.provisional === true }
 }
 
+/** A claim as an index row or a holder carries it, checked (no defaults: a bad one is no claim). */
+export function asWorkClaim(value: unknown): WorkClaim | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  const claim = claimOf(value as Record<string, unknown>)
+  return claim && typeof (value as { provisional?: unknown }).provisional === 'boolean' ? claim : undefined
+}
+
 /** An entry as stored, read defensively (a peer may have written anything); undefined if it is none. */
 export function readWorkEntry(key: string, value: unknown): WorkEntry | undefined {
   if (!KEY.test(key) || typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
