@@ -13,6 +13,7 @@ export async function openReplicas(
   count: number,
   options: Partial<OpenStoreOptions> = {},
   seed?: number | ((index: number) => () => number),
+  hooksFor?: (index: number) => NonNullable<OpenStoreOptions['hooks']>,
 ): Promise<{ stores: Store[]; dirs: string[]; close: () => Promise<void> }> {
   const dirs: string[] = []
   const stores: Store[] = []
@@ -21,7 +22,8 @@ export async function openReplicas(
     const dir = await mkdtemp(join(tmpdir(), 'docket-prop-'))
     dirs.push(dir)
     const clientId = seed === undefined ? undefined : typeof seed === 'number' ? clientIds(seed, i) : seed(i)
-    const hooks = clientId === undefined ? options.hooks : { ...options.hooks, clientId }
+    const own = { ...options.hooks, ...hooksFor?.(i) }
+    const hooks = clientId === undefined ? (Object.keys(own).length > 0 ? own : undefined) : { ...own, clientId }
     stores.push(await openStore({ dir, durability: 'relaxed', replicaId: `replica-${String.fromCharCode(97 + i)}`, logger: quiet, ...options, ...(hooks ? { hooks } : {}) }))
   }
   return {
