@@ -4,6 +4,7 @@ import { recoverBenchmarks } from './recover.js'
 import { cliBenchmarks } from './cli.js'
 import { syncBenchmarks } from './sync.js'
 import { scaleBenchmarks } from './scale.js'
+import { arbiterBenchmarks } from './arbiter.js'
 import type { Row } from './support.js'
 
 // `pnpm bench [suite…] [--quick]`: every figure is a ratio against a baseline measured in the
@@ -11,7 +12,7 @@ import type { Row } from './support.js'
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const wanted = args.filter((a) => !a.startsWith('--'))
-const suites: Record<string, (quick: boolean) => Promise<Row[]>> = { core: coreBenchmarks, recover: recoverBenchmarks, cli: cliBenchmarks, sync: syncBenchmarks, scale: scaleBenchmarks }
+const suites: Record<string, (quick: boolean) => Promise<Row[]>> = { core: coreBenchmarks, recover: recoverBenchmarks, cli: cliBenchmarks, sync: syncBenchmarks, scale: scaleBenchmarks, arbiter: arbiterBenchmarks }
 
 const rows: Row[] = []
 for (const [name, suite] of Object.entries(suites)) {

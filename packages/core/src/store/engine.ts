@@ -132,7 +132,7 @@ export class Engine {
       dbs: this.dbs,
       logger: this.logger,
       state: () => this.state,
-      ask: () => (this.arbiter ?? this.hooks?.arbiter)?.(),
+      ask: () => (this.hooks?.arbiter ?? this.arbiter)?.(),
       now: Date.now,
       persist: (blocks, size, top, installed) =>
         this.write('lease', {

@@ -27,9 +27,10 @@ export interface StoreHooks {
    */
   beforeWrite?(ops: readonly WriteOp[]): void | readonly WriteOp[] | Promise<void | readonly WriteOp[]>
   /**
-   * Stands in for the sync server's arbiter (leases and claims) in a store that does not sync:
-   * the fake-network property gives its replicas one arbiter, reachable or not as the test
-   * decides (undefined: not connected). Requests and results are the server's (docs/FORMAT.md).
+   * Stands in for the sync server's arbiter for id leases: the fake-network property gives its
+   * replicas one arbiter, reachable or not as the test decides (undefined: not connected), and
+   * the benchmark one that never is (today's allocation). Requests and results are the
+   * server's (docs/FORMAT.md).
    */
   arbiter?(): ((request: Record<string, unknown>) => Promise<unknown>) | undefined
 }
