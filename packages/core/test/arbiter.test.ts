@@ -190,6 +190,99 @@ describe('claims', () => {
     expect(events.filter((e) => e.type === 'claim_lost')).toHaveLength(1)
   }, 60_000)
 
+  it('the previous holder is told once: not again when the taker releases and a third agent claims, and also when it was away for all of it', async () => {
+    let clock = Date.now()
+    const srv = await server({ now: () => clock })
+    const aDir = await tempDir()
+    let a = await synced(srv.url, { dir: aDir })
+    const b = await synced(srv.url)
+    await Promise.all([a.whenSynced(10_000), b.whenSynced(10_000)])
+    const [one, two] = [await a.createItem({ name: 'one' }), await a.createItem({ name: 'two' })]
+    await allSeen([b], [one.id, two.id])
+    const events: StoreEvent[] = []
+    a.subscribe((e) => events.push(e))
+    await a.claim(one.id, { agent: 'slow', ttlMs: 60_000 })
+    await a.claim(two.id, { agent: 'slow', ttlMs: 60_000 })
+    await a.whenSynced(10_000)
+    clock += 61_000
+    await b.claim(one.id, { agent: 'eager', ttlMs: 60_000 })
+    await eventually('a is told', () => events.some((e) => e.type === 'claim_lost'))
+    await b.releaseClaim(one.id, { agent: 'eager' })
+    // Released: nobody holds it — not the expired claim that was taken over.
+    await eventually('a sees the release', async () => (await a.flush(), a.getItem(one.id)?.claim === undefined))
+    await b.claim(one.id, { agent: 'third', ttlMs: 60_000 })
+    await eventually('a sees the third claim', async () => (await a.flush(), a.getItem(one.id)?.claim?.agent === 'third'))
+    expect(events.filter((e) => e.type === 'claim_lost')).toHaveLength(1)
+    // Away while its claim on `two` is taken over and released: told when it comes back.
+    await a.close()
+    await b.claim(two.id, { agent: 'eager', ttlMs: 60_000 })
+    await b.releaseClaim(two.id, { agent: 'eager' })
+    await b.whenSynced(10_000)
+    a = await synced(srv.url, { dir: aDir })
+    await a.whenSynced(10_000)
+    await eventually('a is told about two', async () => (await collect(a.audit({ kinds: ['claim_lost'] }))).some((e) => e.itemId === two.id))
+    expect((await collect(a.audit({ kinds: ['claim_lost'] }))).map((e) => e.itemId).sort()).toEqual([one.id, two.id].sort())
+    expect(a.getItem(two.id)?.claim).toBeUndefined()
+  }, 60_000)
+
+  it('a takeover on the same replica tells the previous holder too (one process serving several agents)', async () => {
+    let clock = Date.now()
+    const srv = await server({ now: () => clock })
+    const a = await synced(srv.url)
+    await a.whenSynced(10_000)
+    const item = await a.createItem({ name: 'shared' })
+    const events: StoreEvent[] = []
+    a.subscribe((e) => events.push(e))
+    await a.claim(item.id, { agent: 'slow', ttlMs: 60_000 })
+    clock += 61_000
+    expect(await a.claim(item.id, { agent: 'eager' })).toMatchObject({ granted: true, previous: { agent: 'slow' } })
+    expect(events.filter((e) => e.type === 'claim_lost')).toMatchObject([{ agent: 'slow', reason: 'taken-over', to: { agent: 'eager' } }])
+    expect(await collect(a.audit({ kinds: ['claim_lost'] }))).toHaveLength(1)
+  }, 60_000)
+
+  it('claim entries a replica forges into the document — times far in the future — never hide a later grant', async () => {
+    const srv = await server()
+    const [a, b] = await Promise.all([synced(srv.url), synced(srv.url)])
+    await Promise.all([a.whenSynced(10_000), b.whenSynced(10_000)])
+    const item = await a.createItem({ name: 'target' })
+    await allSeen([b], [item.id])
+    // A hostile peer (it holds the token) writes a claim entry no server granted, dated in 9999.
+    const Y = await import('yjs')
+    const peer = new Y.Doc()
+    Y.applyUpdate(peer, b.encodeStateAsUpdate())
+    const before = Y.encodeStateVector(peer)
+    peer.getMap<Y.Map<unknown>>('records').get(item.uid)!.set('claim/l01J00000000000000000000099', { agent: 'mallory', replica: 'evil', since: '9999-01-01T00:00:00.000Z', until: '9999-01-02T00:00:00.000Z', grant: null, after: 99 })
+    await b.applyUpdate(Y.encodeStateAsUpdate(peer, before), 'hostile')
+    expect(b.getItem(item.id)?.claim).toBeUndefined() // taken on top of a grant that does not exist: no claim
+    expect(await a.claim(item.id, { agent: 'honest' })).toMatchObject({ granted: true })
+    await eventually('b shows the real grant', () => b.getItem(item.id)?.claim?.agent === 'honest')
+  }, 60_000)
+
+  it('a provisional claim released (or renewed) once online is checked with the server first, and a released one is never granted after', async () => {
+    const srv = await server()
+    const dir = await tempDir()
+    let a = await synced(srv.url, { dir })
+    await a.whenSynced(10_000)
+    const items = []
+    for (let i = 0; i < 3; i++) items.push(await a.createItem({ name: `p${i}` }))
+    await a.close()
+    a = await synced(`ws://127.0.0.1:${await freePort()}`, { dir })
+    for (const item of items) await a.claim(item.id, { agent: 'off', offline: true, ttlMs: 600_000 })
+    await a.close()
+    a = await synced(srv.url, { dir })
+    await a.whenSynced(10_000)
+    const released = await a.releaseClaim(items[2]!.id, { agent: 'off' })
+    expect(released.claim).toBeUndefined()
+    const renewed = await a.renewClaim(items[1]!.id, { agent: 'off', ttlMs: 900_000 })
+    expect(renewed).toMatchObject({ granted: true, claim: { provisional: false, grant: expect.any(Number) } })
+    await a.flush()
+    expect(a.getItem(items[2]!.id)?.claim).toBeUndefined()
+    const b = await synced(srv.url)
+    await b.whenSynced(10_000)
+    await allSeen([b], [items[2]!.id])
+    expect(await b.claim(items[2]!.id, { agent: 'next' })).toMatchObject({ granted: true })
+  }, 60_000)
+
   it('offline: refused with BEHIND_REMOTE, or a provisional claim that the server confirms or refuses on reconnect', async () => {
     const srv = await server()
     const aDir = await tempDir()
@@ -244,5 +337,33 @@ describe('claims', () => {
     await expect(s.claim('999', { agent: 'a' })).rejects.toMatchObject({ code: 'NOT_FOUND' })
     await s.deleteItem(other.id)
     await expect(s.claim(other.id, { agent: 'a' })).rejects.toMatchObject({ code: 'TOMBSTONED' })
+  })
+})
+
+describe('a server that does not lease', () => {
+  it('creates fall back to the replica\'s own allocator at once, and the server is not asked again for a while', async () => {
+    let asked = 0
+    const s = await synced(undefined, {
+      hooks: {
+        arbiter: () => async () => {
+          asked++
+          throw Object.assign(new Error('the server did not answer'), { code: 'ARBITER_UNAVAILABLE' })
+        },
+      },
+    })
+    const ids = []
+    for (let i = 0; i < 5; i++) ids.push((await s.createItem({ name: `n${i}` })).id)
+    expect(ids).toEqual(['1', '2', '3', '4', '5'])
+    expect(asked).toBe(1)
+    expect(s.log.lines.filter((l) => l.includes('no id lease from the sync server'))).toHaveLength(1)
+  })
+
+  it('a lease answer that is no fresh block is not used', async () => {
+    const answers = [{ from: 1, to: 1 }, { from: 5, to: 4 }, 'nonsense', { from: 0, to: 31 }]
+    const s = await synced(undefined, { hooks: { arbiter: () => async () => answers.shift() } })
+    await s.createItem({ name: 'a' })
+    await s.createItem({ name: 'b' }) // above the first: `above` is 1 now, and a block from 1 is not above it
+    expect(s.idLeases().blocks).toEqual([])
+    expect(s.log.lines.some((l) => l.includes('not a fresh block'))).toBe(true)
   })
 })

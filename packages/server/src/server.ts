@@ -64,7 +64,8 @@ export interface ServeOptions {
   admit?: (document: Y.Doc, update: Uint8Array) => string | undefined
   /**
    * The arbiter's clock in ms (claims expire by it: packages/server/src/arbiter). Tests pass
-   * their own to drive expiry without sleeping. Default: Date.now.
+   * their own to drive expiry without sleeping. Default: this process's clock, or with `redis`
+   * Redis's own (servers sharing one Redis then decide expiry by one clock).
    */
   now?: () => number
 }
@@ -195,7 +196,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     await shared?.close()
     throw new Error(`cannot reach Redis at ${options.redis!.host}:${options.redis!.port} for leases and claims: ${(err as Error).message}`)
   }
-  const arbiter = new Arbiter({ backend, now: options.now ?? Date.now, warn: (m) => logger.warn(m) })
+  const arbiter = new Arbiter({ backend, now: options.now, warn: (m) => logger.warn(m) })
   const blobs = new BlobFiles(options.blobDir ?? `${options.dir}-blobs`, shared)
   const blobAccess = {
     access: (authorization: string | undefined): 'read' | 'write' | undefined => {

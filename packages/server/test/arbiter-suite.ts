@@ -23,6 +23,14 @@ export function arbiterSuite(name: string, make: () => Promise<{ backend: Arbite
       expect(Math.min(...ids)).toBe(505)
     })
 
+    it('never hands out an id past the top of the range (2^40 − 1): nothing is handed out, and the counter does not move', async () => {
+      const { backend, doc } = await make()
+      const top = 2 ** 40 - 1
+      await expect(backend.lease(doc, top - 10, 32)).rejects.toMatchObject({ code: 'ID_SPACE_EXHAUSTED' })
+      expect(await backend.lease(doc, top - 10, 10)).toEqual({ from: top - 9, to: top })
+      await expect(backend.lease(doc, 0, 1)).rejects.toMatchObject({ code: 'ID_SPACE_EXHAUSTED' })
+    })
+
     it('grants a claim to one agent, refuses others with who holds it, and lets the holder extend it', async () => {
       const { backend, doc } = await make()
       const first = await backend.claim(doc, U(1), ask('a'), T0)
@@ -32,6 +40,8 @@ export function arbiterSuite(name: string, make: () => Promise<{ backend: Arbite
       const again = await backend.claim(doc, U(1), ask('a', 120_000), T0 + 2000)
       expect(again).toMatchObject({ granted: true, record: { agent: 'a', grant, sinceMs: T0, untilMs: T0 + 122_000 } })
       expect(again).not.toHaveProperty('previous')
+      // Asked again with a shorter time (a retry with the default), the claim is not shortened.
+      expect(await backend.claim(doc, U(1), ask('a', 1000), T0 + 3000)).toMatchObject({ granted: true, record: { grant, untilMs: T0 + 122_000 } })
     })
 
     it('an expired claim is taken over with a higher grant, and the claim it took over is reported', async () => {

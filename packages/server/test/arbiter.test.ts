@@ -1,9 +1,11 @@
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
+import * as Y from 'yjs'
+import { Arbiter } from '../src/arbiter/arbiter.js'
 import { LocalArbiter } from '../src/arbiter/local.js'
-import { decideClaim, leaseStart } from '../src/arbiter/decide.js'
+import { decideClaim, leaseStart, MAX_ABOVE_FLOOR } from '../src/arbiter/decide.js'
 import { parseRequest } from '../src/arbiter/protocol.js'
 import { DocumentStore } from '../src/persistence.js'
 import { arbiterSuite } from './arbiter-suite.js'
@@ -40,6 +42,33 @@ describe('the local arbiter keeps what it decided across a restart', () => {
   })
 })
 
+describe('the arbiter answering replicas', () => {
+  it('believes a replica\'s `above` only so far beyond what the document shows: one request cannot push the counter to the top', async () => {
+    const { store } = await documents()
+    const arbiter = new Arbiter({ backend: new LocalArbiter(store), now: () => 1000, warn: () => {} })
+    const doc = Object.assign(new Y.Doc(), { name: 'docket' })
+    doc.getMap('alloc').set('some-replica', 500)
+    arbiter.track(doc as never)
+    const replies: Array<Record<string, unknown>> = []
+    const connection = { readOnly: false, sendStateless: (m: string) => replies.push(JSON.parse(m) as Record<string, unknown>) }
+    const ask = (body: object) => arbiter.handle(doc as never, connection as never, JSON.stringify({ docket: 'arbiter', ...body }))
+    ask({ req: 1, op: 'lease', size: 1, above: 2 ** 40 - 2 })
+    await vi.waitFor(() => expect(replies).toHaveLength(1))
+    expect(replies[0]).toMatchObject({ req: 1, ok: true, result: { from: 500 + MAX_ABOVE_FLOOR + 1 } })
+    ask({ req: 2, op: 'lease', size: 32, above: 10 })
+    await vi.waitFor(() => expect(replies).toHaveLength(2))
+    expect(replies[1]).toMatchObject({ req: 2, ok: true, result: { from: 500 + MAX_ABOVE_FLOOR + 2 } })
+    // A read-only connection and a malformed request are answered with why.
+    arbiter.handle(doc as never, { ...connection, readOnly: true } as never, JSON.stringify({ docket: 'arbiter', req: 3, op: 'lease', size: 1, above: 0 }))
+    ask({ req: 4, op: 'lease', size: 0, above: 0 })
+    await vi.waitFor(() => expect(replies).toHaveLength(4))
+    expect(replies.slice(2)).toMatchObject([{ req: 3, ok: false, code: 'READ_ONLY' }, { req: 4, ok: false, code: 'INVALID_INPUT' }])
+    expect(ask({ req: 5, op: 'nothing' }) && ask({ req: 5 })).toBe(true)
+    expect(arbiter.handle(doc as never, connection as never, '{"docket":"mark","n":1}')).toBe(false)
+    arbiter.close()
+  })
+})
+
 describe('the arbiter\'s rules and messages, alone', () => {
   it('a lease starts above the largest of what was handed out, the floor and what the replica saw', () => {
     expect(leaseStart(0, 0, 0)).toBe(1)
@@ -53,7 +82,8 @@ describe('the arbiter\'s rules and messages, alone', () => {
     const grant = () => ++asked
     const live = { agent: 'a', replica: 'r', grant: 7, sinceMs: 0, untilMs: 100 }
     expect(decideClaim(live, { agent: 'b', replica: 'r', ttlMs: 10 }, 50, grant)).toEqual({ granted: false, holder: live })
-    expect(decideClaim(live, { agent: 'a', replica: 'r', ttlMs: 10 }, 50, grant)).toMatchObject({ granted: true, record: { grant: 7, untilMs: 60 } })
+    expect(decideClaim(live, { agent: 'a', replica: 'r', ttlMs: 10 }, 50, grant)).toMatchObject({ granted: true, record: { grant: 7, untilMs: 100 } })
+    expect(decideClaim(live, { agent: 'a', replica: 'r', ttlMs: 80 }, 50, grant)).toMatchObject({ granted: true, record: { grant: 7, untilMs: 130 } })
     expect(asked).toBe(0)
     expect(decideClaim(live, { agent: 'b', replica: 'r', ttlMs: 10 }, 100, grant)).toMatchObject({ granted: true, record: { grant: 1 }, previous: live })
   })

@@ -5,6 +5,9 @@ import type { Databases } from '../storage/db.js'
 import type { Logger } from './logger.js'
 import type { DocState } from './state.js'
 
+/** How long a replica whose server failed to lease allocates on its own before it asks again. */
+const QUIET_AFTER_FAILURE_MS = 30_000
+
 /** The meta row that holds this replica's leased blocks (docs/FORMAT.md). */
 export const LEASES_KEY = 'leases'
 
@@ -45,8 +48,10 @@ export class LeasedIds {
   #cursor = 0
   #grantedAt: number | undefined
   #asking: Promise<boolean> | undefined
-  /** Creates waiting in `ensure` for a block. */
+  /** Creates waiting in `more` for a block. */
   #waiting = 0
+  /** After a server failed to lease (an older docket never answers), none is asked before this time. */
+  #quietUntil = 0
   #closed = false
 
   constructor(env: LeaseEnv) {
@@ -105,6 +110,12 @@ export class LeasedIds {
     }
   }
 
+  /** A new connection (perhaps to an upgraded server): a lease may be asked for again at once. */
+  reconnected(): void {
+    this.#quietUntil = 0
+    this.topUp()
+  }
+
   /** After a create: asks for the next block in the background once fewer than half a block are left. */
   topUp(): void {
     if (this.#closed || !wantsMore(this.#left(), this.#size)) return
@@ -115,7 +126,7 @@ export class LeasedIds {
   #request(): Promise<boolean> {
     if (this.#asking) return this.#asking
     const ask = this.#env.ask()
-    if (!ask || this.#closed) return Promise.resolve(false)
+    if (!ask || this.#closed || this.#env.now() < this.#quietUntil) return Promise.resolve(false)
     const asking = (async () => {
       const lasted = this.#grantedAt === undefined ? undefined : this.#env.now() - this.#grantedAt
       const adapted = this.#grantedAt === undefined ? this.#size : nextLeaseSize(this.#size, lasted)
@@ -126,12 +137,17 @@ export class LeasedIds {
       try {
         block = await ask({ op: 'lease', size, above })
       } catch (err) {
-        // Offline or an older server: creates fall back to the allocator's own mark.
-        if (!isDocketError(err, 'BEHIND_REMOTE')) this.#env.logger.warn(`no id lease from the sync server (${(err as Error).message}); new ids come from this replica's own allocator until one arrives`)
+        // Offline or an older server: creates fall back to the allocator's own mark — at once, for
+        // a while, rather than each waiting for a server that does not answer.
+        if (!isDocketError(err, 'BEHIND_REMOTE')) {
+          this.#quietUntil = this.#env.now() + QUIET_AFTER_FAILURE_MS
+          this.#env.logger.warn(`no id lease from the sync server (${(err as Error).message}); new ids come from this replica's own allocator, and a lease is asked for again in ${QUIET_AFTER_FAILURE_MS / 1000} s`)
+        }
         return false
       }
       if (!isLeaseBlock(block) || block.to - block.from + 1 !== size || block.from <= above) {
-        this.#env.logger.warn(`the sync server answered a lease with ${JSON.stringify(block).slice(0, 100)}, not a fresh block of ${size} ids above ${above}; it is not used`)
+        this.#quietUntil = this.#env.now() + QUIET_AFTER_FAILURE_MS
+        this.#env.logger.warn(`the sync server answered a lease with ${JSON.stringify(block).slice(0, 100)}, not a fresh block of ${size} ids above ${above}; it is not used, and new ids come from this replica's own allocator for ${QUIET_AFTER_FAILURE_MS / 1000} s`)
         return false
       }
       if (this.#closed) return false

@@ -205,7 +205,7 @@ export class Store implements AsyncDisposable {
       // Each (re)connection: a block of ids if this replica is short of them, and the
       // provisional claims taken offline checked with the server.
       sync.onArbiterReady(() => {
-        this.#e.leases.topUp()
+        this.#e.leases.reconnected()
         this.#work.settleProvisional().catch((err: unknown) => this.#e.logger.warn(`checking provisional claims with ${sync.state().url} failed (${(err as Error).message}); it is tried again at the next connection`))
       })
     }

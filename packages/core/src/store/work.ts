@@ -3,9 +3,11 @@ import { nextUlid } from '../audit/audit.js'
 import { CLAIM_FIELD, isDeletedUid, readWorkEntries } from '../crdt/layout.js'
 import { DocketError } from '../errors.js'
 import type { ItemId, ReplicaId, Uid } from '../ids.js'
-import type { ClaimNextOptions, ClaimOptions, ClaimResult, Item, ItemType, ReleaseClaimOptions, RenewClaimOptions, StoreEvent, WorkClaim } from '../types.js'
+import type { AuditKind, ClaimNextOptions, ClaimOptions, ClaimResult, Item, ItemType, ReleaseClaimOptions, RenewClaimOptions, StoreEvent, WorkClaim } from '../types.js'
 import type { Stage } from '../stage/stages.js'
-import { claimOfEntry, currentEntry, grantKey, isClaimLive, type WorkEntry } from '../work/claims.js'
+import { claimOfEntry, currentEntry, grantKey, isClaimLive, isOpen, latestGrant, type WorkEntry } from '../work/claims.js'
+
+type AuditSpecLike = [AuditKind, Record<string, unknown>, ItemId]
 import type { Engine } from './engine.js'
 import { itemAt } from './items.js'
 import type { DocState } from './state.js'
@@ -121,46 +123,53 @@ export class WorkClaims {
   async renew(id: ItemId, options: RenewClaimOptions): Promise<ClaimResult> {
     const ask = checkClaimAsk(options, 'renewClaim()')
     await this.#env.ready()
+    const mine = await this.#settledEntryOf(id, ask.agent)
     const { item } = this.#env.live(id)
-    const mine = this.#entryOf(id, ask.agent)
-    const arbiter = this.#env.arbiter()
-    if (this.#env.syncs() && (mine === undefined || mine.grant !== null || arbiter)) {
-      if (!arbiter) throw this.#offlineRefusal(id, 'renewClaim')
-      const reply = (await arbiter({ op: 'renew', uid: item.uid, agent: ask.agent, ttlMs: ask.ttlMs })) as { granted?: unknown; claim?: unknown; holder?: unknown }
-      if (reply?.granted !== true) throw notHeld(id, ask.agent, reply?.holder ? wireClaim(reply.holder) : undefined, 'it can be renewed')
-      return this.#recordGrant(item.uid, id, wireClaim(reply.claim), undefined, 'claim_renewed')
+    // A provisional claim still to be checked with the server (offline), or a store without one: decided here.
+    if (mine !== undefined && mine.grant === null) {
+      if (this.#env.syncs() && !ask.offline) throw this.#offlineRefusal(id, 'renewClaim')
+      const claim: WorkClaim = { ...claimOfEntry(mine), until: new Date(this.#env.now() + ask.ttlMs).toISOString() }
+      return this.#write(id, mine.key, entryValue(claim, { after: mine.after }), 'claim_renewed', { claim })
     }
-    // Decided here: a store without a server, or a provisional claim renewed offline.
-    if (this.#env.syncs() && !ask.offline) throw this.#offlineRefusal(id, 'renewClaim')
-    const current = item.claim
-    if (mine === undefined || current === undefined || current.agent !== ask.agent) throw notHeld(id, ask.agent, isClaimLive(current, this.#env.now()) ? current : undefined, 'it can be renewed')
-    const claim: WorkClaim = { ...claimOfEntry(mine), until: new Date(this.#env.now() + ask.ttlMs).toISOString() }
-    return this.#write(id, mine.key, entryValue(claim), 'claim_renewed', { claim })
+    if (!this.#env.syncs()) throw notHeld(id, ask.agent, isClaimLive(item.claim, this.#env.now()) ? item.claim : undefined, 'it can be renewed')
+    const arbiter = this.#env.arbiter()
+    if (!arbiter) throw this.#offlineRefusal(id, 'renewClaim')
+    const reply = (await arbiter({ op: 'renew', uid: item.uid, agent: ask.agent, ttlMs: ask.ttlMs })) as { granted?: unknown; claim?: unknown; holder?: unknown }
+    if (reply?.granted !== true) throw notHeld(id, ask.agent, reply?.holder ? wireClaim(reply.holder) : undefined, 'it can be renewed')
+    return this.#recordGrant(item.uid, id, wireClaim(reply.claim), undefined, 'claim_renewed')
   }
 
   async release(id: ItemId, options: ReleaseClaimOptions): Promise<Item> {
     if (typeof options !== 'object' || options === null) throw invalid('releaseClaim() needs { agent }.')
     const ask = checkClaimAsk({ agent: options.agent, offline: options.offline }, 'releaseClaim()')
     await this.#env.ready()
+    const mine = await this.#settledEntryOf(id, ask.agent)
     const { item } = this.#env.live(id)
-    const mine = this.#entryOf(id, ask.agent)
-    const arbiter = this.#env.arbiter()
-    if (this.#env.syncs() && (mine === undefined || mine.grant !== null || arbiter)) {
-      if (!arbiter) throw this.#offlineRefusal(id, 'releaseClaim')
-      const reply = (await arbiter({ op: 'release', uid: item.uid, agent: ask.agent })) as { released?: unknown; holder?: unknown; claim?: unknown }
-      if (reply?.released !== true) throw notHeld(id, ask.agent, reply?.holder ? wireClaim(reply.holder) : undefined, 'it can be released')
-      // The claim may have been taken through another replica: the server says which one ends.
-      const ended = wireClaim(reply.claim)
-      const released = new Date(this.#env.now()).toISOString()
-      return (await this.#write(id, grantKey(ended.grant!), entryValue(ended, { released }), 'claim_released', { claim: ended })).item
-    } else {
-      if (this.#env.syncs() && !ask.offline) throw this.#offlineRefusal(id, 'releaseClaim')
-      if (mine === undefined) throw notHeld(id, ask.agent, isClaimLive(item.claim, this.#env.now()) ? item.claim : undefined, 'it can be released')
-    }
-    if (mine === undefined) return this.#env.live(id).item
     const released = new Date(this.#env.now()).toISOString()
-    const result = await this.#write(id, mine.key, entryValue(claimOfEntry(mine), { released }), 'claim_released', { claim: claimOfEntry(mine) })
-    return result.item
+    if (mine !== undefined && mine.grant === null) {
+      // Ended here: the server never granted it (and a settle pass skips a released entry).
+      if (this.#env.syncs() && !ask.offline && !this.#env.arbiter()) throw this.#offlineRefusal(id, 'releaseClaim')
+      return (await this.#write(id, mine.key, entryValue(claimOfEntry(mine), { after: mine.after, released }), 'claim_released', { claim: claimOfEntry(mine) })).item
+    }
+    if (!this.#env.syncs()) throw notHeld(id, ask.agent, isClaimLive(item.claim, this.#env.now()) ? item.claim : undefined, 'it can be released')
+    const arbiter = this.#env.arbiter()
+    if (!arbiter) throw this.#offlineRefusal(id, 'releaseClaim')
+    const reply = (await arbiter({ op: 'release', uid: item.uid, agent: ask.agent })) as { released?: unknown; holder?: unknown; claim?: unknown }
+    if (reply?.released !== true) throw notHeld(id, ask.agent, reply?.holder ? wireClaim(reply.holder) : undefined, 'it can be released')
+    // The claim may have been taken through another replica: the server says which one ends.
+    const ended = wireClaim(reply.claim)
+    return (await this.#write(id, grantKey(ended.grant!), entryValue(ended, { released }), 'claim_released', { claim: ended })).item
+  }
+
+  /**
+   * This agent's current entry on the item — after the provisional claims taken offline have
+   * been checked with the server, when it is reachable (else a renewal or release could end a
+   * claim the settle pass is about to confirm).
+   */
+  async #settledEntryOf(id: ItemId, agent: string): Promise<WorkEntry | undefined> {
+    const before = this.#entryOf(id, agent)
+    if (before !== undefined && before.grant === null && this.#env.syncs() && this.#env.arbiter()) await this.settleProvisional()
+    return this.#entryOf(id, agent)
   }
 
   /**
@@ -184,23 +193,34 @@ export class WorkClaims {
       const id = state.claims.shownId(uid)
       if (id === undefined) continue
       for (const entry of readWorkEntries(map)) {
-        if (entry.grant === null && entry.replica === this.#env.replicaId && entry.released === undefined && entry.outcome === undefined && isClaimLive(entry, this.#env.now())) open.push({ id, uid, entry })
+        if (entry.grant === null && entry.replica === this.#env.replicaId && isOpen(entry)) open.push({ id, uid, entry })
       }
     }
     for (const { id, uid, entry } of open) {
       const arbiter = this.#env.arbiter()
       if (!arbiter || this.#env.engine.closing) return
+      if (!isClaimLive(entry, this.#env.now())) {
+        // Ran out before the server could be asked: nothing to check, nobody to tell.
+        await this.#env.engine.write('claim', { change: (s) => s.maps.get(uid)?.set(CLAIM_FIELD + entry.key, entryValue(claimOfEntry(entry), { after: entry.after, outcome: 'expired' })) })
+        continue
+      }
       const ttlMs = Math.max(1000, Date.parse(entry.until) - this.#env.now())
       const reply = (await arbiter({ op: 'claim', uid, agent: entry.agent, replica: this.#env.replicaId, ttlMs })) as { granted?: unknown; claim?: unknown; holder?: unknown }
       if (this.#env.engine.state.claims.shownId(uid) !== id) continue
       if (reply?.granted === true) {
         const claim = wireClaim(reply.claim)
-        await this.#write(id, grantKey(claim.grant!), entryValue(claim), 'claimed', { claim, confirms: entry.key }, [[entry.key, entryValue(claimOfEntry(entry), { outcome: 'confirmed' })]])
+        const still = readWorkEntries(this.#env.live(id).map).find((e) => e.key === entry.key)
+        if (still && !isOpen(still)) {
+          // Released while it was being checked: the grant ends at once.
+          await arbiter({ op: 'release', uid, agent: entry.agent }).catch(() => undefined)
+          continue
+        }
+        await this.#write(id, grantKey(claim.grant!), entryValue(claim), 'claimed', { claim, confirms: entry.key }, [[entry.key, entryValue(claimOfEntry(entry), { after: entry.after, outcome: 'confirmed' })]])
       } else {
         const holder = wireClaim(reply?.holder)
         const event: StoreEvent = { type: 'claim_lost', id, uid, agent: entry.agent, to: holder, reason: 'refused' }
         await this.#env.engine.write('claim', {
-          change: (s) => s.maps.get(uid)?.set(CLAIM_FIELD + entry.key, entryValue(claimOfEntry(entry), { outcome: 'lost', lostTo: entryValue(holder) })),
+          change: (s) => s.maps.get(uid)?.set(CLAIM_FIELD + entry.key, entryValue(claimOfEntry(entry), { after: entry.after, outcome: 'lost', lostTo: entryValue(holder) })),
           audit: [['claim_lost', { uid, agent: entry.agent, reason: 'refused', provisional: entry.key, to: holder }, id]],
           events: [event],
         })
@@ -218,19 +238,27 @@ export class WorkClaims {
     if (current !== undefined && isClaimLive(current, now)) {
       if (current.agent !== ask.agent) return { granted: false, item, holder: current }
       const mine = this.#entryOf(id, ask.agent)
-      // The holder claiming again extends its claim — here only if this replica may decide it.
-      if (mine && mine.grant === null) return this.#write(id, mine.key, entryValue({ ...claimOfEntry(mine), until }), 'claimed', { claim: { ...claimOfEntry(mine), until } })
+      // The holder claiming again extends its claim (never shortens it) — here only if this replica may decide it.
+      if (mine && mine.grant === null) {
+        const longer = { ...claimOfEntry(mine), until: Date.parse(mine.until) > now + ask.ttlMs ? mine.until : until }
+        return this.#write(id, mine.key, entryValue(longer, { after: mine.after }), 'claimed', { claim: longer })
+      }
       return { granted: true, item, claim: current }
     }
     const claim: WorkClaim = { agent: ask.agent, replica: this.#env.replicaId, since: new Date(now).toISOString(), until, grant: null, provisional: kind === 'p' }
     const previous = current !== undefined && current.agent !== ask.agent ? current : undefined
-    return this.#write(id, `${kind}${nextUlid()}`, entryValue(claim), 'claimed', { claim, ...(previous ? { previous } : {}) })
+    // Taken on top of the latest grant this replica knows: a later grant outranks it.
+    const after = latestGrant(readWorkEntries(this.#env.live(id).map))?.grant ?? 0
+    return this.#write(id, `${kind}${nextUlid()}`, entryValue(claim, { after }), 'claimed', { claim, ...(previous ? { previous } : {}) })
   }
 
   /** Records what the server granted (or renewed) in the document, where every replica sees it. */
   #recordGrant(uid: Uid, id: ItemId, claim: WorkClaim, previous: WorkClaim | undefined, kind: 'claimed' | 'claim_renewed' = 'claimed'): Promise<ClaimResult & { granted: true }> {
     const where = this.#env.engine.state.claims.shownId(uid) ?? id
-    return this.#write(where, grantKey(claim.grant!), entryValue(claim), kind, { claim, ...(previous && previous.agent !== claim.agent ? { previous } : {}) })
+    const taken = previous && previous.agent !== claim.agent ? previous : undefined
+    // The claim it took over was this replica's: its agent is told here (another replica learns it when the grant arrives).
+    const tell = taken !== undefined && taken.replica === this.#env.replicaId
+    return this.#write(where, grantKey(claim.grant!), entryValue(claim), kind, { claim, ...(taken ? { previous: taken } : {}), ...(tell ? { tell: true } : {}) })
   }
 
   async #write(
@@ -238,25 +266,30 @@ export class WorkClaims {
     key: string,
     value: Record<string, unknown>,
     kind: 'claimed' | 'claim_renewed' | 'claim_released',
-    facts: { claim: WorkClaim; previous?: WorkClaim; confirms?: string },
+    facts: { claim: WorkClaim; previous?: WorkClaim; confirms?: string; tell?: boolean },
     also: Array<[string, Record<string, unknown>]> = [],
   ): Promise<ClaimResult & { granted: true }> {
     const { state, map, item } = this.#env.live(id)
+    const lost = facts.tell && facts.previous ? facts.previous : undefined
     const item2 = await this.#env.engine.write('claim', {
       change: () => {
         map.set(CLAIM_FIELD + key, value)
         for (const [k, v] of also) map.set(CLAIM_FIELD + k, v)
       },
-      audit: [[kind, { uid: item.uid, agent: facts.claim.agent, grant: facts.claim.grant, until: facts.claim.until, provisional: facts.claim.provisional, ...(facts.previous ? { previous: facts.previous } : {}), ...(facts.confirms ? { confirms: facts.confirms } : {}) }, id]],
+      audit: [
+        [kind, { uid: item.uid, agent: facts.claim.agent, grant: facts.claim.grant, until: facts.claim.until, provisional: facts.claim.provisional, ...(facts.previous ? { previous: facts.previous } : {}), ...(facts.confirms ? { confirms: facts.confirms } : {}) }, id],
+        ...(lost ? [['claim_lost', { uid: item.uid, agent: lost.agent, grant: lost.grant, reason: 'taken-over', to: facts.claim }, id] as AuditSpecLike] : []),
+      ],
+      events: lost ? [{ type: 'claim_lost', id, uid: item.uid, agent: lost.agent, to: facts.claim, reason: 'taken-over' }] : [],
       read: () => itemAt(state, id) ?? item,
     })
     return facts.previous ? { granted: true, item: item2, claim: facts.claim, previous: facts.previous } : { granted: true, item: item2, claim: facts.claim }
   }
 
-  /** This agent's open entry on the item, the latest if several. */
+  /** The item's current entry, if this agent's. */
   #entryOf(id: ItemId, agent: string): WorkEntry | undefined {
-    const { map } = this.#env.live(id)
-    return currentEntry(readWorkEntries(map).filter((entry) => entry.agent === agent))
+    const current = currentEntry(readWorkEntries(this.#env.live(id).map))
+    return current?.agent === agent ? current : undefined
   }
 
   #offlineRefusal(id: ItemId | undefined, what: string): DocketError {

@@ -12,10 +12,18 @@ import type { WorkClaim } from '../types.js'
 /** An entry's value: the claim, and what became of it. */
 export interface WorkEntry extends WorkClaim {
   key: string
+  /**
+   * For a provisional or local claim: the latest grant number its replica knew when it took it
+   * (0: none). It counts only while no later grant exists — a server's grant always outranks it.
+   */
+  after: number
   /** When its agent released it. */
   released?: string
-  /** A provisional claim once checked with the server: `confirmed` (a `g` entry now stands for it) or `lost`. */
-  outcome?: 'confirmed' | 'lost'
+  /**
+   * A provisional claim once checked with the server: `confirmed` (a `g` entry now stands for
+   * it) or `lost`; `expired` when it ran out before it could be checked.
+   */
+  outcome?: 'confirmed' | 'lost' | 'expired'
   /** For a lost provisional claim: the claim that held the item. */
   lostTo?: WorkClaim
 }
@@ -61,9 +69,10 @@ export function readWorkEntry(key: string, value: unknown): WorkEntry | undefine
   // The key says what kind of claim it is; a value that says otherwise is no docket entry.
   if (key.startsWith('g') !== (claim.grant !== null) || (key.startsWith('g') && key !== grantKey(claim.grant!))) return undefined
   if (key.startsWith('p') !== claim.provisional) return undefined
-  const entry: WorkEntry = { key, ...claim }
+  const after = claim.grant !== null ? claim.grant : Number.isSafeInteger(v.after) && (v.after as number) >= 0 ? (v.after as number) : 0
+  const entry: WorkEntry = { key, ...claim, after }
   if (isIso(v.released)) entry.released = v.released
-  if (v.outcome === 'confirmed' || v.outcome === 'lost') entry.outcome = v.outcome
+  if (v.outcome === 'confirmed' || v.outcome === 'lost' || v.outcome === 'expired') entry.outcome = v.outcome
   if (typeof v.lostTo === 'object' && v.lostTo !== null) {
     const lostTo = claimOf(v.lostTo as Record<string, unknown>)
     if (lostTo) entry.lostTo = lostTo
@@ -76,24 +85,35 @@ export function isOpen(entry: WorkEntry): boolean {
   return entry.released === undefined && entry.outcome === undefined
 }
 
+/** The server's latest grant on the item (released or not): it supersedes every earlier one. */
+export function latestGrant(entries: Iterable<WorkEntry>): WorkEntry | undefined {
+  let best: WorkEntry | undefined
+  for (const entry of entries) if (entry.grant !== null && (best === undefined || entry.grant > best.grant!)) best = entry
+  return best
+}
+
 /**
- * The current claim among an item's entries: the latest open one (by when it was granted, then
- * by grant). Time does not enter: whether it is live is `isClaimLive`'s question.
+ * The current claim among an item's entries. The server's grants are ordered by their numbers:
+ * the latest one stands unless it was released. A provisional or local claim counts only if it
+ * was taken on top of that latest grant (none later exists) and is still open: the latest of
+ * those, by when it was taken. Time does not enter: whether a claim is live is `isClaimLive`'s
+ * question. So no entry a replica writes — whatever its times say — outranks a later grant.
  */
-export function currentEntry(entries: Iterable<WorkEntry>): WorkEntry | undefined {
+export function currentEntry(entries: readonly WorkEntry[]): WorkEntry | undefined {
+  const grant = latestGrant(entries)
+  const top = grant?.grant ?? 0
   let best: WorkEntry | undefined
   for (const entry of entries) {
-    if (!isOpen(entry)) continue
+    if (entry.grant !== null || entry.after !== top || !isOpen(entry)) continue
     if (best === undefined || later(entry, best)) best = entry
   }
-  return best
+  if (best) return best
+  return grant && isOpen(grant) ? grant : undefined
 }
 
 function later(a: WorkEntry, b: WorkEntry): boolean {
   const at = Date.parse(a.since) - Date.parse(b.since)
   if (at !== 0) return at > 0
-  const grant = (a.grant ?? 0) - (b.grant ?? 0)
-  if (grant !== 0) return grant > 0
   return a.key > b.key
 }
 
@@ -107,15 +127,16 @@ export function isClaimLive(claim: WorkClaim | undefined, nowMs: number): boolea
 }
 
 /**
- * Whether an update that wrote the entries `changed` took this replica's claim away: the claim
- * that was current without them was this replica's (granted by the server: a provisional one is
- * settled, and its loss told, when it is checked with the server), and the one current now is
- * another agent's.
+ * Whether an update that added the entries `added` took this replica's claim away: the latest
+ * grant without them was this replica's and still open, and a later grant — another agent's,
+ * released or not by the time it arrived — is there now. Decided from grant numbers alone, so
+ * an agent is told once, also when it was away for the takeover and the release after it.
+ * (A provisional claim's loss is told when it is checked with the server.)
  */
-export function lostTo(entries: readonly WorkEntry[], changed: ReadonlySet<string>, replica: string): { lost: WorkEntry; to: WorkEntry } | undefined {
-  const before = currentEntry(entries.filter((entry) => !changed.has(entry.key)))
-  if (before === undefined || before.replica !== replica || before.grant === null) return undefined
-  const now = currentEntry(entries)
+export function lostTo(entries: readonly WorkEntry[], added: ReadonlySet<string>, replica: string): { lost: WorkEntry; to: WorkEntry } | undefined {
+  const before = latestGrant(entries.filter((entry) => !added.has(entry.key)))
+  if (before === undefined || before.replica !== replica || !isOpen(before)) return undefined
+  const now = latestGrant(entries)
   if (now === undefined || now.key === before.key || now.agent === before.agent) return undefined
   return { lost: before, to: now }
 }

@@ -1,12 +1,13 @@
 import type { Connection, Document } from '@hocuspocus/server'
 import type { ArbiterBackend } from './backend.js'
-import { DocumentFloor, MAX_ID } from './floor.js'
+import { believedAbove } from './decide.js'
+import { DocumentFloor } from './floor.js'
 import { errorReply, okReply, parseRequest, toWire, type ArbiterRequest } from './protocol.js'
 
 export interface ArbiterOptions {
   backend: ArbiterBackend
-  /** The server's clock (ms). Tests pass their own. */
-  now: () => number
+  /** The server's clock (ms), when tests drive it; else the backend's own (Redis's with --redis). */
+  now: (() => number) | undefined
   warn: (message: string) => void
 }
 
@@ -56,13 +57,13 @@ export class Arbiter {
   }
 
   async #decide(document: Document, request: ArbiterRequest): Promise<unknown> {
-    const { backend, now } = this.#options
+    const { backend } = this.#options
+    const now = () => this.#options.now?.()
     const doc = document.name
     switch (request.op) {
       case 'lease': {
-        const floor = Math.max(this.#floors.get(document)?.highest ?? 0, request.above)
-        if (floor + request.size > MAX_ID) throw Object.assign(new Error(`the id space is exhausted above ${floor}`), { code: 'ID_SPACE_EXHAUSTED' })
-        return backend.lease(doc, floor, request.size)
+        const known = this.#floors.get(document)?.highest ?? 0
+        return backend.lease(doc, Math.max(known, believedAbove(request.above, known)), request.size)
       }
       case 'claim': {
         const d = await backend.claim(doc, request.uid, request, now())

@@ -24,13 +24,15 @@ export function isLiveRecord(record: ClaimRecord | undefined, nowMs: number): re
 }
 
 /**
- * A claim: refused while another agent holds a live claim; the holder claiming again extends
- * its claim (same grant); otherwise a new grant, reporting the expired claim it takes over.
+ * A claim: refused while another agent holds a live claim; the holder claiming again keeps its
+ * claim (same grant), extended to `ttlMs` from now if that is later — a claim asked again, say
+ * after its answer was lost, never shortens it; otherwise a new grant, reporting the expired
+ * claim it takes over.
  */
 export function decideClaim(current: ClaimRecord | undefined, ask: { agent: string; replica: string; ttlMs: number }, nowMs: number, nextGrant: () => number): ClaimDecision {
   if (isLiveRecord(current, nowMs)) {
     if (current.agent !== ask.agent) return { granted: false, holder: current }
-    return { granted: true, record: { ...current, untilMs: nowMs + ask.ttlMs }, fresh: false }
+    return { granted: true, record: { ...current, untilMs: Math.max(current.untilMs, nowMs + ask.ttlMs) }, fresh: false }
   }
   const record: ClaimRecord = { agent: ask.agent, replica: ask.replica, grant: nextGrant(), sinceMs: nowMs, untilMs: nowMs + ask.ttlMs }
   return current === undefined ? { granted: true, record, fresh: true } : { granted: true, record, previous: current, fresh: true }
@@ -54,4 +56,16 @@ export function decideRelease(current: ClaimRecord | undefined, ask: { agent: st
 /** The first id of a lease of `size` ids: above what was handed out, what the document holds and what the replica has seen. */
 export function leaseStart(handedOut: number, floor: number, above: number): number {
   return Math.max(handedOut, floor, above) + 1
+}
+
+/**
+ * How far above the document's floor a replica's `above` is believed: far enough for the blocks
+ * replicas hold unused when the server lost its directory, not so far that one request can push
+ * the counter to the top of the id range (a replica that wants that must write it into the
+ * document, where everyone sees it).
+ */
+export const MAX_ABOVE_FLOOR = 2 ** 20
+
+export function believedAbove(above: number, floor: number): number {
+  return Math.min(above, floor + MAX_ABOVE_FLOOR)
 }

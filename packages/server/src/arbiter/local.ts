@@ -1,5 +1,6 @@
 import type { DocumentStore } from '../persistence.js'
-import { KEEP_EXPIRED_MS, isClaimRecord, type ArbiterBackend, type ClaimAsk, type NextDecision } from './backend.js'
+import { exhausted, KEEP_EXPIRED_MS, isClaimRecord, type ArbiterBackend, type ClaimAsk, type NextDecision } from './backend.js'
+import { MAX_ID } from './floor.js'
 import { decideClaim, decideRelease, decideRenew, isLiveRecord, leaseStart, type ClaimRecord } from './decide.js'
 
 interface DocTable {
@@ -65,30 +66,34 @@ export class LocalArbiter implements ArbiterBackend {
     return this.#serial(doc, async (table) => {
       const from = leaseStart(table.handedOut, floor, 0)
       const to = from + size - 1
+      if (to > MAX_ID) throw exhausted(from)
       await this.#store.putMeta(doc, LEASE_KEY, to)
       table.handedOut = to
       return { from, to }
     })
   }
 
-  claim(doc: string, uid: string, ask: ClaimAsk, nowMs: number) {
+  claim(doc: string, uid: string, ask: ClaimAsk, at: number | undefined) {
     return this.#serial(doc, async (table) => {
+      const nowMs = at ?? Date.now()
       const decision = decideClaim(table.claims.get(uid), ask, nowMs, () => table.grant + 1)
       if (decision.granted) await this.#keep(doc, table, uid, decision.record)
       return decision
     })
   }
 
-  renew(doc: string, uid: string, ask: { agent: string; ttlMs: number }, nowMs: number) {
+  renew(doc: string, uid: string, ask: { agent: string; ttlMs: number }, at: number | undefined) {
     return this.#serial(doc, async (table) => {
+      const nowMs = at ?? Date.now()
       const decision = decideRenew(table.claims.get(uid), ask, nowMs)
       if (decision.renewed) await this.#keep(doc, table, uid, decision.record)
       return decision
     })
   }
 
-  release(doc: string, uid: string, ask: { agent: string }, nowMs: number) {
+  release(doc: string, uid: string, ask: { agent: string }, at: number | undefined) {
     return this.#serial(doc, async (table) => {
+      const nowMs = at ?? Date.now()
       const decision = decideRelease(table.claims.get(uid), ask, nowMs)
       if (decision.released) {
         await this.#store.deleteMeta(doc, CLAIM_PREFIX + uid)
@@ -98,8 +103,9 @@ export class LocalArbiter implements ArbiterBackend {
     })
   }
 
-  next(doc: string, uids: readonly string[], ask: ClaimAsk, nowMs: number): Promise<NextDecision> {
+  next(doc: string, uids: readonly string[], ask: ClaimAsk, at: number | undefined): Promise<NextDecision> {
     return this.#serial(doc, async (table) => {
+      const nowMs = at ?? Date.now()
       const taken: Array<{ uid: string; holder: ClaimRecord }> = []
       for (const uid of uids) {
         const current = table.claims.get(uid)

@@ -1,5 +1,6 @@
 import type { Redis as RedisClient } from 'ioredis'
-import { KEEP_EXPIRED_MS, isClaimRecord, type ArbiterBackend, type ClaimAsk, type NextDecision } from './backend.js'
+import { exhausted, KEEP_EXPIRED_MS, isClaimRecord, type ArbiterBackend, type ClaimAsk, type NextDecision } from './backend.js'
+import { MAX_ID } from './floor.js'
 import type { ClaimDecision, ClaimRecord } from './decide.js'
 
 /*
@@ -9,18 +10,31 @@ import type { ClaimDecision, ClaimRecord } from './decide.js'
  * share a hash tag, so the scripts also run on a Redis cluster.
  */
 
+// KEYS[1] counter; ARGV floor, size, top of the id range. Nothing is handed out past the top.
 const LEASE = `
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local floor = tonumber(ARGV[1])
 if floor > cur then cur = floor end
 local to = cur + tonumber(ARGV[2])
+if to > tonumber(ARGV[3]) then return {string.format('%d', cur + 1), '0'} end
 redis.call('SET', KEYS[1], string.format('%d', to))
 return {string.format('%d', cur + 1), string.format('%d', to)}
 `
 
+// The time the scripts decide by: the asking server's clock when it passes one (tests drive it),
+// else Redis's own, which every server sharing it agrees on.
+const NOW = `
+local function clock(arg)
+  local n = tonumber(arg)
+  if n then return n end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`
+
 // KEYS[1] claim, KEYS[2] grant counter; ARGV agent, replica, now, ttl, keep.
-const CLAIM = `
-local now = tonumber(ARGV[3])
+const CLAIM = NOW + `
+local now = clock(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local raw = redis.call('GET', KEYS[1])
 local prev = ''
@@ -28,9 +42,9 @@ if raw then
   local rec = cjson.decode(raw)
   if rec.untilMs > now then
     if rec.agent ~= ARGV[1] then return {0, raw} end
-    rec.untilMs = now + ttl
+    if now + ttl > rec.untilMs then rec.untilMs = now + ttl end
     local out = cjson.encode(rec)
-    redis.call('SET', KEYS[1], out, 'PX', ttl + tonumber(ARGV[5]))
+    redis.call('SET', KEYS[1], out, 'PX', rec.untilMs - now + tonumber(ARGV[5]))
     return {1, out, '', 0}
   end
   prev = raw
@@ -42,12 +56,12 @@ return {1, out, prev, 1}
 `
 
 // KEYS[1] claim; ARGV agent, now, ttl, keep.
-const RENEW = `
+const RENEW = NOW + `
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {0, ''} end
 local rec = cjson.decode(raw)
 if rec.agent ~= ARGV[1] then return {0, raw} end
-rec.untilMs = tonumber(ARGV[2]) + tonumber(ARGV[3])
+rec.untilMs = clock(ARGV[2]) + tonumber(ARGV[3])
 local out = cjson.encode(rec)
 redis.call('SET', KEYS[1], out, 'PX', tonumber(ARGV[3]) + tonumber(ARGV[4]))
 return {1, out}
@@ -64,8 +78,8 @@ return {1, raw}
 `
 
 // KEYS[1] grant counter, KEYS[2..] claims; ARGV agent, replica, now, ttl, keep.
-const NEXT = `
-local now = tonumber(ARGV[3])
+const NEXT = NOW + `
+local now = clock(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local taken = {0}
 for i = 2, #KEYS do
@@ -90,6 +104,11 @@ return taken
 `
 
 type Reply = Array<string | number>
+
+/** The clock argument of a script: the injected time, or '' for Redis's own. */
+function at(nowMs: number | undefined): string {
+  return nowMs === undefined ? '' : String(nowMs)
+}
 
 function record(raw: unknown): ClaimRecord | undefined {
   if (typeof raw !== 'string' || raw === '') return undefined
@@ -129,35 +148,36 @@ export class RedisArbiter implements ArbiterBackend {
   }
 
   async lease(doc: string, floor: number, size: number): Promise<{ from: number; to: number }> {
-    const [from, to] = (await this.#client.eval(LEASE, 1, this.#key(doc, 'lease'), String(floor), String(size))) as [string, string]
+    const [from, to] = (await this.#client.eval(LEASE, 1, this.#key(doc, 'lease'), String(floor), String(size), String(MAX_ID))) as [string, string]
+    if (to === '0') throw exhausted(Number(from))
     return { from: Number(from), to: Number(to) }
   }
 
-  async claim(doc: string, uid: string, ask: ClaimAsk, nowMs: number): Promise<ClaimDecision> {
-    const reply = (await this.#client.eval(CLAIM, 2, this.#key(doc, `claim:${uid}`), this.#key(doc, 'grant'), ask.agent, ask.replica, String(nowMs), String(ask.ttlMs), String(KEEP_EXPIRED_MS))) as Reply
+  async claim(doc: string, uid: string, ask: ClaimAsk, nowMs: number | undefined): Promise<ClaimDecision> {
+    const reply = (await this.#client.eval(CLAIM, 2, this.#key(doc, `claim:${uid}`), this.#key(doc, 'grant'), ask.agent, ask.replica, at(nowMs), String(ask.ttlMs), String(KEEP_EXPIRED_MS))) as Reply
     if (reply[0] === 0) return { granted: false, holder: must(reply[1]) }
     const previous = record(reply[2])
     return previous ? { granted: true, record: must(reply[1]), previous, fresh: true } : { granted: true, record: must(reply[1]), fresh: reply[3] === 1 }
   }
 
-  async renew(doc: string, uid: string, ask: { agent: string; ttlMs: number }, nowMs: number) {
-    const reply = (await this.#client.eval(RENEW, 1, this.#key(doc, `claim:${uid}`), ask.agent, String(nowMs), String(ask.ttlMs), String(KEEP_EXPIRED_MS))) as Reply
+  async renew(doc: string, uid: string, ask: { agent: string; ttlMs: number }, nowMs: number | undefined) {
+    const reply = (await this.#client.eval(RENEW, 1, this.#key(doc, `claim:${uid}`), ask.agent, at(nowMs), String(ask.ttlMs), String(KEEP_EXPIRED_MS))) as Reply
     if (reply[0] === 1) return { renewed: true as const, record: must(reply[1]) }
     const holder = record(reply[1])
-    return { renewed: false as const, holder: holder && holder.untilMs > nowMs ? holder : undefined }
+    return { renewed: false as const, holder: holder && holder.untilMs > (nowMs ?? Date.now()) ? holder : undefined }
   }
 
-  async release(doc: string, uid: string, ask: { agent: string }, nowMs: number) {
+  async release(doc: string, uid: string, ask: { agent: string }, nowMs: number | undefined) {
     const reply = (await this.#client.eval(RELEASE, 1, this.#key(doc, `claim:${uid}`), ask.agent)) as Reply
     if (reply[0] === 1) return { released: true as const, record: must(reply[1]) }
     const holder = record(reply[1])
-    return { released: false as const, holder: holder && holder.untilMs > nowMs ? holder : undefined }
+    return { released: false as const, holder: holder && holder.untilMs > (nowMs ?? Date.now()) ? holder : undefined }
   }
 
-  async next(doc: string, uids: readonly string[], ask: ClaimAsk, nowMs: number): Promise<NextDecision> {
+  async next(doc: string, uids: readonly string[], ask: ClaimAsk, nowMs: number | undefined): Promise<NextDecision> {
     if (uids.length === 0) return { granted: false, taken: [] }
     const keys = [this.#key(doc, 'grant'), ...uids.map((uid) => this.#key(doc, `claim:${uid}`))]
-    const reply = (await this.#client.eval(NEXT, keys.length, ...keys, ask.agent, ask.replica, String(nowMs), String(ask.ttlMs), String(KEEP_EXPIRED_MS))) as Reply
+    const reply = (await this.#client.eval(NEXT, keys.length, ...keys, ask.agent, ask.replica, at(nowMs), String(ask.ttlMs), String(KEEP_EXPIRED_MS))) as Reply
     if (reply[0] === 1) {
       const uid = uids[Number(reply[1]) - 1]!
       const previous = record(reply[3])
