@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
 import type { ClaimResult, Item, Store, StoreEvent } from '../src/index.js'
 import { collect, tempDir } from './support.js'
 import { converged, eventually, freePort, server, synced } from './sync-support.js'
@@ -247,7 +248,6 @@ describe('claims', () => {
     const item = await a.createItem({ name: 'target' })
     await allSeen([b], [item.id])
     // A hostile peer (it holds the token) writes a claim entry no server granted, dated in 9999.
-    const Y = await import('yjs')
     const peer = new Y.Doc()
     Y.applyUpdate(peer, b.encodeStateAsUpdate())
     const before = Y.encodeStateVector(peer)
