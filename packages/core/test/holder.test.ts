@@ -43,6 +43,24 @@ describe('the holder socket (in-process client and holder)', () => {
     }
   }, 60_000)
 
+  it('claims go through the holder: granted, refused with the holder, CLAIM_NOT_HELD as a DocketError', async () => {
+    const store = await testStore()
+    await store.createItem({ name: 'work' })
+    const held = (await connectHolder(store.dir))!
+    try {
+      expect(await held.claim('1', { agent: 'a' })).toMatchObject({ granted: true, claim: { agent: 'a' } })
+      expect(await held.claim('1', { agent: 'b' })).toMatchObject({ granted: false, holder: { agent: 'a' } })
+      expect(await held.claimNext({ agent: 'b' })).toBeNull()
+      await expect(held.releaseClaim('1', { agent: 'b' })).rejects.toMatchObject({ name: 'DocketError', code: 'CLAIM_NOT_HELD' })
+      expect((await held.listItems({ claimed: true })).map((i) => i.claim?.agent)).toEqual(['a'])
+      expect(await held.idLeases()).toEqual({ blocks: [], remaining: 0, nextSize: 32 })
+      // The holder's own view is the same.
+      expect(store.getItem('1')?.claim?.agent).toBe('a')
+    } finally {
+      await held.close()
+    }
+  })
+
   it('openReader on a store another process holds reads through that process', async () => {
     const store = await testStore()
     await store.createItem({ name: 'held', body: 'the body' })

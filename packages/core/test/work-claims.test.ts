@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest'
+import * as Y from 'yjs'
+import { currentClaimOf, readWorkEntries } from '../src/crdt/layout.js'
 import { firstFree, LEASE_SIZE, liveBlocks, nextLeaseSize, remainingFrom, topOf, wantsMore } from '../src/alloc/leases.js'
 import { currentEntry, latestGrant, lostTo, readWorkEntry, type WorkEntry } from '../src/work/claims.js'
 
@@ -94,5 +96,26 @@ describe('leased id blocks', () => {
     expect(nextLeaseSize(LEASE_SIZE.min, 10 * 3600_000)).toBe(LEASE_SIZE.min)
     expect(wantsMore(15, 32)).toBe(true)
     expect(wantsMore(16, 32)).toBe(false)
+  })
+})
+
+describe('claims as keys of an item map (Yjs)', () => {
+  it('a release and a renewal of one grant written at once on two replicas: the release stands', () => {
+    const a = new Y.Doc()
+    const item = new Y.Map<unknown>()
+    a.getMap('records').set('u', item)
+    item.set('claim/g1', { agent: 'x', replica: 'r', since: T(0), until: T(15), grant: 1 })
+    const b = new Y.Doc()
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a))
+    // a releases; b, which has not heard of it, renews.
+    ;(a.getMap('records').get('u') as Y.Map<unknown>).set('claim/r1', { at: T(5), agent: 'x' })
+    ;(b.getMap('records').get('u') as Y.Map<unknown>).set('claim/g1', { agent: 'x', replica: 'r', since: T(0), until: T(30), grant: 1 })
+    Y.applyUpdate(a, Y.encodeStateAsUpdate(b))
+    Y.applyUpdate(b, Y.encodeStateAsUpdate(a))
+    for (const doc of [a, b]) {
+      const map = doc.getMap('records').get('u') as Y.Map<unknown>
+      expect(readWorkEntries(map)).toMatchObject([{ key: 'g1', released: T(5) }])
+      expect(currentClaimOf(map)).toBeUndefined()
+    }
   })
 })

@@ -3,7 +3,7 @@ import { isItemId, isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } f
 import { isStageEntry, type StageEntry } from '../stage/log.js'
 import { isSlotName } from '../storage/keys.js'
 import type { ClaimValue } from './claims.js'
-import { claimOfEntry, currentEntry, readWorkEntry, type WorkEntry } from '../work/claims.js'
+import { claimOfEntry, currentEntry, readRelease, readWorkEntry, type WorkEntry } from '../work/claims.js'
 import { isContentRef, type ContentRef } from './content.js'
 import { ITEM_TYPES, type Alias, type Blocked, type ContentValue, type ItemType, type Tombstone, type WorkClaim } from '../types.js'
 
@@ -294,11 +294,18 @@ export function isAlias(value: unknown): value is Alias {
 /** An item's claim entries, read defensively (work/claims.ts decides which is current). */
 export function readWorkEntries(map: ItemMap): WorkEntry[] {
   const entries: WorkEntry[] = []
+  const released = new Map<string, string>()
   for (const [key, value] of map.entries()) {
     if (!key.startsWith(CLAIM_FIELD)) continue
-    const entry = readWorkEntry(key.slice(CLAIM_FIELD.length), value)
+    const name = key.slice(CLAIM_FIELD.length)
+    const release = readRelease(name, value)
+    if (release) released.set(release.of, release.at)
+    const entry = readWorkEntry(name, value)
     if (entry) entries.push(entry)
   }
+  // A grant's release is a key of its own: a renewal written at the same moment rewrites the
+  // grant's entry, and must not take the release back with it.
+  for (const entry of entries) if (entry.released === undefined && released.has(entry.key)) entry.released = released.get(entry.key)!
   return entries
 }
 

@@ -5,7 +5,7 @@ import { DocketError } from '../errors.js'
 import type { ItemId, ReplicaId, Uid } from '../ids.js'
 import type { AuditKind, ClaimNextOptions, ClaimOptions, ClaimResult, Item, ItemType, ReleaseClaimOptions, RenewClaimOptions, StoreEvent, WorkClaim } from '../types.js'
 import type { Stage } from '../stage/stages.js'
-import { claimOfEntry, currentEntry, grantKey, isClaimLive, isOpen, latestGrant, type WorkEntry } from '../work/claims.js'
+import { claimOfEntry, currentEntry, grantKey, isClaimLive, isOpen, latestGrant, releaseKey, type WorkEntry } from '../work/claims.js'
 
 type AuditSpecLike = [AuditKind, Record<string, unknown>, ItemId]
 import type { Engine } from './engine.js'
@@ -158,7 +158,7 @@ export class WorkClaims {
     if (reply?.released !== true) throw notHeld(id, ask.agent, reply?.holder ? wireClaim(reply.holder) : undefined, 'it can be released')
     // The claim may have been taken through another replica: the server says which one ends.
     const ended = wireClaim(reply.claim)
-    return (await this.#write(id, grantKey(ended.grant!), entryValue(ended, { released }), 'claim_released', { claim: ended })).item
+    return (await this.#write(id, releaseKey(ended.grant!), { at: released, agent: ended.agent }, 'claim_released', { claim: ended })).item
   }
 
   /**

@@ -40,6 +40,18 @@ export function grantKey(grant: number): string {
   return `g${grant}`
 }
 
+/** The key that releases grant `grant` (`r<grant>` → `{ at, agent }`). */
+export function releaseKey(grant: number): string {
+  return `r${grant}`
+}
+
+/** A grant's release, read defensively: which entry it ends, and when. */
+export function readRelease(key: string, value: unknown): { of: string; at: string } | undefined {
+  if (!/^r[1-9][0-9]{0,15}$/.test(key) || typeof value !== 'object' || value === null) return undefined
+  const at = (value as { at?: unknown }).at
+  return isIso(at) ? { of: `g${key.slice(1)}`, at } : undefined
+}
+
 function isIso(value: unknown): value is string {
   return typeof value === 'string' && value.length <= 64 && !Number.isNaN(Date.parse(value))
 }
