@@ -25,6 +25,14 @@ export interface Item {
   createdAt: string
   updatedAt: string
   createdBy: ReplicaId
+  /** 0 (most urgent) to 4; absent means 2, the default. `ready` lists by priority, then id. */
+  priority?: number
+  /** A set: concurrent edits on two replicas merge. Absent when empty. */
+  labels?: string[]
+  /** The item this one belongs to (an epic's child). */
+  parent?: ItemId
+  /** Ids it has in other trackers (`bd-a1b2`): `docket show bd-a1b2` finds it. Absent when none. */
+  externalIds?: string[]
   /**
    * Who works on it (`claim`, `claimNext`): the current claim as this replica knows it, live or
    * expired (`until` says; `listItems({ claimed: true })` and `ready` compare it with the clock).
@@ -116,6 +124,20 @@ export interface CreateItemInput {
    * TOMBSTONED if the id was ever used; the allocator moves past it.
    */
   id?: ItemId | string
+  /** 0 (most urgent) to 4. Default: absent (reads as 2). */
+  priority?: number
+  labels?: readonly string[]
+  /** The item it belongs to (an epic): a live item, unless `allowUnknownDependencies`. */
+  parent?: ItemId | string
+  externalIds?: readonly string[]
+  /**
+   * The id this item had in the source it is imported from, when that id went to another item
+   * (two files of one tree with one number): recorded as an alias `formerId → id` (reason `import`).
+   */
+  formerId?: ItemId | string
+  /** When it was created and last updated in the source it is imported from (ISO 8601). Default: now. */
+  createdAt?: string
+  updatedAt?: string
 }
 
 export interface CreateItemOptions {
@@ -134,11 +156,26 @@ export interface UpdateItemInput {
   retries?: number
   blocked?: Blocked | null
   frozen?: boolean
+  /** 0 to 4; null clears it (back to the default, 2). */
+  priority?: number | null
+  /** The whole label set: applied as the labels to add and to remove, so that concurrent edits merge. */
+  labels?: readonly string[]
+  addLabels?: readonly string[]
+  removeLabels?: readonly string[]
+  /** The item it belongs to; null clears it. */
+  parent?: ItemId | string | null
+  externalIds?: readonly string[]
 }
 
 export interface ListItemsOptions {
   stage?: Stage | readonly Stage[]
   type?: ItemType | readonly ItemType[]
+  /** Only items with this label (or any of these). */
+  label?: string | readonly string[]
+  /** Only items of this priority (or these); an item without one has 2. */
+  priority?: number | readonly number[]
+  /** Only the children of this item. */
+  parent?: ItemId | string
   /**
    * Only items that an agent may pick up now (`true`), or only those it may not (`false`):
    * neither blocked, frozen nor claimed (a live claim), and every dependency done or archived.

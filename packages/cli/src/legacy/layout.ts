@@ -14,6 +14,40 @@ export const STAGE_FOLDERS: ReadonlyArray<readonly [string, Stage | null]> = [
   ['7_frozen', null],
 ]
 
+/**
+ * What a stage folder's name says, for every layout story-kit has used: `<n>_<name>`, where the
+ * name is what counts (older trees have `1_upcoming` and `5_archived`; later ones `1_backlog`,
+ * `5_done`, `6_archived`, `7_frozen`). Undefined for a folder that is no stage folder; null
+ * for the frozen folder (the stage then comes from the file).
+ */
+const FOLDER_STAGES: Readonly<Record<string, Stage | null>> = {
+  upcoming: 'backlog',
+  backlog: 'backlog',
+  current: 'coding',
+  qa: 'qa',
+  merge: 'merge',
+  done: 'done',
+  archived: 'archived',
+  frozen: null,
+}
+
+export function stageOfFolder(name: string): Stage | null | undefined {
+  const m = /^([0-9]{1,2})_([a-z]+)$/.exec(name)
+  if (!m) return undefined
+  const stage = FOLDER_STAGES[m[2]!]
+  return stage === undefined ? undefined : stage
+}
+
+/** Stage folders in the order they are read: by their number, then name. */
+export function stageFolders(names: readonly string[]): Array<[string, Stage | null]> {
+  return names
+    .flatMap((name): Array<[string, Stage | null]> => {
+      const stage = stageOfFolder(name)
+      return stage === undefined ? [] : [[name, stage]]
+    })
+    .sort(([a], [b]) => Number.parseInt(a, 10) - Number.parseInt(b, 10) || (a < b ? -1 : 1))
+}
+
 /** The folder an item is exported to; stages without a folder of their own go to the nearest one. */
 export function folderFor(stage: Stage): string {
   switch (stage) {

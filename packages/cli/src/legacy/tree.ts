@@ -2,41 +2,91 @@ import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { decodeContent, DocketError, MAX_CONTENT_BYTES, MAX_ITEM_NUMBER } from '@docket/core'
 import { readEntry, type ImportEntry } from './entry.js'
-import { idAboveRange, STAGE_FOLDERS } from './layout.js'
+import { idAboveRange, parseFileName, stageFolders } from './layout.js'
 
 /** A content slot travels beside its item: `<id>_<type>_<slug>.md.<slot>`. */
 const SIDECAR = /^(.+\.md)\.([a-z][a-z0-9_]{0,63})$/i
+/** What editors, merges and downloads leave beside a file: never a content slot. */
+const LEFTOVER = /^(orig|bak|backup|old|swp|swo|tmp|temp|rej|save|sav|copy|new|prev|lock|part|crdownload)$/i
+/** Markdown files that document a tree rather than being items of it. */
+const NOT_ITEMS = new Set(['readme', 'index', 'changelog', 'license', 'contributing'])
+/** Where story-kit layouts keep their stage folders, below a project (or the tool's own folder). */
+const WORK = 'work'
 /** Larger files are not read: no slot may hold them (the store's limit is 16 MiB). */
 
 export interface TreeScan {
+  /** The folder whose stage folders were read: the one given, or the `work/` folder found below it. */
+  root: string
   entries: ImportEntry[]
   /** Item files that could not be read (reported as failed). */
   unreadable: Array<{ file: string; error: string }>
-  /** Files and folders that were not imported, with why (never silently). */
-  ignored: Array<{ file: string; reason: string }>
+  /** Files and folders that were not imported, with why (never silently); `items`: markdown files among them that may be items. */
+  ignored: Array<{ file: string; reason: string; items?: number }>
+}
+
+/**
+ * The folder that holds the stage folders: `root` itself, else the one `work/` folder below it
+ * that does (`work/`, `.story_kit/work/`, `.storkit/work/`, `.huskies/work/`, …: importing a
+ * project or a tool folder finds its pipeline). None, or several, is INVALID_INPUT: an import
+ * of one level too high must not import nothing and succeed.
+ */
+export async function findStageRoot(root: string): Promise<string> {
+  const hasStages = async (dir: string) => stageFolders(await readdir(dir).catch(() => [])).length > 0
+  if (await hasStages(root)) return root
+  const candidates = [join(root, WORK)]
+  for (const name of (await readdir(root)).sort()) {
+    const dir = join(root, name)
+    if (!(await stat(dir).catch(() => undefined))?.isDirectory()) continue
+    candidates.push(dir, join(dir, WORK))
+  }
+  const found: string[] = []
+  for (const dir of candidates) if (!found.includes(dir) && (await hasStages(dir))) found.push(dir)
+  if (found.length === 1) return found[0]!
+  if (found.length > 1) {
+    throw new DocketError('INVALID_INPUT', `${root} holds more than one pipeline (${found.map((f) => relative(root, f)).join(', ')}): import each folder on its own.`, { details: { root, found } })
+  }
+  throw new DocketError(
+    'INVALID_INPUT',
+    `${root} holds no stage folders (1_backlog or 1_upcoming, 2_current, 3_qa, 4_merge, 5_done, 6_archived, 7_frozen), nor a work/ folder that does: give the folder that holds them (e.g. .story_kit/work), or a .jsonl export.`,
+    { details: { root } },
+  )
+}
+
+/** Why a markdown file is no item (documentation, or neither an id nor front matter), or undefined. */
+function notAnItem(name: string, bytes: Uint8Array): string | undefined {
+  const base = name.replace(/\.md$/i, '').toLowerCase()
+  if (NOT_ITEMS.has(base)) return `documentation of the tree (${name}), not an item`
+  const startsWithFrontMatter = bytes.byteLength >= 3 && bytes[0] === 0x2d && bytes[1] === 0x2d && bytes[2] === 0x2d
+  if (parseFileName(name).id === undefined && !startsWithFrontMatter) return 'not an item: no id in its name (<id>_<type>_<slug>.md) and no front matter'
+  return undefined
 }
 
 /**
  * Reads a legacy tree (or a tree docket exported): the stage folders in order, each file
  * through `readEntry`. Symlinks are followed only when they stay inside the tree.
  */
-export async function scanTree(root: string, onFile?: (count: number) => void): Promise<TreeScan> {
-  const info = await stat(root).catch(() => undefined)
-  if (!info?.isDirectory()) throw new DocketError('INVALID_INPUT', `${root} is not a directory: give the folder that holds 1_backlog, 2_current, … (or a .jsonl export).`, { details: { root } })
+export async function scanTree(given: string, onFile?: (count: number) => void): Promise<TreeScan> {
+  const info = await stat(given).catch(() => undefined)
+  if (!info?.isDirectory()) throw new DocketError('INVALID_INPUT', `${given} is not a directory: give the folder that holds 1_backlog, 2_current, … (or a .jsonl export).`, { details: { root: given } })
+  const root = await findStageRoot(given)
   const realRoot = await realpath(root)
-  const scan: TreeScan = { entries: [], unreadable: [], ignored: [] }
+  const scan: TreeScan = { root, entries: [], unreadable: [], ignored: [] }
   const ignored = new Set<string>()
   const seenReal = new Map<string, string>()
-  const ignore = (file: string, reason: string) => {
+  const ignore = (file: string, reason: string, items?: number) => {
     ignored.add(file)
-    scan.ignored.push({ file, reason })
+    scan.ignored.push(items ? { file, reason, items } : { file, reason })
   }
-  const known = new Set(STAGE_FOLDERS.map(([folder]) => folder))
+  const folders = stageFolders(await readdir(root))
+  const known = new Set(folders.map(([folder]) => folder))
   for (const name of (await readdir(root)).sort()) {
-    if (!known.has(name) && name !== 'docket-export.json') ignore(name, 'not a stage folder (1_backlog … 7_frozen)')
+    if (known.has(name) || name === 'docket-export.json') continue
+    const inner = await readdir(join(root, name)).catch(() => [] as string[])
+    const md = inner.filter((n) => n.toLowerCase().endsWith('.md')).length
+    ignore(name, md > 0 ? `not a stage folder (1_backlog or 1_upcoming … 7_frozen); its ${md} .md file(s) were NOT imported` : 'not a stage folder (1_backlog or 1_upcoming … 7_frozen)', md)
   }
   let count = 0
-  for (const [folder, stage] of STAGE_FOLDERS) {
+  for (const [folder, stage] of folders) {
     const dir = join(root, folder)
     const dirInfo = await lstat(dir).catch(() => undefined)
     if (!dirInfo) continue
@@ -65,7 +115,7 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
         continue
       }
       if (entryInfo.isSymbolicLink() && !(await inside(realRoot, path))) {
-        ignore(file, 'a symlink that leaves the tree; not followed')
+        ignore(file, 'a symlink that leaves the tree; not followed', name.toLowerCase().endsWith('.md') ? 1 : 0)
         continue
       }
       const target = await stat(path).catch(() => undefined)
@@ -84,7 +134,9 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
       seenReal.set(real, file)
       if (markdown.has(name)) continue
       const side = SIDECAR.exec(name)
-      if (side && markdown.has(side[1]!)) {
+      if (side && markdown.has(side[1]!) && LEFTOVER.test(side[2]!)) {
+        ignore(file, `an editor or merge leftover beside ${side[1]} (.${side[2]}), not a content slot`)
+      } else if (side && markdown.has(side[1]!)) {
         const list = sidecars.get(side[1]!) ?? []
         list.push([side[2]!, path])
         sidecars.set(side[1]!, list)
@@ -98,6 +150,11 @@ export async function scanTree(root: string, onFile?: (count: number) => void): 
       const bytes = await readLimited(join(dir, name), sizes.get(join(dir, name)))
       if (typeof bytes === 'string') {
         scan.unreadable.push({ file, error: bytes })
+        continue
+      }
+      const why = notAnItem(name, bytes)
+      if (why) {
+        ignore(file, why)
         continue
       }
       const above = idAboveRange(name)

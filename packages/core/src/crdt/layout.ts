@@ -42,6 +42,55 @@ export const F = {
   content: 'content',
 } as const
 
+/** Fields that items gained with issue 14; an item written before them has none (priority reads as 2). */
+export const EXTRA = {
+  priority: 'priority',
+  parent: 'parent',
+  externalIds: 'externalIds',
+} as const
+
+/**
+ * An item's labels are keys of its map, `label/<name>` (value `true`): a set whose concurrent
+ * edits merge — two replicas adding different labels keep both, and an add concurrent with a
+ * remove of the same label keeps it (Yjs keeps the newer key).
+ */
+export const LABEL_FIELD = 'label/'
+
+export interface ItemExtras {
+  priority?: number
+  parent?: ItemId
+  externalIds?: string[]
+  labels?: string[]
+}
+
+/** The extra fields as stored, read defensively; absent ones stay absent. */
+export function readExtras(map: ItemMap): ItemExtras {
+  const out: ItemExtras = {}
+  const priority = map.get(EXTRA.priority)
+  if (typeof priority === 'number' && Number.isInteger(priority) && priority >= 0 && priority <= 4) out.priority = priority
+  const parent = map.get(EXTRA.parent)
+  if (isItemId(parent)) out.parent = parent
+  const external = map.get(EXTRA.externalIds)
+  if (Array.isArray(external)) {
+    const ids = [...new Set(external.filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= 200))].sort()
+    if (ids.length > 0) out.externalIds = ids
+  }
+  const labels: string[] = []
+  for (const [key, value] of map.entries()) if (key.startsWith(LABEL_FIELD) && value === true && key.length > LABEL_FIELD.length) labels.push(key.slice(LABEL_FIELD.length))
+  if (labels.length > 0) out.labels = labels.sort()
+  return out
+}
+
+/** Writes extra fields into an item's map (inside a transaction): a label set changes key by key. */
+export function writeExtras(map: ItemMap, extras: { priority?: number; parent?: ItemId | null; externalIds?: readonly string[]; addLabels?: readonly string[]; removeLabels?: readonly string[] }): void {
+  if (extras.priority !== undefined) map.set(EXTRA.priority, extras.priority)
+  if (extras.parent === null) map.delete(EXTRA.parent)
+  else if (extras.parent !== undefined) map.set(EXTRA.parent, extras.parent)
+  if (extras.externalIds !== undefined) map.set(EXTRA.externalIds, [...extras.externalIds])
+  for (const label of extras.removeLabels ?? []) map.delete(LABEL_FIELD + label)
+  for (const label of extras.addLabels ?? []) map.set(LABEL_FIELD + label, true)
+}
+
 /**
  * Claims on the item (work/claims.ts) are keys of its map, `claim/<entry>`: keys, not a nested
  * map, because two replicas that created a nested map at once would lose one of them.

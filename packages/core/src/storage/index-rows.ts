@@ -66,6 +66,11 @@ export function decodeIndexItem(key: string, text: string): Item | undefined {
   if (r.agent !== undefined && typeof r.agent !== 'string') return undefined
   const claim = r.claim === undefined ? undefined : asWorkClaim(r.claim)
   if (r.claim !== undefined && claim === undefined) return undefined
+  if (r.priority !== undefined && !(typeof r.priority === 'number' && Number.isInteger(r.priority) && r.priority >= 0 && r.priority <= 4)) return undefined
+  if (r.parent !== undefined && !isItemId(r.parent)) return undefined
+  const strings = (v: unknown) => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && x.length > 0)
+  if (r.labels !== undefined && !strings(r.labels)) return undefined
+  if (r.externalIds !== undefined && !strings(r.externalIds)) return undefined
   const item: Item = {
     id,
     uid: r.uid,
@@ -81,6 +86,10 @@ export function decodeIndexItem(key: string, text: string): Item | undefined {
     createdBy: r.createdBy as ReplicaId,
   }
   if (typeof r.agent === 'string') item.agent = r.agent
+  if (r.priority !== undefined) item.priority = r.priority as number
+  if (r.labels !== undefined) item.labels = [...(r.labels as string[])]
+  if (r.parent !== undefined) item.parent = r.parent as ItemId
+  if (r.externalIds !== undefined) item.externalIds = [...(r.externalIds as string[])]
   if (claim) item.claim = claim
   return item
 }

@@ -1,7 +1,7 @@
 import type * as Y from 'yjs'
 import { auditEvent } from '../audit/audit.js'
 import { encodeRescued } from '../crdt/rescue.js'
-import { addedWorkKeys, CLAIM_FIELD, contentEntries, contentSlots, currentClaimOf, isDeletedUid, isItemMap, locateItemPart, readContentValue, readRecord, readStageEntries, readWorkEntries, type ItemMap, type ItemRecord, type SlotValue } from '../crdt/layout.js'
+import { addedWorkKeys, CLAIM_FIELD, contentEntries, contentSlots, currentClaimOf, isDeletedUid, readExtras, isItemMap, locateItemPart, readContentValue, readRecord, readStageEntries, readWorkEntries, type ItemMap, type ItemRecord, type SlotValue } from '../crdt/layout.js'
 import { claimOfEntry, lostTo } from '../work/claims.js'
 import { blobOf, encodeRef, isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, isIdNumber, isItemId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
@@ -235,7 +235,7 @@ function rowsFor(env: CaptureEnv, job: Job, id: ItemId, t: Touch, ctx: OpContext
   const resolution = resolveStage(entries)
   const stage = resolution?.stage ?? 'backlog'
   // Readers will ask for this item next (the operation returns it): cache what was just resolved.
-  const item = itemFromRecord(id, record, stage, currentClaimOf(map))
+  const item = itemFromRecord(id, record, stage, currentClaimOf(map), readExtras(map))
   state.items.set(id, item)
   job.puts.push(itemIndexPut(item))
   reportSuperseded(env, job, id, resolution)

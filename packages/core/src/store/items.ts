@@ -1,4 +1,4 @@
-import { contentEntries, currentClaimOf, isDeletedUid, readStageEntries, type ItemRecord } from '../crdt/layout.js'
+import { contentEntries, currentClaimOf, isDeletedUid, readExtras, readStageEntries, type ItemExtras, type ItemRecord } from '../crdt/layout.js'
 import { isContentRef, type ContentRef } from '../crdt/content.js'
 import { idToNumber, type ItemId } from '../ids.js'
 import { resolveStage } from '../stage/resolve.js'
@@ -27,11 +27,11 @@ function buildItem(state: DocState, id: ItemId): Item | undefined {
   const record = recordOf(state, uid)
   const map = state.maps.get(uid)
   if (!map || !record) return undefined
-  return itemFromRecord(id, record, resolveStage(readStageEntries(map))?.stage ?? 'backlog', currentClaimOf(map))
+  return itemFromRecord(id, record, resolveStage(readStageEntries(map))?.stage ?? 'backlog', currentClaimOf(map), readExtras(map))
 }
 
 /** The item a reader sees, from its record and its resolved stage. */
-export function itemFromRecord(id: ItemId, record: ItemRecord, stage: Stage, claim?: WorkClaim): Item {
+export function itemFromRecord(id: ItemId, record: ItemRecord, stage: Stage, claim?: WorkClaim, extras: ItemExtras = {}): Item {
   const item: Item = {
     id,
     uid: record.uid,
@@ -47,12 +47,18 @@ export function itemFromRecord(id: ItemId, record: ItemRecord, stage: Stage, cla
     createdBy: record.createdBy,
   }
   if (record.agent !== null) item.agent = record.agent
+  if (extras.priority !== undefined) item.priority = extras.priority
+  if (extras.labels !== undefined) item.labels = [...extras.labels]
+  if (extras.parent !== undefined) item.parent = extras.parent
+  if (extras.externalIds !== undefined) item.externalIds = [...extras.externalIds]
   if (claim !== undefined) item.claim = claim
   return item
 }
 
 function copy(item: Item): Item {
   const out: Item = { ...item, dependsOn: [...item.dependsOn], blocked: item.blocked ? { ...item.blocked } : null }
+  if (item.labels) out.labels = [...item.labels]
+  if (item.externalIds) out.externalIds = [...item.externalIds]
   if (item.claim) out.claim = { ...item.claim }
   return out
 }

@@ -18,13 +18,29 @@ export const SATISFIED_STAGES: ReadonlySet<Stage> = new Set<Stage>(['done', 'arc
 export function filterItems(items: readonly Item[], options: ListItemsOptions, lookup: (id: ItemId) => Item | undefined, nowMs = Date.now()): Item[] {
   const stages = toSet<Stage>(options.stage)
   const types = toSet<ItemType>(options.type)
-  return items.filter((item) => {
+  const labels = toSet<string>(options.label)
+  const priorities = options.priority === undefined ? undefined : new Set(typeof options.priority === 'number' ? [options.priority] : options.priority)
+  const out = items.filter((item) => {
     if (stages && !stages.has(item.stage)) return false
     if (types && !types.has(item.type)) return false
+    if (labels && !(item.labels ?? []).some((l) => labels.has(l))) return false
+    if (priorities && !priorities.has(priorityOf(item))) return false
+    if (options.parent !== undefined && item.parent !== options.parent) return false
     if (options.ready !== undefined && readyGiven(item, lookup, nowMs) !== options.ready) return false
     if (options.claimed !== undefined && isClaimLive(item.claim, nowMs) !== options.claimed) return false
     return true
   })
+  // What an agent should pick up first comes first: by priority, then id.
+  return options.ready === true ? out.sort(byPriorityThenId) : out
+}
+
+/** An item's priority: 2 when it has none. */
+export function priorityOf(item: Item): number {
+  return item.priority ?? 2
+}
+
+export function byPriorityThenId(a: Item, b: Item): number {
+  return priorityOf(a) - priorityOf(b) || Number(a.id) - Number(b.id)
 }
 
 function toSet<T extends string>(value: T | readonly T[] | undefined): Set<T> | undefined {

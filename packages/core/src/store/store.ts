@@ -2,7 +2,7 @@ import * as Y from 'yjs'
 import { nextUlid } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
 import { refusalOf } from '../crdt/admission.js'
-import { buildItemMap, contentOf, contentSlots, F, isAlias, isDeletedUid, readContentValue, readStageEntries, stagesOf, tombstoneOf, type ItemRecord, type SlotValue } from '../crdt/layout.js'
+import { buildItemMap, contentOf, contentSlots, F, isAlias, isDeletedUid, readContentValue, readStageEntries, stagesOf, tombstoneOf, writeExtras, type ItemRecord, type SlotValue } from '../crdt/layout.js'
 import { blobOf, blobPuts, isContentRef, isSha256, matches, type ContentRef } from '../crdt/content.js'
 import { DocketError, isDocketError } from '../errors.js'
 import { idToNumber, isItemId, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
@@ -254,8 +254,10 @@ export class Store implements AsyncDisposable {
     }
     this.#e.hooks?.step?.('create:allocated', { id })
 
+    if (checked.parent !== undefined && !allowUnknown) this.#requireParent(state, checked.parent, undefined)
     const uid = nextUlid() as Uid
     const now = new Date().toISOString()
+    const created = checked.createdAt ?? now
     const record: ItemRecord = {
       uid,
       name: checked.name,
@@ -265,8 +267,8 @@ export class Store implements AsyncDisposable {
       frozen: checked.frozen,
       agent: checked.agent,
       retries: checked.retries,
-      createdAt: now,
-      updatedAt: now,
+      createdAt: created,
+      updatedAt: checked.updatedAt ?? created,
       createdBy: this.replicaId,
     }
     const entry = createdEntry(checked.stage, this.replicaId, now, nextUlid())
@@ -284,8 +286,20 @@ export class Store implements AsyncDisposable {
           return
         }
         // Under its uid, where no other item can overwrite it; the claim says which id it shows.
-        state.parts.records.set(uid, buildItemMap(record, [entry], refs))
+        const map = buildItemMap(record, [entry], refs)
+        writeExtras(map, {
+          ...(checked.priority !== undefined ? { priority: checked.priority } : {}),
+          ...(checked.parent !== undefined ? { parent: checked.parent } : {}),
+          ...(checked.externalIds !== undefined ? { externalIds: checked.externalIds } : {}),
+          addLabels: checked.labels,
+        })
+        state.parts.records.set(uid, map)
         state.parts.claims.set(claimKey(id, uid), { at: now, by: this.replicaId, reason: 'created' })
+        // An importer's item whose number went to another item keeps that number as an alias.
+        if (checked.formerId !== undefined && checked.formerId !== id) {
+          const alias: Alias = { uid, oldId: checked.formerId, newId: id, at: now, by: this.replicaId, reason: 'import' }
+          state.parts.aliases.set(`${checked.formerId}/${uid}`, alias)
+        }
         this.#e.raiseHighWater(state, id)
       },
       afterChange: () => this.#e.hooks?.step?.('create:crdt-written', { id, uid }),
@@ -460,21 +474,40 @@ export class Store implements AsyncDisposable {
     if (found === 'tombstoned') return this.#e.rejectWrite(itemId, 'update', 'tombstoned')
     const { state, map, item: before } = found
     if (checked.dependsOn) checkDependencies(state, checked.dependsOn, itemId, false, true)
+    if (checked.parent !== undefined && checked.parent !== null) this.#requireParent(state, checked.parent, itemId)
+    const { priority, labels, addLabels, removeLabels, parent, externalIds, ...plain } = checked
     const changes: Record<string, { from: unknown; to: unknown }> = {}
     const now = new Date().toISOString()
-    for (const [field, value] of Object.entries(checked)) {
+    for (const [field, value] of Object.entries(plain)) {
       const old = field === 'agent' ? (before.agent ?? null) : (before as unknown as Record<string, unknown>)[field]
       if (JSON.stringify(old) !== JSON.stringify(value)) changes[field] = { from: old, to: value }
     }
+    // The label set changes label by label, so that concurrent edits on two replicas merge.
+    const had = new Set(before.labels ?? [])
+    const add = (labels ? labels.filter((l) => !had.has(l)) : (addLabels ?? []).filter((l) => !had.has(l)))
+    const remove = labels ? [...had].filter((l) => !labels.includes(l)) : (removeLabels ?? []).filter((l) => had.has(l))
+    if (add.length > 0 || remove.length > 0) changes.labels = { from: [...had].sort(), to: [...new Set([...had, ...add])].filter((l) => !remove.includes(l)).sort() }
+    if (priority !== undefined && (before.priority ?? null) !== priority) changes.priority = { from: before.priority ?? null, to: priority }
+    if (parent !== undefined && (before.parent ?? null) !== parent) changes.parent = { from: before.parent ?? null, to: parent }
+    if (externalIds !== undefined && JSON.stringify(before.externalIds ?? []) !== JSON.stringify(externalIds)) changes.externalIds = { from: before.externalIds ?? [], to: externalIds }
     if (Object.keys(changes).length === 0) return before
     const written = await this.#e.write('update', {
       audit: [['updated', { changes }, itemId]],
       change: () => {
-        for (const field of Object.keys(changes)) {
-          const value = (checked as Record<string, unknown>)[field]
+        for (const field of Object.keys(plain)) {
+          if (!(field in changes)) continue
+          const value = (plain as Record<string, unknown>)[field]
           if (field === 'agent' && value === null) map.delete(F.agent)
           else map.set(field, Array.isArray(value) ? [...value] : value)
         }
+        if ('priority' in changes && priority === null) map.delete('priority')
+        writeExtras(map, {
+          ...('priority' in changes && priority !== null && priority !== undefined ? { priority } : {}),
+          ...('parent' in changes ? { parent: parent ?? null } : {}),
+          ...('externalIds' in changes && externalIds ? { externalIds } : {}),
+          addLabels: add,
+          removeLabels: remove,
+        })
         map.set(F.updatedAt, now)
       },
       read: () => itemAt(state, itemId)!,
@@ -972,6 +1005,21 @@ export class Store implements AsyncDisposable {
    * can delete the item between this check and their transaction. 'tombstoned' means the
    * caller must refuse loudly (Engine.rejectWrite); an unknown id is NOT_FOUND.
    */
+  /** A parent must be a live item, and making it one must close no loop (an item its own ancestor). */
+  #requireParent(state: DocState, parent: ItemId, child: ItemId | undefined): void {
+    if (child !== undefined && parent === child) throw invalid(`item ${child} cannot be its own parent.`)
+    let at: ItemId | undefined = parent
+    for (let depth = 0; at !== undefined && depth < 10_000; depth++) {
+      const item = itemAt(state, at)
+      if (!item) {
+        if (at === parent) throw new DocketError('NOT_FOUND', `The parent ${parent} is no live item: check the id with \`docket list\`.`, { details: { parent } })
+        return
+      }
+      if (child !== undefined && item.parent === child) throw invalid(`item ${parent} is a descendant of ${child}: making it ${child}'s parent would close a loop.`, { parent, child })
+      at = item.parent
+    }
+  }
+
   #liveNow(id: ItemId): { state: DocState; map: Y.Map<unknown>; item: Item } | 'tombstoned' {
     const state = this.#e.state
     if (state.parts.tombstones.has(id)) return 'tombstoned'

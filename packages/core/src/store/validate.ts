@@ -233,7 +233,7 @@ function tooLarge(slot: string): DocketError {
 /** The keys each public method's options object accepts (requireKnownKeys refuses any other). */
 export const OPTION_KEYS = {
   createItem: keysOf<CreateItemOptions>()(['allowUnknownDependencies']),
-  listItems: keysOf<ListItemsOptions>()(['stage', 'type', 'ready', 'claimed']),
+  listItems: keysOf<ListItemsOptions>()(['stage', 'type', 'ready', 'claimed', 'label', 'priority', 'parent']),
   claim: keysOf<ClaimOptions>()(['agent', 'ttlMs', 'offline']),
   claimNext: keysOf<ClaimNextOptions>()(['agent', 'ttlMs', 'offline', 'stage', 'type']),
   renewClaim: keysOf<RenewClaimOptions>()(['agent', 'ttlMs', 'offline']),
@@ -270,10 +270,56 @@ export interface CheckedCreate {
   blocked: Blocked | null
   frozen: boolean
   id: ItemId | undefined
+  priority: number | undefined
+  labels: string[]
+  parent: ItemId | undefined
+  externalIds: string[] | undefined
+  formerId: ItemId | undefined
+  createdAt: string | undefined
+  updatedAt: string | undefined
 }
 
-const CREATE_KEYS = keysOf<CreateItemInput>()(['name', 'type', 'dependsOn', 'body', 'content', 'stage', 'agent', 'retries', 'blocked', 'frozen', 'id'])
-const UPDATE_KEYS = keysOf<UpdateItemInput>()(['name', 'dependsOn', 'agent', 'retries', 'blocked', 'frozen'])
+const CREATE_KEYS = keysOf<CreateItemInput>()(['name', 'type', 'dependsOn', 'body', 'content', 'stage', 'agent', 'retries', 'blocked', 'frozen', 'id', 'priority', 'labels', 'parent', 'externalIds', 'formerId', 'createdAt', 'updatedAt'])
+const UPDATE_KEYS = keysOf<UpdateItemInput>()(['name', 'dependsOn', 'agent', 'retries', 'blocked', 'frozen', 'priority', 'labels', 'addLabels', 'removeLabels', 'parent', 'externalIds'])
+
+export const MAX_LABELS = 50
+export const MAX_LABEL_LENGTH = 64
+export const MAX_EXTERNAL_IDS = 20
+
+export function checkPriority(value: unknown): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 4) return value
+  throw invalid(`priority must be a whole number from 0 (most urgent) to 4, got ${JSON.stringify(value)}.`)
+}
+
+/** Labels: distinct names of 1 to 64 characters, without spaces at either end, commas or control characters. */
+export function checkLabels(value: unknown, what = 'labels'): string[] {
+  if (!Array.isArray(value)) throw invalid(`${what} must be an array of label names, e.g. ['frontend', 'p1'].`)
+  if (value.length > MAX_LABELS) throw invalid(`${what} has ${value.length} labels; an item holds at most ${MAX_LABELS}.`)
+  const out = new Set<string>()
+  for (const label of value) {
+    if (typeof label !== 'string' || label.length === 0 || label.length > MAX_LABEL_LENGTH || label !== label.trim() || label.includes(',') || CONTROL.test(label)) {
+      throw invalid(`${what}: ${JSON.stringify(label)} is not a label: 1 to ${MAX_LABEL_LENGTH} characters, no spaces at either end, no commas or control characters.`)
+    }
+    out.add(requireWellFormed(label, 'label'))
+  }
+  return [...out].sort()
+}
+
+/** Ids an item has in other trackers: 1 to 200 characters without whitespace. */
+export function checkExternalIds(value: unknown): string[] {
+  if (!Array.isArray(value) || value.length > MAX_EXTERNAL_IDS) throw invalid(`externalIds must be an array of at most ${MAX_EXTERNAL_IDS} ids from other trackers, e.g. ['bd-a1b2'].`)
+  const out = new Set<string>()
+  for (const id of value) {
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200 || /[\s\u0000-\u001f\u007f]/.test(id)) throw invalid(`externalIds: ${JSON.stringify(id)} is not an external id (1 to 200 characters, no whitespace).`)
+    out.add(requireWellFormed(id, 'external id'))
+  }
+  return [...out].sort()
+}
+
+function checkTime(value: unknown, what: string): string {
+  if (typeof value === 'string' && value.length <= 64 && !Number.isNaN(Date.parse(value))) return new Date(Date.parse(value)).toISOString()
+  throw invalid(`${what} must be a time in ISO 8601 (2026-01-31T12:00:00Z), got ${JSON.stringify(value)}.`)
+}
 
 /** Shape checks of createItem's input; checks against the store's state come after. */
 export function checkCreateInput(value: unknown): CheckedCreate {
@@ -299,7 +345,15 @@ export function checkCreateInput(value: unknown): CheckedCreate {
     blocked: input.blocked === undefined ? null : checkBlocked(input.blocked),
     frozen: input.frozen === undefined ? false : checkFrozen(input.frozen),
     id: input.id === undefined ? undefined : parseItemId(input.id),
+    priority: input.priority === undefined ? undefined : checkPriority(input.priority),
+    labels: input.labels === undefined ? [] : checkLabels(input.labels),
+    parent: input.parent === undefined ? undefined : parseItemId(input.parent, 'parent'),
+    externalIds: input.externalIds === undefined ? undefined : checkExternalIds(input.externalIds),
+    formerId: input.formerId === undefined ? undefined : parseItemId(input.formerId, 'formerId'),
+    createdAt: input.createdAt === undefined ? undefined : checkTime(input.createdAt, 'createdAt'),
+    updatedAt: input.updatedAt === undefined ? undefined : checkTime(input.updatedAt, 'updatedAt'),
   }
+  if (checked.id !== undefined && checked.parent === checked.id) throw invalid(`item ${checked.id} cannot be its own parent.`)
   return checked
 }
 
@@ -310,6 +364,12 @@ export type CheckedUpdate = Partial<{
   retries: number
   blocked: Blocked | null
   frozen: boolean
+  priority: number | null
+  labels: string[]
+  addLabels: string[]
+  removeLabels: string[]
+  parent: ItemId | null
+  externalIds: string[]
 }>
 
 export function checkUpdateInput(value: unknown): CheckedUpdate {
@@ -322,6 +382,13 @@ export function checkUpdateInput(value: unknown): CheckedUpdate {
   if (input.retries !== undefined) out.retries = checkRetries(input.retries)
   if (input.blocked !== undefined) out.blocked = checkBlocked(input.blocked)
   if (input.frozen !== undefined) out.frozen = checkFrozen(input.frozen)
+  if (input.priority !== undefined) out.priority = input.priority === null ? null : checkPriority(input.priority)
+  if (input.labels !== undefined) out.labels = checkLabels(input.labels)
+  if (input.addLabels !== undefined) out.addLabels = checkLabels(input.addLabels, 'addLabels')
+  if (input.removeLabels !== undefined) out.removeLabels = checkLabels(input.removeLabels, 'removeLabels')
+  if (out.labels && (out.addLabels || out.removeLabels)) throw invalid('labels (the whole set) and addLabels/removeLabels contradict each other: give one or the other.')
+  if (input.parent !== undefined) out.parent = input.parent === null ? null : parseItemId(input.parent, 'parent')
+  if (input.externalIds !== undefined) out.externalIds = checkExternalIds(input.externalIds)
   if (Object.keys(out).length === 0) throw invalid(`updateItem needs at least one field to change: ${UPDATE_KEYS.join(', ')}.`)
   return out
 }
@@ -351,6 +418,13 @@ export function checkListOptions(options: ListItemsOptions): ListItemsOptions {
     if (typeof options.claimed !== 'boolean') throw invalid('claimed must be true or false.')
     out.claimed = options.claimed
   }
+  if (options.label !== undefined) out.label = checkLabels(typeof options.label === 'string' ? [options.label] : options.label, 'label')
+  if (options.priority !== undefined) {
+    const list = typeof options.priority === 'number' ? [options.priority] : options.priority
+    if (!Array.isArray(list)) throw invalid('priority must be a priority (0 to 4) or an array of them.')
+    out.priority = list.map(checkPriority)
+  }
+  if (options.parent !== undefined) out.parent = parseItemId(options.parent, 'parent')
   return out
 }
 
