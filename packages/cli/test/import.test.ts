@@ -66,24 +66,27 @@ describe('docket import', () => {
     const dir = await newStore()
     const before = await snapshotRows(dir)
     const dry = await docket(['--dir', dir, '--json', 'import', root, '--dry-run'])
-    expect(dry.code, dry.stderr).toBe(0)
+    expect(dry.code, dry.stderr).toBe(3)
     const plan = dry.json()
     expect(plan.dryRun).toBe(true)
     expect(await snapshotRows(dir)).toEqual(before)
 
     const run = await docket(['--dir', dir, '--json', 'import', root])
-    expect(run.code, run.stderr).toBe(0)
+    // Not every file came over as itself (two renumbered, one .md behind a symlink that leaves the tree): exit 3, said on stderr.
+    expect(run.code, run.stderr).toBe(3)
+    expect(run.stderr).toMatch(/2 renumbered .*1_backlog\/012_story_leading-zero\.md 12→\d+/)
     const result = run.json()
     expect(result.imported.map((i: { id: string }) => i.id)).toEqual(plan.imported.map((i: { id: string }) => i.id))
-    expect(result.imported).toHaveLength(312) // 300 good + 11 odd ones + the id-less one; two duplicates skipped
-    // a duplicate id keeps the most advanced stage, so nothing moves back
-    expect(result.skipped).toEqual([
-      { file: '1_backlog/012_story_leading-zero.md', id: '12', reason: expect.stringContaining('5_done/12_bug_item-12.md (done) is imported') },
-      { file: '3_qa/10_epic_item-10.md', id: '10', reason: expect.stringContaining('5_done/10_story_duplicate-of-ten.md (done) is imported') },
+    expect(result.imported).toHaveLength(314) // 300 good + 11 odd ones + the id-less one + two duplicates under fresh ids
+    expect(result.skipped).toEqual([])
+    // a duplicate id stays with the most advanced stage, so nothing moves back; the other file gets a fresh id and keeps its number as an alias
+    expect(result.renumbered).toEqual([
+      { file: '1_backlog/012_story_leading-zero.md', from: '12', to: expect.any(String), reason: expect.stringContaining('5_done/12_bug_item-12.md (done') },
+      { file: '3_qa/10_epic_item-10.md', from: '10', to: expect.any(String), reason: expect.stringContaining('5_done/10_story_duplicate-of-ten.md (done') },
     ])
     expect(result.ignored).toEqual(
       expect.arrayContaining([
-        { file: '1_backlog/999_story_escape.md', reason: expect.stringContaining('leaves the tree') },
+        { file: '1_backlog/999_story_escape.md', reason: expect.stringContaining('leaves the tree'), items: 1 },
         { file: '1_backlog/notes.txt', reason: expect.stringContaining('not a .md file') },
         { file: '2_current/1_story_link-to-one.md', reason: expect.stringContaining('another path to 1_backlog/1_story_item-1.md') },
       ]),
@@ -118,16 +121,25 @@ describe('docket import', () => {
       expect(store.getItem('310')).toMatchObject({ name: 'Bad stage', stage: 'backlog', frozen: true })
       expect(store.getItem('311')).toMatchObject({ name: 'Odd fields', blocked: { reason: 'x'.repeat(2000) } })
       expect(store.getItem('311')!.agent).toBeUndefined()
-      expect(store.getItem('312')).toMatchObject({ name: 'No id in the file name' }) // a fresh id past every id of the tree
+      const byName = (name: string) => store.listItems().find((i) => i.name === name)
+      expect(Number(byName('No id in the file name')?.id)).toBeGreaterThan(311) // a fresh id past every id of the tree
+      for (const r of result.renumbered as Array<{ file: string; from: string; to: string }>) {
+        expect(Number(r.to)).toBeGreaterThan(311)
+        expect(store.aliases()).toContainEqual(expect.objectContaining({ oldId: r.from, newId: r.to, reason: 'import' }))
+      }
+      expect(byName('Twelve, written 012')?.id).toBe(result.renumbered[0].to)
       expect(store.getItem('999')).toBeUndefined()
-      expect(store.peekNextId()).toBe('313')
+      expect(store.peekNextId()).toBe('315')
     } finally {
       await store.close()
     }
 
-    const again = (await docket(['--dir', dir, '--json', 'import', root])).json()
+    const rerun = await docket(['--dir', dir, '--json', 'import', root])
+    const again = rerun.json()
     expect(again.imported).toEqual([])
     expect(again.skipped.length).toBe(314)
+    expect(again.skipped.every((x: { already?: boolean }) => x.already === true)).toBe(true)
+    expect(rerun.code).toBe(3) // still the .md behind the symlink that leaves the tree
   })
 
   it('a long blocked reason is cut between characters, never inside a surrogate pair', async () => {
@@ -172,7 +184,7 @@ describe('docket import', () => {
   it('export --format folders and jsonl round-trip through import: items, stages and bodies', async () => {
     const { root } = await realisticTree()
     const dir = await newStore()
-    expect((await docket(['--dir', dir, 'import', root])).code).toBe(0)
+    expect((await docket(['--dir', dir, 'import', root])).code).toBe(3)
     // stages without a folder of their own, a deleted item and a binary slot must survive too
     for (const args of [['apply', '11', 'merge_failed'], ['apply', '9', 'abandon'], ['delete', '12', '--reason', 'gone'], ['update', '4', '--freeze']]) {
       const r = await docket(['--dir', dir, ...args])
@@ -199,7 +211,7 @@ describe('docket import', () => {
     for (const target of [copy, fromJsonl]) {
       const show = await docket(['--dir', target, '--json', 'show', '12'])
       expect(show.json().error.code).toBe('TOMBSTONED')
-      expect((await docket(['--dir', target, '--json', 'create', '--name', 'new'])).json().id).toBe('313')
+      expect((await docket(['--dir', target, '--json', 'create', '--name', 'new'])).json().id).toBe('315')
     }
     // stdout export is JSONL: a header, then one line per item
     const lines = (await docket(['--dir', dir, 'export'])).stdout.trim().split('\n')

@@ -137,10 +137,10 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
 
   program
     .command('import')
-    .argument('<source>', 'a legacy pipeline folder (1_backlog … 7_frozen) or a .jsonl export')
+    .argument('<source>', 'a legacy pipeline folder (1_backlog or 1_upcoming … 7_frozen; or a project whose work/ folder holds them) or a .jsonl export')
     .description('ingest a legacy file pipeline (or a docket export), keeping ids; re-running it creates no duplicates')
     .option('--dry-run', 'report what would happen and write nothing')
-    .addHelpText('after', '\nExamples:\n  docket import ./pipeline --dry-run\n  docket import ./pipeline\n  docket import backup.jsonl')
+    .addHelpText('after', '\nExamples:\n  docket import ./pipeline --dry-run\n  docket import .story_kit          # finds .story_kit/work\n  docket import backup.jsonl\n\nExit codes: 0 every file imported as itself (or already imported by an earlier run); 3 some file was not — renumbered (a duplicate id), skipped (its id is taken), failed, or in a folder that is no stage folder — each listed on stderr; 1 nothing could be imported; 2 no stage folders to read.')
     .action(async (source: string, flags: { dryRun?: boolean }, command: Command) => {
       const out = ctx.output(command)
       const path = resolve(ctx.io.cwd, source)
@@ -168,7 +168,11 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
         return ctx.withScratchStore(run)
       })
       out.result(result, () => renderImport(out, result))
-      if (result.failed.length > 0) ctx.exitCode = result.imported.length === 0 ? EXIT.failure : EXIT.partial
+      // Impossible to miss: what was not imported as itself, on stderr, and in the exit code.
+      for (const line of importSummary(result)) out.note(line)
+      const notAsItself = result.renumbered.length + result.skipped.filter((s) => !s.already).length + result.failed.length + result.ignored.reduce((n, i) => n + (i.items ?? 0), 0)
+      if (result.failed.length > 0 && result.imported.length === 0) ctx.exitCode = EXIT.failure
+      else if (notAsItself > 0) ctx.exitCode = EXIT.partial
     })
 
   program
@@ -269,14 +273,32 @@ function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: numbe
   return lines.join('\n')
 }
 
+/** The import's outcome by kind, each with its files (at most 10 named; --json lists all). */
+export function importSummary(r: ImportResult): string[] {
+  const files = (list: string[]) => `${list.slice(0, 10).join(', ')}${list.length > 10 ? `, … and ${list.length - 10} more (--json lists them all)` : ''}`
+  const lines = [`import summary${r.dryRun ? ' (dry run: nothing was written)' : ''}: ${r.imported.length} imported from ${r.root}`]
+  if (r.renumbered.length > 0) lines.push(`  ${r.renumbered.length} renumbered (another file had their id; each keeps it as an alias): ${files(r.renumbered.map((x) => `${x.file} ${x.from}→${x.to}`))}`)
+  const conflicts = r.skipped.filter((s) => !s.already)
+  if (conflicts.length > 0) lines.push(`  ${conflicts.length} skipped: ${files(conflicts.map((x) => `${x.file} (${x.reason})`))}`)
+  const already = r.skipped.length - conflicts.length
+  if (already > 0) lines.push(`  ${already} already imported by an earlier run`)
+  if (r.failed.length > 0) lines.push(`  ${r.failed.length} failed: ${files(r.failed.map((x) => `${x.file} (${x.error.code})`))}`)
+  const withItems = r.ignored.filter((i) => (i.items ?? 0) > 0)
+  if (withItems.length > 0) lines.push(`  ${withItems.length} ignored that hold markdown files that were NOT imported: ${files(withItems.map((x) => `${x.file} (${x.reason})`))}`)
+  const other = r.ignored.length - withItems.length
+  if (other > 0) lines.push(`  ${other} ignored, not items: ${files(r.ignored.filter((i) => !(i.items ?? 0)).map((x) => x.file))}`)
+  return lines
+}
+
 function renderImport(out: Output, r: ImportResult): string {
   const c = out.color
   const lines: string[] = []
   for (const w of r.warnings) lines.push(`${c.yellow('warning')} ${w.file}: ${w.warnings.join('; ')}`)
+  for (const x of r.renumbered) lines.push(`${c.yellow('renumbered')} ${x.file}: ${x.from} → ${x.to} (${x.reason})`)
   for (const s of r.skipped) lines.push(`${c.dim('skipped')} ${s.file}: ${s.reason}`)
   for (const i of r.ignored) lines.push(`${c.dim('ignored')} ${i.file}: ${i.reason}`)
   for (const f of r.failed) lines.push(`${c.red('failed')} ${f.file}: ${f.error.code} ${f.error.message}`)
   const verb = r.dryRun ? 'would import' : 'imported'
-  lines.push(`${verb} ${r.imported.length} item(s) from ${r.source}; ${r.skipped.length} skipped, ${r.failed.length} failed, ${r.warnings.length} with warnings, ${r.tombstones} tombstone(s)${r.dryRun ? '. Nothing was written.' : '.'}`)
+  lines.push(`${verb} ${r.imported.length} item(s) from ${r.root}; ${r.renumbered.length} renumbered, ${r.skipped.length} skipped, ${r.failed.length} failed, ${r.warnings.length} with warnings, ${r.tombstones} tombstone(s)${r.dryRun ? '. Nothing was written.' : '.'}`)
   return lines.join('\n')
 }

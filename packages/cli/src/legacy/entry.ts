@@ -15,6 +15,17 @@ export interface ImportEntry {
   agent?: string
   retries?: number
   blocked?: { reason: string } | null
+  priority?: number
+  labels?: string[]
+  /** The parent as the source names it: an item id (or, from another tracker, its id there). */
+  parent?: string
+  externalIds?: string[]
+  createdAt?: string
+  updatedAt?: string
+  /** The id the file named, when another file of the source took it: the item gets a fresh id and keeps this one as an alias. */
+  formerId?: ItemId
+  /** Which file kept the id this one named (for the report). */
+  renumberedBecause?: string
   /** The body slot; undefined when an exported item had none. */
   body: string | Uint8Array | undefined
   slots: Map<string, string | Uint8Array>
@@ -93,6 +104,22 @@ function readOptionalFields(entry: ImportEntry, data: Record<string, unknown>): 
     entry.blocked = { reason: cut(entry, (blocked as { reason: string }).reason) }
   } else if (blocked !== undefined && blocked !== false && blocked !== null) entry.warnings.push('blocked is neither a reason nor true/false; ignored')
   if (data.frozen === true) entry.frozen = true
+  if (data.priority !== undefined) {
+    if (typeof data.priority === 'number' && Number.isInteger(data.priority) && data.priority >= 0 && data.priority <= 4) entry.priority = data.priority
+    else entry.warnings.push(`priority ${JSON.stringify(data.priority)} is not a whole number from 0 to 4; ignored`)
+  }
+  const labels = data.labels
+  if (Array.isArray(labels)) {
+    const good = labels.filter((l): l is string => typeof l === 'string' && l.length > 0 && l.length <= 64 && l === l.trim() && !l.includes(',') && !/[\u0000-\u001f\u007f]/.test(l))
+    if (good.length < labels.length) entry.warnings.push(`${labels.length - good.length} label(s) that are no label names (1 to 64 characters, no commas) ignored`)
+    if (good.length > 0) entry.labels = [...new Set(good)].slice(0, 50)
+  } else if (labels !== undefined && labels !== null) entry.warnings.push('labels is not a list; ignored')
+  if (typeof data.parent === 'string' || typeof data.parent === 'number') entry.parent = String(data.parent)
+  const external = data.external_ids
+  if (Array.isArray(external)) {
+    const ids = external.filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= 200 && !/\s/.test(x))
+    if (ids.length > 0) entry.externalIds = ids.slice(0, 20)
+  }
 }
 
 function cut(entry: ImportEntry, reason: string): string {

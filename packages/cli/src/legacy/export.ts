@@ -102,6 +102,10 @@ export async function exportFolders(target: Store | StoreHandle, out: string): P
     if (item.retries !== 0) fields.retries = item.retries
     if (item.blocked) fields.blocked = item.blocked.reason
     if (item.frozen) fields.frozen = true
+    if (item.priority !== undefined) fields.priority = item.priority
+    if (item.labels) fields.labels = item.labels
+    if (item.parent !== undefined) fields.parent = item.parent
+    if (item.externalIds) fields.external_ids = item.externalIds
     if (typeof body !== 'string') fields.has_body = false
     await writeFile(join(out, folder, name), typeof body === 'string' ? exportHeader(fields) + body : exportHeader(fields))
     files++

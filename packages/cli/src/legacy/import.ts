@@ -12,19 +12,28 @@ export interface ImportOptions {
 
 export interface ImportResult {
   source: string
+  /** Where the stage folders were read: `source`, or the work/ folder found below it. */
+  root: string
   dryRun: boolean
   /** Created items (in a dry run: those that would be). */
   imported: Array<{ file: string; id: ItemId; stage: string; name: string }>
-  skipped: Array<{ file: string; id?: ItemId; reason: string }>
+  /**
+   * Files not imported. `already`: imported by an earlier run (an import run again); else the
+   * file was not imported as itself, and the exit code says so.
+   */
+  skipped: Array<{ file: string; id?: ItemId; reason: string; already?: true }>
+  /** Files whose id another file of the source took: imported under a fresh id, with an alias from theirs (reason `import`). */
+  renumbered: Array<{ file: string; from: ItemId; to: ItemId; reason: string }>
   failed: Array<{ file: string; id?: ItemId; error: { code: string; message: string } }>
   /** Files imported with defaults, and what was wrong with them. */
   warnings: Array<{ file: string; warnings: string[] }>
   /** Paths of the tree that are not items (never silently skipped). */
-  ignored: Array<{ file: string; reason: string }>
+  ignored: Array<{ file: string; reason: string; items?: number }>
   tombstones: number
 }
 
 interface Source {
+  root: string
   entries: ImportEntry[]
   unreadable: Array<{ file: string; error: string }>
   ignored: ImportResult['ignored']
@@ -48,7 +57,7 @@ export async function importSource(target: Store | StoreHandle, path: string, op
   const read = info.isDirectory()
     ? await readTree(source, options)
     : await readJsonl(source)
-  const result: ImportResult = { source, dryRun: options.dryRun === true, imported: [], skipped: [], failed: [], warnings: [], ignored: read.ignored, tombstones: 0 }
+  const result: ImportResult = { source, root: read.root, dryRun: options.dryRun === true, imported: [], skipped: [], renumbered: [], failed: [], warnings: [], ignored: read.ignored, tombstones: 0 }
   for (const u of read.unreadable) result.failed.push({ file: u.file, error: { code: 'INVALID_INPUT', message: `${u.file}: ${u.error}` } })
   for (const entry of read.entries) if (entry.warnings.length > 0) result.warnings.push({ file: entry.file, warnings: entry.warnings })
 
@@ -62,10 +71,11 @@ export async function importSource(target: Store | StoreHandle, path: string, op
     const id = assigned[entry.file] ?? (String(next++) as ItemId)
     fresh[entry.file] = id
     if ((await store.getItem(id)) || (await store.isTombstoned(id))) {
-      result.skipped.push({ file: entry.file, id, reason: `already imported as #${id} by an earlier run` })
+      result.skipped.push({ file: entry.file, id, reason: `already imported as #${id} by an earlier run`, already: true })
       continue
     }
     entry.id = id
+    if (entry.formerId !== undefined) result.renumbered.push({ file: entry.file, from: entry.formerId, to: id, reason: `id ${entry.formerId} went to ${entry.renumberedBecause}` })
   }
   const todo = planned.filter((e) => e.id !== undefined)
   if (result.dryRun) {
@@ -108,8 +118,9 @@ export async function importSource(target: Store | StoreHandle, path: string, op
   return result
 }
 
-async function readTree(root: string, options: ImportOptions): Promise<Source> {
-  const scan = await scanTree(root, (done) => options.onProgress?.({ phase: 'read', done }))
+async function readTree(given: string, options: ImportOptions): Promise<Source> {
+  const scan = await scanTree(given, (done) => options.onProgress?.({ phase: 'read', done }))
+  const root = scan.root
   let tombstones: Source['tombstones'] = []
   const manifest = await readFile(resolve(root, 'docket-export.json'), 'utf8').catch(() => undefined)
   if (manifest !== undefined) {
@@ -120,13 +131,13 @@ async function readTree(root: string, options: ImportOptions): Promise<Source> {
       scan.ignored.push({ file: 'docket-export.json', reason: 'not JSON; its tombstones were not imported' })
     }
   }
-  return { entries: scan.entries, unreadable: scan.unreadable, ignored: scan.ignored, tombstones }
+  return { root, entries: scan.entries, unreadable: scan.unreadable, ignored: scan.ignored, tombstones }
 }
 
 /** A .jsonl export: a header line, then one line per item. */
 async function readJsonl(file: string): Promise<Source> {
   const text = await readFile(file, 'utf8')
-  const source: Source = { entries: [], unreadable: [], ignored: [], tombstones: [] }
+  const source: Source = { root: file, entries: [], unreadable: [], ignored: [], tombstones: [] }
   let header = false
   for (const [index, line] of text.split('\n').entries()) {
     if (line.trim().length === 0) continue
@@ -169,6 +180,10 @@ async function readJsonl(file: string): Promise<Source> {
     if (typeof item.agent === 'string') entry.agent = item.agent
     if (typeof item.retries === 'number') entry.retries = item.retries
     if (item.blocked && typeof item.blocked.reason === 'string') entry.blocked = { reason: item.blocked.reason }
+    if (typeof item.priority === 'number') entry.priority = item.priority
+    if (Array.isArray(item.labels)) entry.labels = item.labels.filter((l: unknown): l is string => typeof l === 'string')
+    if (isItemId(item.parent)) entry.parent = item.parent
+    if (Array.isArray(item.externalIds)) entry.externalIds = item.externalIds.filter((x: unknown): x is string => typeof x === 'string')
     source.entries.push(entry)
   }
   if (!header && source.entries.length === 0) {
@@ -195,11 +210,18 @@ async function plan(store: StoreHandle, entries: ImportEntry[], result: ImportRe
     if (entry.id !== undefined) {
       const kept = chosen.get(entry.id)!
       if (kept !== entry) {
-        result.skipped.push({ file: entry.file, id: entry.id, reason: `duplicate id ${entry.id} in the source; ${kept.file} (${kept.stage}) is imported: fix the file name` })
+        // Both are real work: this one gets a fresh id, and keeps its number as an alias.
+        entry.formerId = entry.id
+        entry.renumberedBecause = `${kept.file} (${kept.stage}, the most advanced stage, keeps it)`
+        delete entry.id
+        out.push(entry)
         continue
       }
-      if (await store.getItem(entry.id)) {
-        result.skipped.push({ file: entry.file, id: entry.id, reason: `id ${entry.id} is already in the store` })
+      const existing = await store.getItem(entry.id)
+      if (existing) {
+        // The same item imported before (an import run again), or another item holding this id.
+        if (existing.name === entry.name) result.skipped.push({ file: entry.file, id: entry.id, reason: `already imported as #${entry.id}`, already: true })
+        else result.skipped.push({ file: entry.file, id: entry.id, reason: `id ${entry.id} is taken in the store by another item ("${existing.name.slice(0, 60)}"): rename the file without an id to import it under a fresh one` })
         continue
       }
       if (await store.isTombstoned(entry.id)) {
@@ -251,6 +273,13 @@ async function create(store: StoreHandle, entry: ImportEntry): Promise<ItemId> {
   if (entry.agent !== undefined) input.agent = entry.agent
   if (entry.retries !== undefined) input.retries = entry.retries
   if (entry.blocked) input.blocked = entry.blocked
+  if (entry.priority !== undefined) input.priority = entry.priority
+  if (entry.labels !== undefined) input.labels = entry.labels
+  if (entry.parent !== undefined && isItemId(entry.parent) && entry.parent !== entry.id) input.parent = entry.parent
+  if (entry.externalIds !== undefined) input.externalIds = entry.externalIds
+  if (entry.formerId !== undefined) input.formerId = entry.formerId
+  if (entry.createdAt !== undefined) input.createdAt = entry.createdAt
+  if (entry.updatedAt !== undefined) input.updatedAt = entry.updatedAt
   const item = await store.createItem(input, { allowUnknownDependencies: true })
   return item.id
 }
