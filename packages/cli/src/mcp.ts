@@ -39,7 +39,7 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
   const stageList = z.union([z.enum(STAGES as unknown as [string, ...string[]]), z.array(z.enum(STAGES as unknown as [string, ...string[]]))])
   const typeList = z.union([z.enum(ITEM_TYPES as unknown as [string, ...string[]]), z.array(z.enum(ITEM_TYPES as unknown as [string, ...string[]]))])
 
-  tool('list_items', 'List items (as `docket --json list`): filter by stage(s), type(s), ready (neither blocked, frozen nor claimed, every dependency done or archived) and claimed (an agent holds a live claim).', { stage: stageList.optional(), type: typeList.optional(), ready: z.boolean().optional(), claimed: z.boolean().optional() }, (args, store) =>
+  tool('list_items', 'List items (as `docket --json list`): filter by stage(s), type(s), ready (neither blocked, frozen nor claimed, every dependency done or archived) and claimed (an agent holds a live claim).', { stage: stageList.optional(), type: typeList.optional(), ready: z.boolean().optional(), claimed: z.boolean().optional(), label: z.array(z.string()).optional(), priority: z.array(z.number().int().min(0).max(4)).optional(), parent: z.string().optional() }, (args, store) =>
     store.listItems(args as never),
   )
   tool('show_item', 'One item with its stage history (which entries count and why not), the events valid from its stage, its content and its aliases (as `docket --json show`).', { id }, async ({ id: itemId }, store) => {
@@ -53,7 +53,15 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
   tool(
     'create_item',
     'Create an item; returns it with its id.',
-    { name: z.string(), type: z.enum(ITEM_TYPES as unknown as [string, ...string[]]).optional(), dependsOn: z.array(z.string()).optional(), body: z.string().optional().describe('the body: markdown, usually with YAML front matter') },
+    {
+      name: z.string(),
+      type: z.enum(ITEM_TYPES as unknown as [string, ...string[]]).optional(),
+      dependsOn: z.array(z.string()).optional(),
+      body: z.string().optional().describe('the body: markdown, usually with YAML front matter'),
+      priority: z.number().int().min(0).max(4).optional().describe('0 (most urgent) to 4'),
+      labels: z.array(z.string()).optional(),
+      parent: z.string().optional().describe('the item it belongs to (an epic)'),
+    },
     (args, store) => store.createItem(args as never),
     'write',
   )
@@ -67,8 +75,20 @@ export async function runMcp(options: McpOptions, streams: { stdin: NodeJS.Reada
   )
   tool(
     'update_item',
-    'Edit fields (not the stage): name, dependsOn, agent (null clears), retries, blocked ({ reason } or null), frozen.',
-    { id, name: z.string().optional(), dependsOn: z.array(z.string()).optional(), agent: z.string().nullable().optional(), retries: z.number().int().min(0).optional(), blocked: z.object({ reason: z.string() }).nullable().optional(), frozen: z.boolean().optional() },
+    'Edit fields (not the stage): name, dependsOn, agent (null clears), retries, blocked ({ reason } or null), frozen, priority (null clears), addLabels, removeLabels, parent (null clears).',
+    {
+      id,
+      name: z.string().optional(),
+      dependsOn: z.array(z.string()).optional(),
+      agent: z.string().nullable().optional(),
+      retries: z.number().int().min(0).optional(),
+      blocked: z.object({ reason: z.string() }).nullable().optional(),
+      frozen: z.boolean().optional(),
+      priority: z.number().int().min(0).max(4).nullable().optional(),
+      addLabels: z.array(z.string()).optional(),
+      removeLabels: z.array(z.string()).optional(),
+      parent: z.string().nullable().optional(),
+    },
     ({ id: itemId, ...patch }, store) => store.updateItem(itemId, patch as never),
     'write',
   )

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import { decodeContent, isClaimLive, isEventType, ITEM_TYPES, STAGES, validEvents, type Stage, type StoreReader } from '@docket/core/client'
+import { decodeContent, DocketError, isClaimLive, isEventType, isItemId, ITEM_TYPES, STAGES, validEvents, type Stage, type StoreReader } from '@docket/core/client'
 import type { Alias, Item, ItemType, StageHistoryEntry } from '@docket/core'
 import { parseId, parseIdList, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
@@ -18,14 +18,22 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .option('--depends-on <ids>', 'ids it depends on, comma-separated (e.g. 3,7)')
     .option('--body-file <file>', 'read the body (markdown with front matter) from a file')
     .option('--body <text>', 'the body as text; - reads it from stdin')
-    .addHelpText('after', '\nExamples:\n  docket create --name "Fix login" --type bug --depends-on 3,7\n  cat story.md | docket --json create --name "Story" --body -')
-    .action(async (flags: { name: string; type: string; dependsOn?: string; bodyFile?: string; body?: string }, command: Command) => {
+    .option('--priority <n>', 'priority, 0 (most urgent) to 4 (default: none, which counts as 2)')
+    .option('--label <labels>', 'labels, comma-separated')
+    .option('--parent <id>', 'the item it belongs to (an epic)')
+    .addHelpText('after', '\nExamples:\n  docket create --name "Fix login" --type bug --depends-on 3,7 --priority 1 --label auth,web\n  cat story.md | docket --json create --name "Story" --body - --parent 12')
+    .action(async (flags: { name: string; type: string; dependsOn?: string; bodyFile?: string; body?: string; priority?: string; label?: string; parent?: string }, command: Command) => {
       if (flags.bodyFile !== undefined && flags.body !== undefined) throw new UsageError('give the body once: --body-file F or --body TEXT (or --body - for stdin)')
       const type = checkType(flags.type)
       const dependsOn = flags.dependsOn === undefined ? [] : parseIdList(flags.dependsOn, '--depends-on')
       const body = flags.bodyFile !== undefined ? await readBodyFile(ctx, flags.bodyFile) : flags.body === '-' ? await readStdin(ctx) : flags.body
+      const extra = {
+        ...(flags.priority !== undefined ? { priority: parsePriority(flags.priority) } : {}),
+        ...(flags.label !== undefined ? { labels: parseLabels(flags.label, '--label') } : {}),
+        ...(flags.parent !== undefined ? { parent: parseId(flags.parent, '--parent') } : {}),
+      }
       const out = ctx.output(command)
-      const item = await ctx.withStore(command, {}, (store) => store.createItem({ name: flags.name, type, dependsOn, ...(body !== undefined ? { body } : {}) }))
+      const item = await ctx.withStore(command, {}, (store) => store.createItem({ name: flags.name, type, dependsOn, ...(body !== undefined ? { body } : {}), ...extra }))
       out.result(item, () => item.id)
     })
 
@@ -36,13 +44,27 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .option('--type <types>', 'only these types, comma-separated')
     .option('--ready', 'only items an agent may pick up now: neither blocked, frozen nor claimed, every dependency done or archived')
     .option('--claimed', 'only items an agent holds a live claim on (who and until when: FLAGS, or claim in --json)')
-    .addHelpText('after', '\nExamples:\n  docket list --stage backlog --ready\n  docket list --claimed\n  docket --json list --type bug,spike')
-    .action(async (flags: { stage?: string; type?: string; ready?: boolean; claimed?: boolean }, command: Command) => {
+    .option('--label <labels>', 'only items with one of these labels, comma-separated')
+    .option('--priority <ns>', 'only items of these priorities, comma-separated (no priority counts as 2)')
+    .option('--parent <id>', 'only the children of this item')
+    .addHelpText('after', '\nExamples:\n  docket list --stage backlog --ready      # most urgent first\n  docket list --claimed\n  docket --json list --type bug,spike --label web --priority 0,1\n  docket list --parent 12')
+    .action(async (flags: { stage?: string; type?: string; ready?: boolean; claimed?: boolean; label?: string; priority?: string; parent?: string }, command: Command) => {
       const stage = flags.stage === undefined ? undefined : flags.stage.split(',').map(checkStage)
       const type = flags.type === undefined ? undefined : flags.type.split(',').map(checkType)
+      const label = flags.label === undefined ? undefined : parseLabels(flags.label, '--label')
+      const priority = flags.priority === undefined ? undefined : flags.priority.split(',').map(parsePriority)
+      const parent = flags.parent === undefined ? undefined : parseId(flags.parent, '--parent')
       const out = ctx.output(command)
       const items = await ctx.withReader(command, (reader) =>
-        reader.listItems({ ...(stage ? { stage } : {}), ...(type ? { type } : {}), ...(flags.ready ? { ready: true } : {}), ...(flags.claimed ? { claimed: true } : {}) }),
+        reader.listItems({
+          ...(stage ? { stage } : {}),
+          ...(type ? { type } : {}),
+          ...(flags.ready ? { ready: true } : {}),
+          ...(flags.claimed ? { claimed: true } : {}),
+          ...(label ? { label } : {}),
+          ...(priority ? { priority } : {}),
+          ...(parent ? { parent } : {}),
+        }),
       )
       out.result(items, () => (items.length === 0 ? out.color.dim('no items') : itemTable(out.color, items)))
     })
@@ -52,20 +74,27 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .argument('<id>', 'the item id')
     .description('an item with its stage history and content')
     .option('--content <slot>', 'print only this content slot (e.g. body, gate_output)')
-    .addHelpText('after', '\nExamples:\n  docket show 12\n  docket show 12 --content body > story.md')
+    .addHelpText('after', '\nExamples:\n  docket show 12\n  docket show bd-a1b2          # an id from another tracker (imported)\n  docket show 12 --content body > story.md')
     .action(async (idText: string, flags: { content?: string }, command: Command) => {
-      const id = parseId(idText)
+      // Another tracker's id (`bd-a1b2`, `PROJ-12`): letters, then a separator, then more.
+      const external = !isItemId(idText) && /^[A-Za-z][A-Za-z0-9]*[-:.][\w.:-]{1,190}$/.test(idText) ? idText : undefined
       const out = ctx.output(command)
       await ctx.withReader(command, async (store) => {
-        const item = await store.getItem(id)
+        let id = external === undefined ? parseId(idText) : undefined
+        if (external !== undefined) {
+          const found = (await store.listItems()).filter((i) => i.externalIds?.includes(external))
+          if (found.length === 0) throw new DocketError('NOT_FOUND', `No item has the external id ${external}: check it (\`docket list --json\` shows externalIds), or give a docket id.`, { details: { externalId: external } })
+          id = found[0]!.id
+        }
+        const item = await store.getItem(id!)
         if (!item) {
-          await store.stageHistory(id) // throws NOT_FOUND or TOMBSTONED with the right message
+          await store.stageHistory(id!) // throws NOT_FOUND or TOMBSTONED with the right message
           return
         }
         if (flags.content !== undefined) {
-          const bytes = await store.readContentBytes(id, flags.content)
-          if (bytes === undefined) throw new UsageError(`item ${id} has no slot ${JSON.stringify(flags.content)}; it has: ${(await store.contentSlots(id)).join(', ') || 'none'}`)
-          if (out.json) out.result({ id, slot: flags.content, content: decodeContent(bytes) }, () => '')
+          const bytes = await store.readContentBytes(item.id, flags.content)
+          if (bytes === undefined) throw new UsageError(`item ${item.id} has no slot ${JSON.stringify(flags.content)}; it has: ${(await store.contentSlots(item.id)).join(', ') || 'none'}`)
+          if (out.json) out.result({ id: item.id, slot: flags.content, content: decodeContent(bytes) }, () => '')
           else out.write(bytes)
           return
         }
@@ -76,6 +105,7 @@ export function registerItemCommands(program: Command, ctx: Context): void {
             `${c.bold(`#${item.id}`)} ${item.name}`,
             `  stage ${c.cyan(item.stage)}   type ${item.type}   uid ${item.uid}`,
             `  depends on ${item.dependsOn.map((d) => `#${d}`).join(', ') || '—'}   agent ${item.agent ?? '—'}   retries ${item.retries}`,
+            `  priority ${item.priority ?? '— (2)'}   labels ${item.labels?.join(', ') ?? '—'}   parent ${item.parent ? `#${item.parent}` : '—'}${item.externalIds ? `   external ${item.externalIds.join(', ')}` : ''}`,
             `  claim ${item.claim ? `${item.claim.agent}${item.claim.provisional ? ' (provisional)' : ''} since ${item.claim.since} until ${item.claim.until}${isClaimLive(item.claim, Date.now()) ? '' : ' (expired)'}` : '—'}`,
             `  ${item.blocked ? c.red(`blocked: ${item.blocked.reason}`) : 'not blocked'}   ${item.frozen ? c.yellow('frozen') : 'not frozen'}`,
             `  created ${item.createdAt} by ${item.createdBy}, updated ${item.updatedAt}`,
@@ -135,13 +165,27 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .option('--unblock', 'unblock it')
     .option('--freeze', 'freeze it')
     .option('--unfreeze', 'unfreeze it')
-    .addHelpText('after', '\nExamples:\n  docket update 12 --agent agent-7 --block "waiting for review"\n  docket update 12 --depends-on 3,4 --unfreeze')
+    .option('--priority <n>', 'priority, 0 (most urgent) to 4')
+    .option('--clear-priority', 'unset the priority (it counts as 2)')
+    .option('--add-label <labels>', 'add labels, comma-separated')
+    .option('--remove-label <labels>', 'remove labels, comma-separated')
+    .option('--parent <id>', 'the item it belongs to (an epic)')
+    .option('--clear-parent', 'unset the parent')
+    .addHelpText('after', '\nExamples:\n  docket update 12 --agent agent-7 --block "waiting for review"\n  docket update 12 --depends-on 3,4 --unfreeze\n  docket update 12 --priority 0 --add-label hotfix --parent 3')
     .action(async (idText: string, flags: Record<string, string | boolean | undefined>, command: Command) => {
       const id = parseId(idText)
       const patch: Parameters<import('@docket/core').Store['updateItem']>[1] = {}
       exclusive(flags, 'block', 'unblock')
       exclusive(flags, 'freeze', 'unfreeze')
       exclusive(flags, 'agent', 'clearAgent')
+      exclusive(flags, 'priority', 'clearPriority')
+      exclusive(flags, 'parent', 'clearParent')
+      if (typeof flags.priority === 'string') patch.priority = parsePriority(flags.priority)
+      if (flags.clearPriority) patch.priority = null
+      if (typeof flags.addLabel === 'string') patch.addLabels = parseLabels(flags.addLabel, '--add-label')
+      if (typeof flags.removeLabel === 'string') patch.removeLabels = parseLabels(flags.removeLabel, '--remove-label')
+      if (typeof flags.parent === 'string') patch.parent = parseId(flags.parent, '--parent')
+      if (flags.clearParent) patch.parent = null
       if (typeof flags.name === 'string') patch.name = flags.name
       if (typeof flags.dependsOn === 'string') patch.dependsOn = flags.dependsOn === '' ? [] : parseIdList(flags.dependsOn, '--depends-on')
       if (typeof flags.agent === 'string') patch.agent = flags.agent
@@ -151,7 +195,7 @@ export function registerItemCommands(program: Command, ctx: Context): void {
       if (flags.unblock) patch.blocked = null
       if (flags.freeze) patch.frozen = true
       if (flags.unfreeze) patch.frozen = false
-      if (Object.keys(patch).length === 0) throw new UsageError('nothing to update: give at least one of --name, --depends-on, --agent, --clear-agent, --retries, --block, --unblock, --freeze, --unfreeze')
+      if (Object.keys(patch).length === 0) throw new UsageError('nothing to update: give at least one of --name, --depends-on, --agent, --clear-agent, --retries, --block, --unblock, --freeze, --unfreeze, --priority, --clear-priority, --add-label, --remove-label, --parent, --clear-parent')
       const out = ctx.output(command)
       const item = await ctx.withStore(command, {}, (store) => store.updateItem(id, patch))
       out.result(item, () => `#${item.id} updated`)
@@ -176,6 +220,17 @@ function exclusive(flags: Record<string, unknown>, a: string, b: string): void {
     const dash = (s: string) => `--${s.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)}`
     throw new UsageError(`${dash(a)} and ${dash(b)} contradict each other: give one`)
   }
+}
+
+function parsePriority(text: string): number {
+  if (/^[0-4]$/.test(text)) return Number(text)
+  throw new UsageError(`priority ${JSON.stringify(text)} is not 0, 1, 2, 3 or 4 (0 is the most urgent)`)
+}
+
+function parseLabels(text: string, flag: string): string[] {
+  const labels = text.split(',').map((l) => l.trim())
+  if (labels.some((l) => l.length === 0)) throw new UsageError(`${flag} ${JSON.stringify(text)} has an empty label: separate labels with commas, e.g. ${flag} web,auth`)
+  return labels
 }
 
 function checkType(text: string): ItemType {
@@ -212,7 +267,16 @@ function itemTable(c: Colors, items: Item[]): string {
       i.type,
       i.name,
       i.dependsOn.map((d) => `#${d}`).join(',') || '',
-      [i.blocked ? c.red('blocked') : '', i.frozen ? c.yellow('frozen') : '', i.agent ? `@${i.agent}` : '', i.claim && isClaimLive(i.claim, Date.now()) ? c.cyan(`claimed:${i.claim.agent}`) : ''].filter(Boolean).join(' '),
+      [
+        i.priority !== undefined ? `p${i.priority}` : '',
+        i.blocked ? c.red('blocked') : '',
+        i.frozen ? c.yellow('frozen') : '',
+        i.agent ? `@${i.agent}` : '',
+        i.claim && isClaimLive(i.claim, Date.now()) ? c.cyan(`claimed:${i.claim.agent}`) : '',
+        i.labels ? `[${i.labels.join(',')}]` : '',
+      ]
+        .filter(Boolean)
+        .join(' '),
     ]),
   )
 }
