@@ -8,6 +8,7 @@ import { parseId, parseNonNegative } from '../args.js'
 import type { Context } from '../context.js'
 import { EXIT, UsageError } from '../exit.js'
 import type { ImportResult } from '../legacy/import.js'
+import type { BeadsLinks } from '../legacy/beads.js'
 import { table, type Output } from '../output.js'
 
 /** init: a new store. */
@@ -140,15 +141,19 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
     .argument('<source>', 'a legacy pipeline folder (1_backlog or 1_upcoming … 7_frozen; or a project whose work/ folder holds them) or a .jsonl export')
     .description('ingest a legacy file pipeline (or a docket export), keeping ids; re-running it creates no duplicates')
     .option('--dry-run', 'report what would happen and write nothing')
-    .addHelpText('after', '\nExamples:\n  docket import ./pipeline --dry-run\n  docket import .story_kit          # finds .story_kit/work\n  docket import backup.jsonl\n\nExit codes: 0 every file imported as itself (or already imported by an earlier run); 3 some file was not — renumbered (a duplicate id), skipped (its id is taken), failed, or in a folder that is no stage folder — each listed on stderr; 1 nothing could be imported; 2 no stage folders to read.')
-    .action(async (source: string, flags: { dryRun?: boolean }, command: Command) => {
+    .option('--from <format>', 'docket (a legacy tree or a docket export; the default) or beads (.beads/issues.jsonl)', 'docket')
+    .addHelpText('after', '\nExamples:\n  docket import ./pipeline --dry-run\n  docket import .story_kit          # finds .story_kit/work\n  docket import --from beads .beads/issues.jsonl\n  docket import backup.jsonl\n\nExit codes: 0 every file imported as itself (or already imported by an earlier run); 3 some file was not — renumbered (a duplicate id), skipped (its id is taken), failed, or in a folder that is no stage folder — each listed on stderr; 1 nothing could be imported; 2 no stage folders to read.')
+    .action(async (source: string, flags: { dryRun?: boolean; from: string }, command: Command) => {
+      if (flags.from !== 'docket' && flags.from !== 'beads') throw new UsageError(`unknown --from ${JSON.stringify(flags.from)}: use docket (a legacy tree or a docket export) or beads`)
       const out = ctx.output(command)
       const path = resolve(ctx.io.cwd, source)
       const { importSource } = await import('../legacy/import.js')
-      const run = async (store: StoreHandle) => {
+      const { importBeads } = await import('../legacy/beads.js')
+      const importer = flags.from === 'beads' ? importBeads : importSource
+      const run = async (store: StoreHandle): Promise<ImportResult & { links?: BeadsLinks }> => {
         let bar: ReturnType<Output['progress']> | undefined
         try {
-          return await importSource(store, path, {
+          return await importer(store, path, {
             dryRun: flags.dryRun === true,
             onProgress: ({ phase, done, total }) => {
               if (phase === 'import' && total !== undefined && total > 200) {
@@ -274,7 +279,7 @@ function renderDoctor(out: Output, r: ConsistencyReport, orphans: { count: numbe
 }
 
 /** The import's outcome by kind, each with its files (at most 10 named; --json lists all). */
-export function importSummary(r: ImportResult): string[] {
+export function importSummary(r: ImportResult & { links?: BeadsLinks }): string[] {
   const files = (list: string[]) => `${list.slice(0, 10).join(', ')}${list.length > 10 ? `, … and ${list.length - 10} more (--json lists them all)` : ''}`
   const lines = [`import summary${r.dryRun ? ' (dry run: nothing was written)' : ''}: ${r.imported.length} imported from ${r.root}`]
   if (r.renumbered.length > 0) lines.push(`  ${r.renumbered.length} renumbered (another file had their id; each keeps it as an alias): ${files(r.renumbered.map((x) => `${x.file} ${x.from}→${x.to}`))}`)
@@ -287,6 +292,7 @@ export function importSummary(r: ImportResult): string[] {
   if (withItems.length > 0) lines.push(`  ${withItems.length} ignored that hold markdown files that were NOT imported: ${files(withItems.map((x) => `${x.file} (${x.reason})`))}`)
   const other = r.ignored.length - withItems.length
   if (other > 0) lines.push(`  ${other} ignored, not items: ${files(r.ignored.filter((i) => !(i.items ?? 0)).map((x) => x.file))}`)
+  if (r.links) lines.push(`  links: ${r.links.dependencies} dependencies and ${r.links.parents} parents kept, ${r.links.other} of other kinds kept in the beads slot, ${r.links.dropped.length} dropped (their other end is not imported)`)
   return lines
 }
 

@@ -187,9 +187,14 @@ async function readJsonl(file: string): Promise<Source> {
     source.entries.push(entry)
   }
   if (!header && source.entries.length === 0) {
-    throw new DocketError('INVALID_INPUT', `${file} is not a docket export (no header line, no item line): give a legacy pipeline folder or a file written by \`docket export\`.`, {
-      details: { file },
-    })
+    const beads = /^\s*\{[^\n]*"id"\s*:\s*"[^"]+"[^\n]*"status"\s*:/.test(text)
+    throw new DocketError(
+      'INVALID_INPUT',
+      beads
+        ? `${file} looks like a beads file (issues with ids and statuses), not a docket export: run \`docket import --from beads ${file}\`.`
+        : `${file} is not a docket export (no header line, no item line): give a legacy pipeline folder or a file written by \`docket export\` (or --from beads for beads' issues.jsonl).`,
+      { details: { file } },
+    )
   }
   return source
 }
