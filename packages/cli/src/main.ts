@@ -10,6 +10,7 @@ import { registerSync } from './commands/sync.js'
 import { registerDaemon } from './commands/daemon.js'
 import { registerMcp } from './commands/mcp.js'
 import { registerClaimCommands } from './commands/claims.js'
+import { registerBoard } from './commands/board.js'
 
 export { VERSION } from './version.js'
 import { VERSION } from './version.js'
@@ -38,6 +39,7 @@ export function buildProgram(ctx: Context): Command {
   registerSync(program, ctx)
   registerDaemon(program, ctx)
   registerMcp(program, ctx)
+  registerBoard(program, ctx)
   // Subcommands inherit exitOverride, suggestions and output from the program (commander copies them in .command()).
   return program
 }

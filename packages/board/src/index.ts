@@ -1,0 +1,2 @@
+export { startBoard } from './server.js'
+export type { BoardOptions, RunningBoard } from './server.js'
