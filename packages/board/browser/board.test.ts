@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -66,11 +65,13 @@ async function open(url: string): Promise<{ page: Page; errors: string[] }> {
   return { page, errors }
 }
 
+// Code that runs in the page is typed loosely: the tests' type checking has no DOM (the packages run on Node).
 /** The cards of each stage column as the page shows them. */
 async function columns(page: Page): Promise<Record<string, string[]>> {
   return page.evaluate(() => {
     const out: Record<string, string[]> = {}
-    for (const col of document.querySelectorAll<HTMLElement>('section.column:not(.folded)')) out[col.dataset.stage!] = [...col.querySelectorAll<HTMLElement>('[data-testid=card]')].map((c) => c.dataset.id!)
+    const doc = (globalThis as { document?: any }).document
+    for (const col of doc.querySelectorAll('section.column:not(.folded)')) out[col.dataset.stage] = [...col.querySelectorAll('[data-testid=card]')].map((c: any) => c.dataset.id)
     return out
   })
 }
@@ -93,11 +94,14 @@ describe('docket board in a real browser', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'board.png') })
 
     // Changes through the CLI (which goes through the board's holder): the cards move, no reload.
-    const marker = await page.evaluate(() => ((window as unknown as { marker: number }).marker = Math.random()))
+    const marker = await page.evaluate(() => ((globalThis as { marker?: number }).marker = Math.random()))
     expect((await docket(['--dir', dir, 'create', '--name', 'Late addition'])).code).toBe(0)
     expect((await docket(['--dir', dir, 'apply', '1', 'start'])).code).toBe(0)
-    await page.waitForFunction(() => document.querySelector('section[data-stage=coding] [data-id="1"]') && document.querySelector('section[data-stage=backlog] [data-id="4"]'), undefined, { timeout: 5000 })
-    expect(await page.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(marker)
+    await page.waitForFunction(() => {
+      const doc = (globalThis as { document?: any }).document
+      return doc.querySelector('section[data-stage=coding] [data-id="1"]') && doc.querySelector('section[data-stage=backlog] [data-id="4"]')
+    }, undefined, { timeout: 5000 })
+    expect(await page.evaluate(() => (globalThis as { marker?: number }).marker)).toBe(marker)
 
     // An item: its history, with the entries that count.
     await page.click('[data-id="1"]')

@@ -48,17 +48,27 @@ describe('priority, labels, parent and external ids', () => {
     }
   })
 
-  it('concurrent label edits on two replicas merge as a set: both additions stay, an add beats a concurrent remove', async () => {
-    const a = await testStore()
-    const b = await testStore()
-    const item = await a.createItem({ name: 'shared', labels: ['keep', 'contested'] })
-    await exchange(a, b)
-    await a.updateItem(item.id, { addLabels: ['from-a'], removeLabels: ['contested'] })
-    await b.updateItem(item.id, { addLabels: ['from-b', 'contested'] }) // b re-adds what a removed: nothing to add here, it has it
-    await b.updateItem(item.id, { labels: ['keep', 'contested', 'from-b', 'b2'] })
-    await exchange(a, b)
-    expect(a.getItem(item.id)?.labels).toEqual(b.getItem(item.id)?.labels)
-    expect(a.getItem(item.id)?.labels).toEqual(expect.arrayContaining(['keep', 'from-a', 'from-b', 'b2']))
+  it('concurrent label edits on two replicas merge as an add-wins set, whichever replica\'s writes Yjs orders first', async () => {
+    // Client ids decide which concurrent write of one key wins: both orders are tried.
+    for (const [ida, idb] of [[1000, 2000], [2000, 1000], [7, 3], [3, 7]]) {
+      let na = ida
+      let nb = idb
+      const a = await testStore({ hooks: { clientId: () => na++ * 10 } })
+      const b = await testStore({ hooks: { clientId: () => nb++ * 10 + 1 } })
+      const item = await a.createItem({ name: 'shared', labels: ['keep', 'gone'] })
+      await exchange(a, b)
+      // a adds and then removes x, and removes gone; b, not having seen either, adds x and y.
+      await a.updateItem(item.id, { addLabels: ['x'] })
+      await a.updateItem(item.id, { removeLabels: ['x', 'gone'] })
+      await b.updateItem(item.id, { addLabels: ['x', 'y'] })
+      await exchange(a, b)
+      expect(a.getItem(item.id)?.labels, `client ids ${ida}/${idb}`).toEqual(['keep', 'x', 'y'])
+      expect(b.getItem(item.id)?.labels).toEqual(['keep', 'x', 'y'])
+      // A remove that has seen every add removes the label on both.
+      await b.updateItem(item.id, { labels: ['keep'] })
+      await exchange(a, b)
+      expect(a.getItem(item.id)?.labels).toEqual(['keep'])
+    }
   })
 
   it('an imported item whose number went to another one keeps it as an alias (reason import)', async () => {

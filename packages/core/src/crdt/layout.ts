@@ -50,11 +50,21 @@ export const EXTRA = {
 } as const
 
 /**
- * An item's labels are keys of its map, `label/<name>` (value `true`): a set whose concurrent
- * edits merge — two replicas adding different labels keep both, and an add concurrent with a
- * remove of the same label keeps it (Yjs keeps the newer key).
+ * An item's labels are keys of its map, `label/<name>/<tag>` (value `true`, the tag a ULID): a
+ * set whose concurrent edits merge as an add-wins set. Adding a label the replica does not see
+ * writes a fresh tag; removing one deletes the tags the replica sees. An add concurrent with a
+ * remove writes a tag the remove never saw, so it stays; two replicas adding different labels
+ * keep both. The label is there while any of its tags is.
  */
 export const LABEL_FIELD = 'label/'
+const TAG = /^[0-9A-HJKMNP-TV-Z]{26}$/
+
+/** The label a key names, or undefined for a key that is no label tag. */
+function labelOfKey(key: string): string | undefined {
+  if (!key.startsWith(LABEL_FIELD) || key.length < LABEL_FIELD.length + 28 || key[key.length - 27] !== '/') return undefined
+  if (!TAG.test(key.slice(-26))) return undefined
+  return key.slice(LABEL_FIELD.length, -27)
+}
 
 export interface ItemExtras {
   priority?: number
@@ -75,20 +85,36 @@ export function readExtras(map: ItemMap): ItemExtras {
     const ids = [...new Set(external.filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= 200))].sort()
     if (ids.length > 0) out.externalIds = ids
   }
-  const labels: string[] = []
-  for (const [key, value] of map.entries()) if (key.startsWith(LABEL_FIELD) && value === true && key.length > LABEL_FIELD.length) labels.push(key.slice(LABEL_FIELD.length))
-  if (labels.length > 0) out.labels = labels.sort()
+  const labels = new Set<string>()
+  for (const [key, value] of map.entries()) {
+    const label = value === true ? labelOfKey(key) : undefined
+    if (label) labels.add(label)
+  }
+  if (labels.size > 0) out.labels = [...labels].sort()
   return out
 }
 
-/** Writes extra fields into an item's map (inside a transaction): a label set changes key by key. */
-export function writeExtras(map: ItemMap, extras: { priority?: number; parent?: ItemId | null; externalIds?: readonly string[]; addLabels?: readonly string[]; removeLabels?: readonly string[] }): void {
+/**
+ * Writes extra fields into an item's map (inside a transaction). Labels change tag by tag:
+ * `tag()` gives a fresh one (a ULID) for each label added.
+ */
+export function writeExtras(
+  map: ItemMap,
+  extras: { priority?: number; parent?: ItemId | null; externalIds?: readonly string[]; addLabels?: readonly string[]; removeLabels?: readonly string[] },
+  tag: () => string,
+): void {
   if (extras.priority !== undefined) map.set(EXTRA.priority, extras.priority)
   if (extras.parent === null) map.delete(EXTRA.parent)
   else if (extras.parent !== undefined) map.set(EXTRA.parent, extras.parent)
   if (extras.externalIds !== undefined) map.set(EXTRA.externalIds, [...extras.externalIds])
-  for (const label of extras.removeLabels ?? []) map.delete(LABEL_FIELD + label)
-  for (const label of extras.addLabels ?? []) map.set(LABEL_FIELD + label, true)
+  const remove = new Set(extras.removeLabels ?? [])
+  if (remove.size > 0) {
+    for (const key of [...map.keys()]) {
+      const label = labelOfKey(key)
+      if (label !== undefined && remove.has(label)) map.delete(key)
+    }
+  }
+  for (const label of extras.addLabels ?? []) map.set(`${LABEL_FIELD}${label}/${tag()}`, true)
 }
 
 /**

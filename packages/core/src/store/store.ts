@@ -292,7 +292,7 @@ export class Store implements AsyncDisposable {
           ...(checked.parent !== undefined ? { parent: checked.parent } : {}),
           ...(checked.externalIds !== undefined ? { externalIds: checked.externalIds } : {}),
           addLabels: checked.labels,
-        })
+        }, nextUlid)
         state.parts.records.set(uid, map)
         state.parts.claims.set(claimKey(id, uid), { at: now, by: this.replicaId, reason: 'created' })
         // An importer's item whose number went to another item keeps that number as an alias.
@@ -507,7 +507,7 @@ export class Store implements AsyncDisposable {
           ...('externalIds' in changes && externalIds ? { externalIds } : {}),
           addLabels: add,
           removeLabels: remove,
-        })
+        }, nextUlid)
         map.set(F.updatedAt, now)
       },
       read: () => itemAt(state, itemId)!,
