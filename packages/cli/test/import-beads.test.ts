@@ -148,3 +148,43 @@ describe('docket import --from beads', () => {
     expect((await docket(['--dir', dir, 'import', '--from', 'jira', small])).code).toBe(2)
   })
 })
+
+describe('docket import --from beads, found in review', () => {
+  it('links the store refuses are dropped one by one (the good ones stay), odd titles are cleaned, deleted items stay deleted, any id shape is found', async () => {
+    const file = join(await tempDir(), 'odd.jsonl')
+    const line = (issue: Record<string, unknown>) => JSON.stringify({ status: 'open', issue_type: 'task', created_at: '2025-12-01T10:00:00Z', updated_at: '2025-12-01T10:00:00Z', ...issue })
+    const dep = (from: string, to: string, type: string) => ({ issue_id: from, depends_on_id: to, type })
+    await writeFile(
+      file,
+      [
+        line({ id: 'bd-a', title: 'A', dependencies: [dep('bd-a', 'bd-b', 'blocks')] }),
+        line({ id: 'bd-b', title: 'B', dependencies: [dep('bd-b', 'bd-a', 'blocks')] }),
+        line({ id: 'bd-p', title: 'P', issue_type: 'epic' }),
+        line({ id: 'bd-s', title: 'S', dependencies: [dep('bd-s', 'bd-s', 'blocks'), dep('bd-s', 'bd-p', 'parent-child')] }),
+        line({ id: 'my_proj-x1', title: `${'x'.repeat(299)}😀y` }),
+        line({ id: '2048-game-x1', title: 'two\nlines\tand a tab' }),
+      ].join('\n'),
+    )
+    const dir = await newStore()
+    const run = await docket(['--dir', dir, '--json', 'import', '--from', 'beads', file])
+    expect(run.code).toBe(3) // refused links are not imported as themselves
+    const result = run.json()
+    expect(result.imported).toHaveLength(6)
+    expect(result.links.dropped).toEqual([
+      expect.objectContaining({ from: 'bd-s', to: 'bd-s', type: 'blocks', refused: true }),
+      expect.objectContaining({ from: 'bd-b', to: 'bd-a', type: 'blocks', refused: true, reason: expect.stringContaining('cycle') }),
+    ])
+    expect(result.links).toMatchObject({ dependencies: 1, parents: 1 })
+    expect(run.stderr).toMatch(/2 links refused by the store/)
+    const byName = async (id: string) => (await docket(['--dir', dir, '--json', 'show', id])).json().item
+    expect((await byName('bd-s')).parent).toBe((await byName('bd-p')).id) // the self link took nothing with it
+    expect((await byName('my_proj-x1')).name).toHaveLength(299) // cut before the emoji, not inside it
+    expect((await byName('2048-game-x1')).name).toBe('two lines and a tab')
+    // Deleted here: not created again by the next run.
+    const a = await byName('bd-a')
+    expect((await docket(['--dir', dir, 'delete', a.id])).code).toBe(0)
+    const again = await docket(['--dir', dir, '--json', 'import', '--from', 'beads', file])
+    expect(again.json().imported).toEqual([])
+    expect(again.json().skipped).toContainEqual(expect.objectContaining({ file: 'bd-a', reason: expect.stringContaining('deleted in this store') }))
+  })
+})

@@ -148,3 +148,79 @@ describe('what is and is not an item', () => {
     expect(run.stderr).toMatch(/1 ignored that hold markdown files that were NOT imported: 8_review/)
   })
 })
+
+describe('found in review', () => {
+  it('one tree imported through different paths (its work/ folder, the tool folder, the project) is imported once', async () => {
+    const project = join(await tempDir(), 'proj')
+    await writeTree(project, {
+      '.storkit/work/1_backlog/1_story_a.md': legacyFile({ name: 'A' }),
+      '.storkit/work/1_backlog/plan-it.md': legacyFile({ name: 'No id' }),
+      '.storkit/work/1_backlog/5_story_first.md': legacyFile({ name: 'First five' }),
+      '.storkit/work/3_qa/5_story_second.md': legacyFile({ name: 'Second five' }),
+    })
+    const dir = await newStore()
+    expect((await docket(['--dir', dir, 'import', join(project, '.storkit/work')])).code).toBe(3) // one renumbered
+    for (const path of [join(project, '.storkit'), project]) {
+      const again = await docket(['--dir', dir, '--json', 'import', path])
+      expect(again.code, again.stderr).toBe(0)
+      expect(again.json()).toMatchObject({ imported: [], renumbered: [] })
+    }
+    expect((await docket(['--dir', dir, '--json', 'list'])).json()).toHaveLength(4)
+  })
+
+  it('markdown in a folder inside a stage folder, deep in an ignored folder, or beside the stage folders: exit 3, each named', async () => {
+    const root = join(await tempDir(), 'work')
+    await writeTree(root, {
+      '1_backlog/1_story_a.md': legacyFile({ name: 'A' }),
+      '1_backlog/old/2_story_b.md': legacyFile({ name: 'B' }),
+      'notes/sub/7_story_hidden.md': legacyFile({ name: 'Hidden' }),
+      '3_story_c.md': legacyFile({ name: 'C' }),
+      'README.md': '# the pipeline\n',
+    })
+    const dir = await newStore()
+    const run = await docket(['--dir', dir, '--json', 'import', root])
+    expect(run.code).toBe(3)
+    expect(run.json().ignored).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ file: '1_backlog/old', items: 1 }),
+        expect.objectContaining({ file: 'notes', items: 1 }),
+        expect.objectContaining({ file: '3_story_c.md', items: 1 }),
+        { file: 'README.md', reason: expect.stringContaining('not a stage folder') },
+      ]),
+    )
+  })
+
+  it('an export keeps slots whose names read like leftovers (old, new, tmp): the round trip is whole', async () => {
+    const dir = await newStore()
+    expect((await docket(['--dir', dir, 'create', '--name', 'Slots'])).code).toBe(0)
+    const { openStore } = await import('@docket/core')
+    const store = await openStore({ dir, logger: { warn: () => {} } })
+    for (const slot of ['old', 'new', 'tmp', 'notes']) await store.writeContent('1', slot, `${slot} text\n`)
+    await store.close()
+    const tree = join(await tempDir(), 'tree')
+    expect((await docket(['--dir', dir, 'export', '--format', 'folders', '--out', tree])).code).toBe(0)
+    const copy = await newStore()
+    const run = await docket(['--dir', copy, '--json', 'import', tree])
+    expect(run.code, run.stderr).toBe(0)
+    expect(Object.keys((await docket(['--dir', copy, '--json', 'show', '1'])).json().content).sort()).toEqual(['new', 'notes', 'old', 'tmp'])
+  })
+
+  it('a parent that does not exist or closes a loop is not set: the items come over, the links are reported, exit 3', async () => {
+    const root = join(await tempDir(), 'work')
+    await writeTree(root, {
+      '1_backlog/1_story_a.md': legacyFile({ name: 'A', parent: '2' }),
+      '1_backlog/2_story_b.md': legacyFile({ name: 'B', parent: '1' }),
+      '1_backlog/3_story_c.md': legacyFile({ name: 'C', parent: '99' }),
+      '1_backlog/4_story_d.md': legacyFile({ name: 'D', parent: '1' }),
+    })
+    const dir = await newStore()
+    const run = await docket(['--dir', dir, '--json', 'import', root])
+    expect(run.code).toBe(3)
+    const result = run.json()
+    expect(result.imported).toHaveLength(4)
+    expect(result.unlinked.map((u: { file: string }) => u.file).sort()).toEqual(['1_backlog/2_story_b.md', '1_backlog/3_story_c.md'])
+    const items = (await docket(['--dir', dir, '--json', 'list'])).json() as Array<{ id: string; parent?: string }>
+    expect(items.map((i) => [i.id, i.parent ?? null])).toEqual([['1', '2'], ['2', null], ['3', null], ['4', '1']])
+    expect(run.stderr).toMatch(/2 imported without their parent/)
+  })
+})

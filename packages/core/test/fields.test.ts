@@ -50,7 +50,7 @@ describe('priority, labels, parent and external ids', () => {
 
   it('concurrent label edits on two replicas merge as an add-wins set, whichever replica\'s writes Yjs orders first', async () => {
     // Client ids decide which concurrent write of one key wins: both orders are tried.
-    for (const [ida, idb] of [[1000, 2000], [2000, 1000], [7, 3], [3, 7]]) {
+    for (const [ida, idb] of [[1000, 2000], [2000, 1000], [7, 3], [3, 7]] as Array<[number, number]>) {
       let na = ida
       let nb = idb
       const a = await testStore({ hooks: { clientId: () => na++ * 10 } })

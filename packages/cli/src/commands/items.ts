@@ -76,8 +76,8 @@ export function registerItemCommands(program: Command, ctx: Context): void {
     .option('--content <slot>', 'print only this content slot (e.g. body, gate_output)')
     .addHelpText('after', '\nExamples:\n  docket show 12\n  docket show bd-a1b2          # an id from another tracker (imported)\n  docket show 12 --content body > story.md')
     .action(async (idText: string, flags: { content?: string }, command: Command) => {
-      // Another tracker's id (`bd-a1b2`, `PROJ-12`): letters, then a separator, then more.
-      const external = !isItemId(idText) && /^[A-Za-z][A-Za-z0-9]*[-:.][\w.:-]{1,190}$/.test(idText) ? idText : undefined
+      // Another tracker's id (`bd-a1b2`, `my_proj-x1`, `2048-game-x1`): word characters with a separator somewhere.
+      const external = !isItemId(idText) && !/^[0-9]+$/.test(idText) && /^[\w][\w.:-]{0,198}$/.test(idText) && /[-_.:]/.test(idText) ? idText : undefined
       const out = ctx.output(command)
       await ctx.withReader(command, async (store) => {
         let id = external === undefined ? parseId(idText) : undefined

@@ -175,7 +175,8 @@ export function registerStoreCommands(program: Command, ctx: Context): void {
       out.result(result, () => renderImport(out, result))
       // Impossible to miss: what was not imported as itself, on stderr, and in the exit code.
       for (const line of importSummary(result)) out.note(line)
-      const notAsItself = result.renumbered.length + result.skipped.filter((s) => !s.already).length + result.failed.length + result.ignored.reduce((n, i) => n + (i.items ?? 0), 0)
+      const notAsItself =
+        result.renumbered.length + result.unlinked.length + result.skipped.filter((s) => !s.already).length + result.failed.length + result.ignored.reduce((n, i) => n + (i.items ?? 0), 0) + (result.links?.dropped.filter((d) => d.refused).length ?? 0)
       if (result.failed.length > 0 && result.imported.length === 0) ctx.exitCode = EXIT.failure
       else if (notAsItself > 0) ctx.exitCode = EXIT.partial
     })
@@ -288,11 +289,16 @@ export function importSummary(r: ImportResult & { links?: BeadsLinks }): string[
   const already = r.skipped.length - conflicts.length
   if (already > 0) lines.push(`  ${already} already imported by an earlier run`)
   if (r.failed.length > 0) lines.push(`  ${r.failed.length} failed: ${files(r.failed.map((x) => `${x.file} (${x.error.code})`))}`)
+  if (r.unlinked.length > 0) lines.push(`  ${r.unlinked.length} imported without their parent: ${files(r.unlinked.map((x) => `${x.file} (parent ${x.parent}: ${x.reason.slice(0, 80)})`))}`)
   const withItems = r.ignored.filter((i) => (i.items ?? 0) > 0)
   if (withItems.length > 0) lines.push(`  ${withItems.length} ignored that hold markdown files that were NOT imported: ${files(withItems.map((x) => `${x.file} (${x.reason})`))}`)
   const other = r.ignored.length - withItems.length
   if (other > 0) lines.push(`  ${other} ignored, not items: ${files(r.ignored.filter((i) => !(i.items ?? 0)).map((x) => x.file))}`)
-  if (r.links) lines.push(`  links: ${r.links.dependencies} dependencies and ${r.links.parents} parents kept, ${r.links.other} of other kinds kept in the beads slot, ${r.links.dropped.length} dropped (their other end is not imported)`)
+  if (r.links) {
+    const refused = r.links.dropped.filter((d) => d.refused)
+    lines.push(`  links: ${r.links.dependencies} dependencies and ${r.links.parents} parents kept, ${r.links.other} of other kinds kept in the beads slot, ${r.links.dropped.length - refused.length} dropped (their other end is not imported)`)
+    if (refused.length > 0) lines.push(`  ${refused.length} links refused by the store (a link to itself, a cycle, a parent loop): ${files(refused.map((d) => `${d.from} ${d.type} ${d.to}`))}`)
+  }
   return lines
 }
 

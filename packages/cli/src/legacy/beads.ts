@@ -1,6 +1,6 @@
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, realpath, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { DocketError, isDocketError, MAX_AGENT_LENGTH, MAX_NAME_LENGTH, toHandle, type ItemId, type ItemType, type Stage, type Store, type StoreHandle } from '@docket/core'
+import { DocketError, isDocketError, isItemId, MAX_AGENT_LENGTH, MAX_NAME_LENGTH, toHandle, type ItemId, type ItemType, type Stage, type Store, type StoreHandle } from '@docket/core'
 import type { ImportOptions, ImportResult } from './import.js'
 
 /**
@@ -31,6 +31,9 @@ export const BEADS_TYPES: Readonly<Record<string, ItemType>> = {
   epic: 'epic',
   spike: 'spike',
 }
+
+/** beads' link types that make an issue wait for another: docket dependencies. */
+const BLOCKING: ReadonlySet<string> = new Set(['blocks', 'conditional-blocks', 'waits-for'])
 
 interface BeadsDependency {
   issue_id?: unknown
@@ -63,8 +66,11 @@ export interface BeadsLinks {
   parents: number
   /** Links of other kinds (discovered-from, related, …): kept in the `beads` slot only. */
   other: number
-  /** Links not kept, with why (their other end was deleted in beads, say). */
-  dropped: Array<{ from: string; to: string; type: string; reason: string }>
+  /**
+   * Links not kept, with why: their other end is not imported (deleted in beads), or the store
+   * refused them (`refused`: a link to itself, a dependency cycle, a parent loop).
+   */
+  dropped: Array<{ from: string; to: string; type: string; reason: string; refused?: true }>
 }
 
 export type BeadsImportResult = ImportResult & { links: BeadsLinks }
@@ -85,7 +91,23 @@ function text(value: unknown): string | undefined {
 }
 
 function time(value: unknown): string | undefined {
-  return typeof value === 'string' && !Number.isNaN(Date.parse(value)) ? value : undefined
+  return typeof value === 'string' && value.length <= 64 && !Number.isNaN(Date.parse(value)) ? value : undefined
+}
+
+/** A title as a name: one line, no control characters, at most MAX_NAME_LENGTH, never cut inside a character. */
+function nameOf(title: string, warnings: string[]): string {
+  let name = title.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim()
+  if (name !== title.trim()) warnings.push('title has line breaks or control characters; they became spaces')
+  if (name.length > MAX_NAME_LENGTH) {
+    warnings.push(`title longer than ${MAX_NAME_LENGTH} characters; cut (the body keeps the description, the beads slot the whole issue)`)
+    let cut = ''
+    for (const ch of name) {
+      if (cut.length + ch.length > MAX_NAME_LENGTH) break
+      cut += ch
+    }
+    name = cut
+  }
+  return name.length > 0 ? name : 'untitled'
 }
 
 /** The body: the description, then beads' other long fields under headings of their own. */
@@ -115,6 +137,7 @@ export async function importBeads(target: Store | StoreHandle, path: string, opt
     imported: [],
     skipped: [],
     renumbered: [],
+    unlinked: [],
     failed: [],
     warnings: [],
     ignored: [],
@@ -153,14 +176,27 @@ export async function importBeads(target: Store | StoreHandle, path: string, opt
     throw new DocketError('INVALID_INPUT', `${file} holds no beads issue: give beads' issues.jsonl.`, { details: { source: file } })
   }
 
-  // Already here (an import run again, or cut short): matched by external id.
+  // Already here (an import run again, or cut short): matched by external id; and what earlier
+  // runs of this file created, so that an item deleted here since is not created again.
+  const key = await realpath(file)
   const byExternal = new Map<string, ItemId>()
   for (const item of await store.listItems()) for (const ext of item.externalIds ?? []) byExternal.set(ext, item.id)
+  const earlier = new Map<string, ItemId>()
+  for await (const event of store.audit({ kinds: ['import_run'] })) {
+    const external = event.data.external as Record<string, unknown> | undefined
+    if (event.data.source !== key || typeof external !== 'object' || external === null) continue
+    for (const [ext, id] of Object.entries(external)) if (isItemId(id)) earlier.set(ext, id)
+  }
   const todo: Array<{ issue: BeadsIssue; input: Parameters<StoreHandle['createItem']>[0] }> = []
   for (const issue of issues) {
     const existing = byExternal.get(issue.id)
     if (existing !== undefined) {
       result.skipped.push({ file: issue.id, id: existing, reason: `already imported as #${existing}`, already: true })
+      continue
+    }
+    const before = earlier.get(issue.id)
+    if (before !== undefined && (await store.isTombstoned(before))) {
+      result.skipped.push({ file: issue.id, id: before, reason: `imported before as #${before}, which was deleted in this store; deleted items are not brought back`, already: true })
       continue
     }
     const { input, warnings } = inputOf(issue)
@@ -182,6 +218,7 @@ export async function importBeads(target: Store | StoreHandle, path: string, opt
     return result
   }
 
+  const intent = await store.maintenance.beginIntent('import', { source: key, assigned: {} })
   const CHUNK = 128
   for (let i = 0; i < todo.length; i += CHUNK) {
     const chunk = todo.slice(i, i + CHUNK)
@@ -199,26 +236,36 @@ export async function importBeads(target: Store | StoreHandle, path: string, opt
 
   // Links, once every item has its id: dependencies and parents, also for issues imported before
   // (a run cut short between the two passes is completed by the next one).
+  const externalOf = new Map([...byExternal].map(([ext, id]) => [id, ext]))
   for (const [issueId, wanted] of planLinks(issues, byExternal, result.links)) {
     const id = byExternal.get(issueId)!
     let item = await store.getItem(id)
     if (!item) continue
-    const patch: { dependsOn?: ItemId[]; parent?: ItemId } = {}
-    const deps = [...new Set([...item.dependsOn, ...wanted.dependsOn])]
-    if (deps.length !== item.dependsOn.length) patch.dependsOn = deps
-    if (wanted.parent !== undefined && item.parent !== wanted.parent) patch.parent = wanted.parent
-    if (Object.keys(patch).length > 0) {
+    // One link at a time: one the store refuses (a cycle, a loop) takes no other with it.
+    const refuse = (to: ItemId, type: string, err: unknown) => {
+      if (!isDocketError(err)) throw err
+      result.links.dropped.push({ from: issueId, to: externalOf.get(to) ?? to, type, reason: err.message, refused: true })
+    }
+    for (const dep of wanted.dependsOn) {
+      if (item.dependsOn.includes(dep)) continue
       try {
-        item = await store.updateItem(id, patch)
+        item = await store.updateItem(id, { dependsOn: [...item.dependsOn, dep] })
       } catch (err) {
-        if (!isDocketError(err)) throw err
-        result.warnings.push({ file: issueId, warnings: [`its links were not kept: ${err.message}`] })
+        refuse(dep, 'blocks', err)
+      }
+    }
+    if (wanted.parent !== undefined && item.parent !== wanted.parent) {
+      try {
+        item = await store.updateItem(id, { parent: wanted.parent })
+      } catch (err) {
+        refuse(wanted.parent, 'parent-child', err)
       }
     }
     // What the store holds now is what counts.
     result.links.dependencies += wanted.dependsOn.filter((d) => item!.dependsOn.includes(d)).length
     if (wanted.parent !== undefined && item.parent === wanted.parent) result.links.parents++
   }
+  await store.maintenance.endIntent(intent, { kind: 'import_run', data: { source: key, external: Object.fromEntries(byExternal), counts: { imported: result.imported.length, skipped: result.skipped.length, failed: result.failed.length }, investigate: false } })
   return result
 }
 
@@ -233,11 +280,7 @@ function inputOf(issue: BeadsIssue): { input: Parameters<StoreHandle['createItem
   const good = labels.filter((l) => LABEL.test(l))
   if (good.length < labels.length) warnings.push(`label(s) ${labels.filter((l) => !LABEL.test(l)).map((l) => JSON.stringify(l)).join(', ')} are no docket label names (1 to 64 characters, no commas); kept in the beads slot only`)
   if (!type) good.push(`beads:${rawType.slice(0, 50).replace(/[,\s]/g, '-')}`)
-  let name = text(issue.title) ?? issue.id
-  if (name.length > MAX_NAME_LENGTH) {
-    warnings.push(`title longer than ${MAX_NAME_LENGTH} characters; cut (the body keeps the description, the beads slot the whole issue)`)
-    name = name.slice(0, MAX_NAME_LENGTH)
-  }
+  const name = nameOf(text(issue.title) ?? issue.id, warnings)
   const input: Parameters<StoreHandle['createItem']>[0] = {
     name,
     type: type ?? 'story',
@@ -250,7 +293,10 @@ function inputOf(issue: BeadsIssue): { input: Parameters<StoreHandle['createItem
   if (status?.blocked) input.blocked = { reason: 'blocked in beads' }
   if (typeof issue.priority === 'number' && Number.isInteger(issue.priority) && issue.priority >= 0 && issue.priority <= 4) input.priority = issue.priority
   else if (issue.priority !== undefined) warnings.push(`priority ${JSON.stringify(issue.priority)} is not 0 to 4; none set`)
-  if (good.length > 0) input.labels = [...new Set(good)].slice(0, 50)
+  const distinct = [...new Set(good)]
+  if (distinct.length > 50) warnings.push(`${distinct.length} labels; docket keeps 50 (the rest are in the beads slot)`)
+  // beads' own kind first, so that a cut never loses it.
+  if (distinct.length > 0) input.labels = [...distinct.filter((l) => l.startsWith('beads:')), ...distinct.filter((l) => !l.startsWith('beads:'))].slice(0, 50)
   const agent = text(issue.assignee)
   if (agent && agent.length <= MAX_AGENT_LENGTH && !/[\u0000-\u001f\u007f]/.test(agent)) input.agent = agent.trim()
   const created = time(issue.created_at)
@@ -267,8 +313,12 @@ function planLinks(issues: readonly BeadsIssue[], ids: ReadonlyMap<string, ItemI
     if (!ids.has(issue.id)) continue
     const wanted: { dependsOn: ItemId[]; parent?: ItemId } = { dependsOn: [] }
     for (const link of linksOf(issue)) {
-      if (link.type !== 'blocks' && link.type !== 'parent-child') {
+      if (!BLOCKING.has(link.type) && link.type !== 'parent-child') {
         links.other++
+        continue
+      }
+      if (link.to === issue.id) {
+        links.dropped.push({ from: issue.id, to: link.to, type: link.type, reason: 'a link to itself', refused: true })
         continue
       }
       const to = ids.get(link.to)
@@ -276,7 +326,7 @@ function planLinks(issues: readonly BeadsIssue[], ids: ReadonlyMap<string, ItemI
         links.dropped.push({ from: issue.id, to: link.to, type: link.type, reason: `${link.to} is not imported (deleted in beads, or not in the file)` })
         continue
       }
-      if (link.type === 'blocks') {
+      if (BLOCKING.has(link.type)) {
         if (!wanted.dependsOn.includes(to)) wanted.dependsOn.push(to)
       } else if (wanted.parent === undefined) {
         wanted.parent = to

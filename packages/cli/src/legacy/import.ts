@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, realpath, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { decodeContent, DocketError, toHandle, isDocketError, isItemId, isStage, ITEM_TYPES, MAX_ITEM_NUMBER, rankOf, type ItemId, type ItemType, type Store, type StoreHandle } from '@docket/core'
 import { type ImportEntry } from './entry.js'
@@ -24,6 +24,8 @@ export interface ImportResult {
   skipped: Array<{ file: string; id?: ItemId; reason: string; already?: true }>
   /** Files whose id another file of the source took: imported under a fresh id, with an alias from theirs (reason `import`). */
   renumbered: Array<{ file: string; from: ItemId; to: ItemId; reason: string }>
+  /** Items imported without the parent their file names, with why (no such item, or a loop). */
+  unlinked: Array<{ file: string; id: ItemId; parent: string; reason: string }>
   failed: Array<{ file: string; id?: ItemId; error: { code: string; message: string } }>
   /** Files imported with defaults, and what was wrong with them. */
   warnings: Array<{ file: string; warnings: string[] }>
@@ -51,23 +53,36 @@ const CHUNK = 128
  */
 export async function importSource(target: Store | StoreHandle, path: string, options: ImportOptions = {}): Promise<ImportResult> {
   const store = toHandle(target)
-  const source = resolve(path)
-  const info = await stat(source).catch(() => undefined)
-  if (!info) throw new DocketError('INVALID_INPUT', `${source} does not exist: give a legacy pipeline folder or a .jsonl export.`, { details: { source } })
+  const given = resolve(path)
+  const info = await stat(given).catch(() => undefined)
+  if (!info) throw new DocketError('INVALID_INPUT', `${given} does not exist: give a legacy pipeline folder or a .jsonl export.`, { details: { source: given } })
   const read = info.isDirectory()
-    ? await readTree(source, options)
-    : await readJsonl(source)
-  const result: ImportResult = { source, root: read.root, dryRun: options.dryRun === true, imported: [], skipped: [], renumbered: [], failed: [], warnings: [], ignored: read.ignored, tombstones: 0 }
+    ? await readTree(given, options)
+    : await readJsonl(given)
+  // One tree, however it is named (its work/ folder, the tool's folder, the project; a symlink):
+  // earlier runs are found by the folder actually read.
+  const source = await realpath(read.root)
+  const result: ImportResult = { source: given, root: read.root, dryRun: options.dryRun === true, imported: [], skipped: [], renumbered: [], unlinked: [], failed: [], warnings: [], ignored: read.ignored, tombstones: 0 }
   for (const u of read.unreadable) result.failed.push({ file: u.file, error: { code: 'INVALID_INPUT', message: `${u.file}: ${u.error}` } })
   for (const entry of read.entries) if (entry.warnings.length > 0) result.warnings.push({ file: entry.file, warnings: entry.warnings })
 
   const planned = await plan(store, read.entries, result)
-  const assigned = await previousAssignments(store, source)
+  const assigned = { ...(given !== source ? await previousAssignments(store, given) : {}), ...(await previousAssignments(store, source)) }
+  const importAliases = (await store.aliases()).filter((a) => a.reason === 'import')
   let highest = 0
   for (const entry of read.entries) if (entry.id) highest = Math.max(highest, Number(entry.id))
   let next = Math.max(Number(await store.peekNextId()), highest + 1)
   const fresh: Record<string, ItemId> = {}
   for (const entry of planned.filter((e) => e.id === undefined)) {
+    // A renumbered file imported before (under another path to the tree, say) has its alias.
+    if (entry.formerId !== undefined && assigned[entry.file] === undefined) {
+      let earlier: ItemId | undefined
+      for (const a of importAliases) if (a.oldId === entry.formerId && (await store.getItem(a.newId))?.name === entry.name) earlier = a.newId
+      if (earlier !== undefined) {
+        result.skipped.push({ file: entry.file, id: earlier, reason: `already imported as #${earlier} (renumbered from ${entry.formerId})`, already: true })
+        continue
+      }
+    }
     const id = assigned[entry.file] ?? (String(next++) as ItemId)
     fresh[entry.file] = id
     if ((await store.getItem(id)) || (await store.isTombstoned(id))) {
@@ -98,6 +113,20 @@ export async function importSource(target: Store | StoreHandle, path: string, op
     })
     done += chunk.length
     options.onProgress?.({ phase: 'import', done, total: todo.length })
+  }
+  // Parents once every item exists, each checked as any edit is (a live item, no loop).
+  for (const entry of todo) {
+    if (entry.parent === undefined || !result.imported.some((i) => i.id === entry.id)) continue
+    if (!isItemId(entry.parent)) {
+      result.unlinked.push({ file: entry.file, id: entry.id!, parent: entry.parent, reason: `parent ${JSON.stringify(entry.parent.slice(0, 40))} is no item id` })
+      continue
+    }
+    try {
+      await store.updateItem(entry.id!, { parent: entry.parent })
+    } catch (err) {
+      if (!isDocketError(err)) throw err
+      result.unlinked.push({ file: entry.file, id: entry.id!, parent: entry.parent, reason: err.message })
+    }
   }
   for (const tomb of read.tombstones) {
     if (!isItemId(tomb.id)) {
@@ -280,7 +309,6 @@ async function create(store: StoreHandle, entry: ImportEntry): Promise<ItemId> {
   if (entry.blocked) input.blocked = entry.blocked
   if (entry.priority !== undefined) input.priority = entry.priority
   if (entry.labels !== undefined) input.labels = entry.labels
-  if (entry.parent !== undefined && isItemId(entry.parent) && entry.parent !== entry.id) input.parent = entry.parent
   if (entry.externalIds !== undefined) input.externalIds = entry.externalIds
   if (entry.formerId !== undefined) input.formerId = entry.formerId
   if (entry.createdAt !== undefined) input.createdAt = entry.createdAt

@@ -52,11 +52,25 @@ export async function findStageRoot(root: string): Promise<string> {
   )
 }
 
+/** How many markdown files a folder holds, its subfolders included (bounded: a report, not a census). */
+async function countMarkdown(dir: string, depth = 6): Promise<number> {
+  if (depth === 0) return 0
+  let n = 0
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (entry.isDirectory()) n += await countMarkdown(join(dir, entry.name), depth - 1)
+    else if (entry.name.toLowerCase().endsWith('.md')) n++
+    if (n >= 100_000) break
+  }
+  return n
+}
+
 /** Why a markdown file is no item (documentation, or neither an id nor front matter), or undefined. */
 function notAnItem(name: string, bytes: Uint8Array): string | undefined {
   const base = name.replace(/\.md$/i, '').toLowerCase()
   if (NOT_ITEMS.has(base)) return `documentation of the tree (${name}), not an item`
-  const startsWithFrontMatter = bytes.byteLength >= 3 && bytes[0] === 0x2d && bytes[1] === 0x2d && bytes[2] === 0x2d
+  // A byte order mark may come first.
+  const at = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0
+  const startsWithFrontMatter = bytes.byteLength >= at + 3 && bytes[at] === 0x2d && bytes[at + 1] === 0x2d && bytes[at + 2] === 0x2d
   if (parseFileName(name).id === undefined && !startsWithFrontMatter) return 'not an item: no id in its name (<id>_<type>_<slug>.md) and no front matter'
   return undefined
 }
@@ -79,11 +93,17 @@ export async function scanTree(given: string, onFile?: (count: number) => void):
   }
   const folders = stageFolders(await readdir(root))
   const known = new Set(folders.map(([folder]) => folder))
+  // A docket export's slot files may have any slot name, even one that reads like a leftover.
+  const exported = await stat(join(root, 'docket-export.json')).then((i) => i.isFile(), () => false)
   for (const name of (await readdir(root)).sort()) {
     if (known.has(name) || name === 'docket-export.json') continue
-    const inner = await readdir(join(root, name)).catch(() => [] as string[])
-    const md = inner.filter((n) => n.toLowerCase().endsWith('.md')).length
-    ignore(name, md > 0 ? `not a stage folder (1_backlog or 1_upcoming … 7_frozen); its ${md} .md file(s) were NOT imported` : 'not a stage folder (1_backlog or 1_upcoming … 7_frozen)', md)
+    const path = join(root, name)
+    if ((await stat(path).catch(() => undefined))?.isDirectory()) {
+      const md = await countMarkdown(path)
+      ignore(name, md > 0 ? `not a stage folder (1_backlog or 1_upcoming … 7_frozen); its ${md} .md file(s) were NOT imported` : 'not a stage folder (1_backlog or 1_upcoming … 7_frozen)', md)
+    } else if (name.toLowerCase().endsWith('.md') && !NOT_ITEMS.has(name.replace(/\.md$/i, '').toLowerCase())) {
+      ignore(name, 'a markdown file beside the stage folders, not in one: NOT imported (move it into its stage folder)', 1)
+    } else ignore(name, 'not a stage folder (1_backlog or 1_upcoming … 7_frozen)')
   }
   let count = 0
   for (const [folder, stage] of folders) {
@@ -119,8 +139,13 @@ export async function scanTree(given: string, onFile?: (count: number) => void):
         continue
       }
       const target = await stat(path).catch(() => undefined)
+      if (target?.isDirectory()) {
+        const md = await countMarkdown(path)
+        ignore(file, md > 0 ? `a folder inside a stage folder: its ${md} .md file(s) were NOT imported (move them into the stage folder)` : 'a folder inside a stage folder', md)
+        continue
+      }
       if (!target?.isFile()) {
-        ignore(file, target ? 'not a file' : 'a broken symlink')
+        ignore(file, target ? 'not a file' : 'a broken symlink', name.toLowerCase().endsWith('.md') ? 1 : 0)
         continue
       }
       sizes.set(path, target.size)
@@ -134,7 +159,7 @@ export async function scanTree(given: string, onFile?: (count: number) => void):
       seenReal.set(real, file)
       if (markdown.has(name)) continue
       const side = SIDECAR.exec(name)
-      if (side && markdown.has(side[1]!) && LEFTOVER.test(side[2]!)) {
+      if (side && markdown.has(side[1]!) && !exported && LEFTOVER.test(side[2]!)) {
         ignore(file, `an editor or merge leftover beside ${side[1]} (.${side[2]}), not a content slot`)
       } else if (side && markdown.has(side[1]!)) {
         const list = sidecars.get(side[1]!) ?? []
@@ -152,14 +177,14 @@ export async function scanTree(given: string, onFile?: (count: number) => void):
         scan.unreadable.push({ file, error: bytes })
         continue
       }
-      const why = notAnItem(name, bytes)
-      if (why) {
-        ignore(file, why)
-        continue
-      }
       const above = idAboveRange(name)
       if (above !== undefined) {
         scan.unreadable.push({ file, error: `its id ${above.length > 20 ? `${above.slice(0, 20)}…` : above} is above ${MAX_ITEM_NUMBER}, the highest id docket issues: rename the file with a smaller id, or without one to get a fresh id` })
+        continue
+      }
+      const why = notAnItem(name, bytes)
+      if (why) {
+        ignore(file, why)
         continue
       }
       const entry = readEntry(file, name, stage, bytes)
