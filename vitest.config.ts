@@ -19,6 +19,10 @@ export default defineConfig({
       ...(process.env.DOCKET_REDIS_TEST === '1'
         ? [{ extends: true as const, test: { name: 'redis', root: 'packages/server', include: ['redis/**/*.test.ts'] } }]
         : []),
+      {
+        extends: true,
+        test: { name: 'board', root: 'packages/board', include: ['test/**/*.test.ts'] },
+      },
       // Needs Debian's chromium: run by `pnpm test:browser` only (DOCKET_BROWSER_TEST=1).
       ...(process.env.DOCKET_BROWSER_TEST === '1'
         ? [{ extends: true as const, test: { name: 'browser', root: 'packages/board', include: ['browser/**/*.test.ts'] } }]

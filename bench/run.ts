@@ -5,6 +5,7 @@ import { cliBenchmarks } from './cli.js'
 import { syncBenchmarks } from './sync.js'
 import { scaleBenchmarks } from './scale.js'
 import { arbiterBenchmarks } from './arbiter.js'
+import { boardBenchmarks } from './board.js'
 import type { Row } from './support.js'
 
 // `pnpm bench [suite…] [--quick]`: every figure is a ratio against a baseline measured in the
@@ -12,7 +13,7 @@ import type { Row } from './support.js'
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const wanted = args.filter((a) => !a.startsWith('--'))
-const suites: Record<string, (quick: boolean) => Promise<Row[]>> = { core: coreBenchmarks, recover: recoverBenchmarks, cli: cliBenchmarks, sync: syncBenchmarks, scale: scaleBenchmarks, arbiter: arbiterBenchmarks }
+const suites: Record<string, (quick: boolean) => Promise<Row[]>> = { core: coreBenchmarks, recover: recoverBenchmarks, cli: cliBenchmarks, sync: syncBenchmarks, scale: scaleBenchmarks, arbiter: arbiterBenchmarks, board: boardBenchmarks }
 
 const rows: Row[] = []
 for (const [name, suite] of Object.entries(suites)) {

@@ -113,4 +113,37 @@ describe('docket board in a real browser', () => {
     expect(errors).toEqual([])
     await page.close()
   }, 60_000)
+
+  it('filters and search live in the URL, content is rendered as markdown and sanitised, and "what changed" lists the audit log', async () => {
+    const dir = await store()
+    const body = '# Heading\n\n**bold** <img src=x onerror="globalThis.owned=1"> <script>globalThis.owned=2</script>'
+    for (const [name, extra] of [['Plan the web', ['--label', 'web', '--type', 'spike']], ['Fix the API', ['--label', 'api', '--type', 'bug']], ['Web polish', ['--label', 'web', '--body', body]]] as Array<[string, string[]]>) {
+      expect((await docket(['--dir', dir, 'create', '--name', name, ...extra])).code).toBe(0)
+    }
+    const { value } = await spawnJson(['--dir', dir, 'board', '--port', '0'])
+    const url = value.url as string
+    const { page, errors } = await open(`${url}?label=web`)
+    expect((await columns(page)).backlog).toEqual(['1', '3'])
+    await page.fill('[data-testid=search]', 'polish')
+    await page.waitForFunction(() => (globalThis as { document?: any }).document.querySelectorAll('[data-testid=card]').length === 1)
+    expect(new URL(page.url()).searchParams.get('q')).toBe('polish')
+    expect(new URL(page.url()).searchParams.get('label')).toBe('web')
+    // A shared URL opens the same view.
+    const shared = await open(page.url())
+    expect((await columns(shared.page)).backlog).toEqual(['3'])
+    await shared.page.close()
+    await page.click('[data-id="3"]')
+    await page.waitForSelector('.markdown h1')
+    expect(await page.textContent('.markdown h1')).toBe('Heading')
+    expect(await page.locator('.markdown strong').count()).toBe(1)
+    expect(await page.locator('.markdown script').count()).toBe(0)
+    expect(await page.evaluate(() => (globalThis as { owned?: number }).owned)).toBeUndefined()
+    await page.screenshot({ path: join(ARTIFACTS, 'board-filtered-item.png') })
+    await page.click('text=what changed')
+    await page.waitForSelector('.changes li')
+    expect(await page.locator('.changes li').count()).toBe(4) // the store's creation and three creates
+    expect(new URL(page.url()).searchParams.get('view')).toBe('changes')
+    expect(errors.filter((e) => !e.includes('404'))).toEqual([])
+    await page.close()
+  }, 60_000)
 })

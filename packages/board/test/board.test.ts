@@ -1,0 +1,126 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { openStore } from '@docket/core'
+import { startFixture } from '@docket/core/testing'
+import { startBoard, type RunningBoard } from '../src/index.js'
+
+// The board's server without a browser: what the page reads, its live feed, and its locks
+// (pnpm test:browser drives the page itself in Chromium).
+const HOLD = join(import.meta.dirname, '..', '..', 'core', 'test', 'fixtures', 'hold-open.ts')
+const boards: RunningBoard[] = []
+const dirs: string[] = []
+afterEach(async () => {
+  await Promise.allSettled(boards.splice(0).map((b) => b.close()))
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true })
+})
+
+async function storeWith(names: string[]): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), 'docket-board-'))
+  dirs.push(root)
+  const store = await openStore({ dir: join(root, 'store'), durability: 'relaxed', logger: { warn: () => {} } })
+  for (const name of names) await store.createItem({ name, body: `# ${name}\n\n<script>window.owned = 1</script>*text*` })
+  await store.close()
+  return join(root, 'store')
+}
+
+async function board(dir: string, options: { host?: string; token?: string } = {}): Promise<RunningBoard> {
+  const b = await startBoard({ dir, port: 0, logger: { warn: () => {} }, ...options })
+  boards.push(b)
+  return b
+}
+
+/** The next `changed` event on the board's feed. */
+function nextChange(url: string): { ready: Promise<void>; changed: Promise<string> } {
+  const controller = new AbortController()
+  let ready!: () => void
+  const readyP = new Promise<void>((r) => (ready = r))
+  const changed = (async () => {
+    const res = await fetch(new URL('/api/events', url), { signal: controller.signal })
+    const reader = res.body!.getReader()
+    let text = ''
+    for (;;) {
+      const { value } = await reader.read()
+      text += Buffer.from(value!).toString()
+      if (text.startsWith(': docket board')) ready()
+      if (text.includes('event: changed')) {
+        controller.abort()
+        return text
+      }
+    }
+  })()
+  return { ready: readyP, changed }
+}
+
+describe('the board server', () => {
+  it('serves the page, the items, one item with its history and content, the changes and the status; writes nothing', async () => {
+    const dir = await storeWith(['One', 'Two'])
+    const b = await board(dir)
+    expect(b.source).toBe('own')
+    const page = await fetch(b.url)
+    expect(page.status).toBe(200)
+    expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self' 'sha256-/)
+    expect(await page.text()).toContain('/app.js')
+    for (const vendor of ['preact.js', 'htm-preact.js', 'marked.js', 'purify.js', 'virtual-core/index.js']) expect((await fetch(new URL(`/vendor/${vendor}`, b.url))).status).toBe(200)
+    const items = (await (await fetch(new URL('/api/items', b.url))).json()) as { items: Array<{ id: string }>; stages: string[]; terminal: string[] }
+    expect(items.items.map((i) => i.id)).toEqual(['1', '2'])
+    expect(items.terminal).toContain('archived')
+    const one = (await (await fetch(new URL('/api/items/1', b.url))).json()) as { item: { name: string }; history: unknown[]; content: { body: string }; audit: unknown[] }
+    expect(one).toMatchObject({ item: { name: 'One' }, history: [expect.objectContaining({ event: 'created', current: true })], content: { body: expect.stringContaining('# One') } })
+    expect((await fetch(new URL('/api/items/9', b.url))).status).toBe(404)
+    expect((await fetch(new URL('/api/items/x', b.url))).status).toBe(400)
+    expect(((await (await fetch(new URL('/api/changes', b.url))).json()) as { events: Array<{ kind: string }> }).events.map((e) => e.kind)).toContain('created')
+    expect(await (await fetch(new URL('/api/status', b.url))).json()).toMatchObject({ source: 'own', doctor: { ok: true, items: 2 }, sync: { configured: false } })
+    expect((await fetch(new URL('/api/items', b.url), { method: 'POST', body: '{}' })).status).toBe(405)
+  })
+
+  it('tells the page when something changed — through its own store, and through another process that holds it', async () => {
+    const dir = await storeWith(['One'])
+    const own = await board(dir)
+    const feed = nextChange(own.url)
+    await feed.ready
+    // A docket command goes through the board, which holds the store.
+    const { connectHolder } = await import('@docket/core')
+    const handle = (await connectHolder(dir))!
+    await handle.createItem({ name: 'Through the board' })
+    await handle.close()
+    expect(await feed.changed).toContain('event: changed')
+    await own.close()
+
+    const { child } = await startFixture(HOLD, [dir], 'open')
+    try {
+      const held = await board(dir)
+      expect(held.source).toBe('held')
+      const heldFeed = nextChange(held.url)
+      await heldFeed.ready
+      const via = (await connectHolder(dir))!
+      await via.apply('1', 'start')
+      await via.close()
+      expect(await heldFeed.changed).toContain('event: changed')
+      const items = (await (await fetch(new URL('/api/items', held.url))).json()) as { items: Array<{ id: string; stage: string }> }
+      expect(items.items.find((i) => i.id === '1')?.stage).toBe('coding')
+    } finally {
+      child.stdin!.end()
+      await new Promise((r) => child.once('close', r))
+    }
+  }, 60_000)
+
+  it('beyond loopback it needs its token: refused without, let in with it once (a cookie), and never a wrong one', async () => {
+    const dir = await storeWith(['One'])
+    const b = await board(dir, { host: '0.0.0.0' })
+    expect(b.url).toMatch(/\?token=[\w-]{20,}$/)
+    const base = b.url.replace('0.0.0.0', '127.0.0.1')
+    const bare = base.replace(/\?token=.*$/, '')
+    expect((await fetch(bare)).status).toBe(401)
+    expect((await fetch(new URL('/api/items', bare))).status).toBe(401)
+    expect((await fetch(`${bare}?token=wrong`)).status).toBe(401)
+    const ok = await fetch(base)
+    expect(ok.status).toBe(200)
+    const cookie = ok.headers.get('set-cookie')!.split(';')[0]!
+    expect((await fetch(new URL('/api/items', bare), { headers: { cookie } })).status).toBe(200)
+    const given = await board(await storeWith(['Two']), { token: 'chosen-token' })
+    expect((await fetch(given.url.replace(/\?token=.*$/, ''))).status).toBe(401)
+    expect((await fetch(new URL('/api/items', given.url), { headers: { authorization: 'Bearer chosen-token' } })).status).toBe(200)
+  })
+})
