@@ -103,6 +103,10 @@ describe('docket board in a real browser', () => {
     }, undefined, { timeout: 5000 })
     expect(await page.evaluate(() => (globalThis as { marker?: number }).marker)).toBe(marker)
 
+    // Pointing at Ship (#3, which waits on #1) outlines #1.
+    await page.hover('[data-id="3"]')
+    await page.waitForSelector('[data-id="1"].waits-on')
+    await page.mouse.move(0, 0)
     // An item: its history, with the entries that count.
     await page.click('[data-id="1"]')
     await page.waitForSelector('[data-testid=history]')

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
-import { decodeContent, DocketError, isDocketError, isItemId, STAGES, TERMINAL_STAGES, type AuditEvent, type Logger } from '@docket/core'
+import { decodeContent, DocketError, isDocketError, isItemId, STAGES, TERMINAL_STAGES, type AuditEvent, type Logger, type SyncOptions } from '@docket/core'
+import { encodeTime } from 'ulid'
 import { openSource, type BoardSource } from './source.js'
 
 /** How `docket board` serves a store. */
@@ -24,6 +25,11 @@ export interface BoardOptions {
   token?: string
   /** Default: WARN lines on stderr. */
   logger?: Logger
+  /**
+   * When the board opens the store itself (nobody holds it): the sync server to follow, so that
+   * other replicas' changes show too. A read-only token is enough. Default: none.
+   */
+  sync?: SyncOptions
 }
 
 export interface RunningBoard {
@@ -96,7 +102,7 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
   const port = options.port ?? 4321
   const logger = options.logger ?? { warn: (m: string) => process.stderr.write(`docket board WARN: ${m}\n`) }
   const token = options.token ?? (isLoopback(host) ? undefined : randomBytes(18).toString('base64url'))
-  const source = await openSource(options.dir, logger)
+  const source = await openSource(options.dir, logger, options.sync)
   const store = source.handle
   const streams = new Set<ServerResponse>()
   const offChange = source.onChange(() => {
@@ -172,7 +178,11 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
       return json(res, 200, { item, history: await store.stageHistory(id), content, aliases, audit })
     }
     if (path === '/api/changes') {
-      const since = url.searchParams.get('since')
+      // `since` is an event id, or a time: the first id of that millisecond.
+      const given = url.searchParams.get('since')
+      const at = given !== null && !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(given) ? Date.parse(given) : Number.NaN
+      if (given !== null && !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(given) && Number.isNaN(at)) return json(res, 400, { error: { code: 'INVALID_INPUT', message: 'since must be an event id (a ULID) or a time (ISO 8601)' } })
+      const since = Number.isNaN(at) ? given : `${encodeTime(Math.max(0, at), 10)}${'0'.repeat(16)}`
       const events: AuditEvent[] = []
       for await (const event of store.audit({ ...(since ? { since } : {}), limit: 500, newestFirst: true })) events.push(event)
       return json(res, 200, { events })

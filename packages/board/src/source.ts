@@ -1,4 +1,4 @@
-import { connectHolder, handleOf, openStore, type Logger, type StoreHandle } from '@docket/core'
+import { connectHolder, handleOf, openStore, type Logger, type StoreHandle, type SyncOptions } from '@docket/core'
 
 /**
  * Where the board reads from: the process that holds the store (an orchestrator, `docket
@@ -16,7 +16,7 @@ export interface BoardSource {
 /** How often a board that reads through another process's holder asks whether anything changed. */
 const POLL_MS = 300
 
-export async function openSource(dir: string, logger: Logger): Promise<BoardSource> {
+export async function openSource(dir: string, logger: Logger, sync?: SyncOptions): Promise<BoardSource> {
   const listeners = new Set<() => void>()
   const tell = () => {
     for (const listener of [...listeners]) listener()
@@ -56,7 +56,8 @@ export async function openSource(dir: string, logger: Logger): Promise<BoardSour
       },
     }
   }
-  const store = await openStore({ dir, create: false, serve: true, logger })
+  // A replica of its own: with a sync server, other replicas' changes arrive (and are told) as any do.
+  const store = await openStore({ dir, create: false, serve: true, logger, ...(sync ? { sync } : {}) })
   const off = store.subscribe(() => tell())
   return {
     handle: handleOf(store),

@@ -25,8 +25,8 @@ async function storeWith(names: string[]): Promise<string> {
   return join(root, 'store')
 }
 
-async function board(dir: string, options: { host?: string; token?: string } = {}): Promise<RunningBoard> {
-  const b = await startBoard({ dir, port: 0, logger: { warn: () => {} }, ...options })
+async function board(dir: string, options: { host?: string; token?: string } = {}, sync?: { url: string; token: string }): Promise<RunningBoard> {
+  const b = await startBoard({ dir, port: 0, logger: { warn: () => {} }, ...options, ...(sync ? { sync } : {}) })
   boards.push(b)
   return b
 }
@@ -103,6 +103,46 @@ describe('the board server', () => {
     } finally {
       child.stdin!.end()
       await new Promise((r) => child.once('close', r))
+    }
+  }, 60_000)
+
+  it('on a replica of its own that syncs — with the read-only token — it shows what other replicas do through the server', async () => {
+    const { startServer } = await import('@docket/server')
+    const { updateRefusal } = await import('@docket/core')
+    const root = await mkdtemp(join(tmpdir(), 'docket-board-sync-'))
+    dirs.push(root)
+    const server = await startServer({ dir: join(root, 'server'), port: 0, token: 'write', readToken: 'read', admit: updateRefusal, debounceMs: 20, maxDebounceMs: 100, logger: { info: () => {}, warn: () => {} } })
+    try {
+      const writer = await openStore({ dir: join(root, 'writer'), durability: 'relaxed', logger: { warn: () => {} }, sync: { url: server.url, token: 'write' } })
+      await writer.whenSynced(10_000)
+      await writer.createItem({ name: 'Before the board' })
+      await writer.whenSynced(10_000)
+      const boardDir = join(root, 'board')
+      await (await openStore({ dir: boardDir, logger: { warn: () => {} } })).close()
+      const b = await board(boardDir, {}, { url: server.url, token: 'read' })
+      const feed = nextChange(b.url)
+      await feed.ready
+      const item = await writer.createItem({ name: 'From another replica' })
+      await writer.whenSynced(10_000)
+      await feed.changed
+      const deadline = Date.now() + 10_000
+      let ids: string[] = []
+      while (Date.now() < deadline) {
+        ids = ((await (await fetch(new URL('/api/items', b.url))).json()) as { items: Array<{ id: string }> }).items.map((i) => i.id)
+        if (ids.includes(item.id)) break
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(ids).toContain(item.id)
+      expect(await (await fetch(new URL('/api/status', b.url))).json()).toMatchObject({ sync: { configured: true, connected: true, readOnly: true } })
+      // "What changed since" takes a time, too.
+      const recent = (await (await fetch(new URL(`/api/changes?since=${encodeURIComponent(new Date(Date.now() - 3600e3).toISOString())}`, b.url))).json()) as { events: unknown[] }
+      const future = (await (await fetch(new URL(`/api/changes?since=${encodeURIComponent(new Date(Date.now() + 3600e3).toISOString())}`, b.url))).json()) as { events: unknown[] }
+      expect(recent.events.length).toBeGreaterThan(0)
+      expect(future.events).toEqual([])
+      expect((await fetch(new URL('/api/changes?since=soon', b.url))).status).toBe(400)
+      await writer.close()
+    } finally {
+      await server.close()
     }
   }, 60_000)
 

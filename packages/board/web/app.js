@@ -108,13 +108,16 @@ function Detail({ id, version, onClose }) {
   </aside>`
 }
 
-function Changes({ since }) {
+function Changes({ since, onSince }) {
   const [events, setEvents] = useState(null)
   useEffect(() => {
     get(`/api/changes${since ? `?since=${encodeURIComponent(since)}` : ''}`).then((r) => setEvents(r.events))
   }, [since])
   if (!events) return html`<div class="changes">loading…</div>`
-  return html`<div class="changes"><h2>what changed${since ? ` since ${since}` : ''} (newest first)</h2><ul>${events.map((e) => html`<li><span class="muted">${e.at}</span> ${e.kind}${e.itemId ? ` #${e.itemId}` : ''} <span class="muted">${JSON.stringify(e.data).slice(0, 120)}</span></li>`)}</ul></div>`
+  const pick = (ms) => (ms ? new Date(Date.now() - ms).toISOString() : '')
+  return html`<div class="changes"><h2>what changed${since ? ` since ${since}` : ''} (newest first)</h2>
+    <p>${[['last hour', 3600e3], ['last day', 864e5], ['last week', 6048e5], ['everything', 0]].map(([label, ms]) => html`<button onClick=${() => onSince(pick(ms))}>${label}</button> `)}</p>
+    <ul>${events.map((e) => html`<li><span class="muted">${e.at}</span> ${e.kind}${e.itemId ? ` #${e.itemId}` : ''} <span class="muted">${JSON.stringify(e.data).slice(0, 120)}</span></li>`)}</ul></div>`
 }
 
 function App() {
@@ -166,7 +169,7 @@ function App() {
       <button onClick=${() => setView({ view: view.view === 'changes' ? 'board' : 'changes' })}>${view.view === 'changes' ? 'board' : 'what changed'}</button>
     </header>
     ${view.view === 'changes'
-      ? html`<${Changes} since=${view.since} />`
+      ? html`<${Changes} since=${view.since} onSince=${(since) => setView({ since })} />`
       : html`<main>${columns.map(({ stage, items }) => {
           const folded = data.terminal.includes(stage) ? !open.has(stage) : open.has(stage)
           const onFold = () => setOpen((s) => { const n = new Set(s); n.has(stage) ? n.delete(stage) : n.add(stage); return n })
