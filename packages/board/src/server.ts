@@ -81,7 +81,7 @@ async function pagePolicy(): Promise<string> {
   const page = await readFile(join(WEB, 'index.html'), 'utf8')
   const map = /<script type="importmap">([\s\S]*?)<\/script>/.exec(page)?.[1] ?? ''
   const hash = createHash('sha256').update(map).digest('base64')
-  policy = `default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'sha256-${hash}'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'`
+  policy = `default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'sha256-${hash}'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'`
   return policy
 }
 
@@ -103,18 +103,48 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
   const logger = options.logger ?? { warn: (m: string) => process.stderr.write(`docket board WARN: ${m}\n`) }
   const token = options.token ?? (isLoopback(host) ? undefined : randomBytes(18).toString('base64url'))
   const source = await openSource(options.dir, logger, options.sync)
-  const store = source.handle
   const streams = new Set<ServerResponse>()
-  const offChange = source.onChange(() => {
-    for (const res of streams) res.write(`event: changed\ndata: ${JSON.stringify({ at: new Date().toISOString() })}\n\n`)
+  const offChange = source.onChange((trouble) => {
+    const event = trouble === undefined ? 'changed' : 'trouble'
+    for (const res of streams) res.write(`event: ${event}\ndata: ${JSON.stringify({ at: new Date().toISOString(), ...(trouble ? { message: trouble } : {}) })}\n\n`)
   })
   let health: { at: number; value: unknown } | undefined
+  let bound = port
+  let checking: Promise<unknown> | undefined
+  const cookieName = (port: number) => `docket_board_${port}`
+  const tokenDigest = token === undefined ? undefined : digest(token)
+
+  /**
+   * Without a token (loopback), only requests addressed to loopback are answered: a web page
+   * whose name was rebound to 127.0.0.1 (DNS rebinding) sends its own name as Host. With one,
+   * any of the query, the cookie (the token's digest, per port) or a Bearer header lets in.
+   */
+  const check = async () => {
+    const store = source.handle
+    const report = await store.verify()
+    const { discoverOrphans } = await import('@docket/recover')
+    const orphans = report.untracked.length === 0 ? [] : (await discoverOrphans(store, { ids: report.untracked })).orphans
+    const byKind: Record<string, number> = {}
+    for (const o of orphans) byKind[o.kind] = (byKind[o.kind] ?? 0) + 1
+    health = {
+      at: Date.now(),
+      value: { ok: report.ok, items: report.items, staleShadow: report.staleShadow.length, missingContent: report.missingContent.length, corrupt: report.corrupt.length, pendingIntents: report.pendingIntents.length, malformed: report.malformed.length, orphans: { count: orphans.length, byKind } },
+    }
+  }
 
   const allowed = (req: IncomingMessage, url: URL): boolean => {
-    if (token === undefined) return true
-    const cookie = /(?:^|;\s*)docket_board=([^;]+)/.exec(req.headers.cookie ?? '')?.[1]
-    const given = url.searchParams.get('token') ?? cookie ?? /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1]
-    return given !== undefined && timingSafeEqual(digest(given), digest(token))
+    if (tokenDigest === undefined) {
+      const hostHeader = (req.headers.host ?? '').toLowerCase()
+      return [`127.0.0.1:${bound}`, `localhost:${bound}`, `[::1]:${bound}`].includes(hostHeader)
+    }
+    const candidates: Buffer[] = []
+    const query = url.searchParams.get('token')
+    if (query !== null) candidates.push(digest(query))
+    const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1]
+    if (bearer !== undefined) candidates.push(digest(bearer))
+    const cookie = new RegExp(`(?:^|;\\s*)${cookieName(bound)}=([0-9a-f]{64})(?:;|$)`).exec(req.headers.cookie ?? '')?.[1]
+    if (cookie !== undefined) candidates.push(Buffer.from(cookie, 'hex'))
+    return candidates.some((c) => c.length === tokenDigest.length && timingSafeEqual(c, tokenDigest))
   }
 
   const json = (res: ServerResponse, status: number, value: unknown) => {
@@ -123,20 +153,31 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
   }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // The holder may change (one went away; the board reads through the next, or its own store).
+    const store = source.handle
     const url = new URL(req.url ?? '/', 'http://board')
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: { code: 'READ_ONLY', message: 'the board only reads: change the pipeline with docket or the library' } })
-    if (!allowed(req, url)) return json(res, 401, { error: { code: 'UNAUTHORIZED', message: 'open the address docket board printed (it carries ?token=)' } })
+    if (!allowed(req, url)) {
+      if (tokenDigest === undefined) return json(res, 403, { error: { code: 'MISDIRECTED', message: `this board answers requests addressed to 127.0.0.1:${bound} or localhost:${bound} only` } })
+      return json(res, 401, { error: { code: 'UNAUTHORIZED', message: 'open the address docket board printed (it carries ?token=)' } })
+    }
     const path = url.pathname
     if (path === '/favicon.ico') {
       res.writeHead(204)
       res.end()
       return
     }
-    if (path in PAGES) {
+    if (Object.hasOwn(PAGES, path)) {
       const file = PAGES[path]!
       const headers: Record<string, string> = { 'content-type': TYPES[file.split('.').pop()!]!, 'cache-control': 'no-store' }
-      // The token goes into a cookie once, so that the page's own requests carry it.
-      if (token !== undefined && url.searchParams.get('token') === token) headers['set-cookie'] = `docket_board=${token}; HttpOnly; SameSite=Strict; Path=/`
+      // The token goes into a cookie once (its digest, so that any token is a valid cookie), and
+      // out of the address bar: the page's URL is for sharing views, never the token.
+      if (tokenDigest !== undefined && url.searchParams.has('token')) {
+        url.searchParams.delete('token')
+        res.writeHead(303, { location: `${url.pathname}${url.search}`, 'set-cookie': `${cookieName(bound)}=${tokenDigest.toString('hex')}; HttpOnly; SameSite=Strict; Path=/`, 'cache-control': 'no-store' })
+        res.end()
+        return
+      }
       if (file === 'index.html') headers['content-security-policy'] = await pagePolicy()
       const bytes = await readFile(join(WEB, file))
       res.writeHead(200, headers)
@@ -144,7 +185,8 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
       return
     }
     if (path.startsWith('/vendor/')) {
-      const vendor = VENDOR[path.slice('/vendor/'.length)]
+      const name = path.slice('/vendor/'.length)
+      const vendor = Object.hasOwn(VENDOR, name) ? VENDOR[name] : undefined
       if (!vendor) return json(res, 404, { error: { code: 'NOT_FOUND', message: `no such file: ${path}` } })
       const bytes = await readFile(join(await packageDir(vendor[0]), vendor[1]))
       res.writeHead(200, { 'content-type': TYPES.js!, 'cache-control': 'max-age=3600' })
@@ -157,7 +199,12 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
     }
     const one = /^\/api\/items\/([^/]+)$/.exec(path)
     if (one) {
-      const id = decodeURIComponent(one[1]!)
+      let id = ''
+      try {
+        id = decodeURIComponent(one[1]!)
+      } catch {
+        // not even a string: no id either
+      }
       if (!isItemId(id)) return json(res, 400, { error: { code: 'INVALID_ID', message: `${id} is no item id` } })
       const item = await store.getItem(id)
       if (!item) return json(res, 404, { error: { code: 'NOT_FOUND', message: `there is no item ${id}` } })
@@ -182,7 +229,8 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
       const given = url.searchParams.get('since')
       const at = given !== null && !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(given) ? Date.parse(given) : Number.NaN
       if (given !== null && !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(given) && Number.isNaN(at)) return json(res, 400, { error: { code: 'INVALID_INPUT', message: 'since must be an event id (a ULID) or a time (ISO 8601)' } })
-      const since = Number.isNaN(at) ? given : `${encodeTime(Math.max(0, at), 10)}${'0'.repeat(16)}`
+      if (!Number.isNaN(at) && (at < 0 || at > 2 ** 48 - 1)) return json(res, 400, { error: { code: 'INVALID_INPUT', message: 'since is a time outside the range of event ids' } })
+      const since = Number.isNaN(at) ? given : `${encodeTime(at, 10)}${'0'.repeat(16)}`
       const events: AuditEvent[] = []
       for await (const event of store.audit({ ...(since ? { since } : {}), limit: 500, newestFirst: true })) events.push(event)
       return json(res, 200, { events })
@@ -190,18 +238,13 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
     if (path === '/api/status') {
       // doctor's findings cost a scan: once every half minute at most.
       if (!health || Date.now() - health.at > 30_000) {
-        const report = await store.verify()
-        const { discoverOrphans } = await import('@docket/recover')
-        const orphans = report.untracked.length === 0 ? [] : (await discoverOrphans(store, { ids: report.untracked })).orphans
-        const byKind: Record<string, number> = {}
-        for (const o of orphans) byKind[o.kind] = (byKind[o.kind] ?? 0) + 1
-        health = {
-          at: Date.now(),
-          value: { ok: report.ok, items: report.items, staleShadow: report.staleShadow.length, missingContent: report.missingContent.length, corrupt: report.corrupt.length, pendingIntents: report.pendingIntents.length, malformed: report.malformed.length, orphans: { count: orphans.length, byKind } },
-        }
+        // One scan at a time, whoever asks meanwhile.
+        checking ??= check().finally(() => (checking = undefined))
+        await checking
       }
-      return json(res, 200, { sync: await store.syncState(), doctor: health.value, source: source.kind, dir: store.dir })
+      return json(res, 200, { sync: await source.handle.syncState(), doctor: health!.value, source: source.kind, dir: source.handle.dir })
     }
+
     if (path === '/api/events') {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
       res.write(': docket board\n\n')
@@ -232,13 +275,15 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
     const code = (err as NodeJS.ErrnoException).code
     throw new DocketError('INVALID_INPUT', code === 'EADDRINUSE' ? `port ${port} on ${host} is in use: choose another --port.` : `cannot listen on ${host}:${port}: ${(err as Error).message}`)
   }
-  const bound = (server.address() as AddressInfo).port
+  bound = (server.address() as AddressInfo).port
   const base = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/`
   let closing: Promise<void> | undefined
   return {
     url: token === undefined ? base : `${base}?token=${encodeURIComponent(token)}`,
     port: bound,
-    source: source.kind,
+    get source() {
+      return source.kind
+    },
     close: () =>
       (closing ??= (async () => {
         clearInterval(heartbeat)

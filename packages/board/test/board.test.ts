@@ -155,12 +155,50 @@ describe('the board server', () => {
     expect((await fetch(bare)).status).toBe(401)
     expect((await fetch(new URL('/api/items', bare))).status).toBe(401)
     expect((await fetch(`${bare}?token=wrong`)).status).toBe(401)
-    const ok = await fetch(base)
-    expect(ok.status).toBe(200)
+    // The token goes into a cookie and out of the address bar (a shared view never carries it).
+    const ok = await fetch(`${base}&item=1`, { redirect: 'manual' })
+    expect(ok.status).toBe(303)
+    expect(ok.headers.get('location')).toBe('/?item=1')
     const cookie = ok.headers.get('set-cookie')!.split(';')[0]!
+    expect(cookie).toMatch(new RegExp(`^docket_board_${b.port}=[0-9a-f]{64}$`))
+    expect((await fetch(new URL('/?item=1', bare), { headers: { cookie } })).status).toBe(200)
     expect((await fetch(new URL('/api/items', bare), { headers: { cookie } })).status).toBe(200)
-    const given = await board(await storeWith(['Two']), { token: 'chosen-token' })
-    expect((await fetch(given.url.replace(/\?token=.*$/, ''))).status).toBe(401)
-    expect((await fetch(new URL('/api/items', given.url), { headers: { authorization: 'Bearer chosen-token' } })).status).toBe(200)
+    // Any of the credentials lets in; a stale cookie of another board does not shut out a good Bearer header.
+    const given = await board(await storeWith(['Two']), { token: 'chosen;token with spaces' })
+    const givenBase = given.url.replace(/\?token=.*$/, '')
+    expect((await fetch(givenBase)).status).toBe(401)
+    expect((await fetch(new URL('/api/items', givenBase), { headers: { authorization: 'Bearer chosen;token with spaces', cookie: `docket_board_${given.port}=${'0'.repeat(64)}` } })).status).toBe(200)
+    const first = await fetch(given.url, { redirect: 'manual' })
+    expect((await fetch(new URL('/api/items', givenBase), { headers: { cookie: first.headers.get('set-cookie')!.split(';')[0]! } })).status).toBe(200)
   })
+
+  it('on loopback it answers only requests addressed to loopback (no DNS rebinding), and odd paths are 400 or 404, never 500', async () => {
+    const b = await board(await storeWith(['One']))
+    // fetch will not send another Host header: a raw request does, as a rebound page's browser would.
+    const { get } = await import('node:http')
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) => get({ host: '127.0.0.1', port: b.port, path: '/api/items', headers: { host } }, (res) => (res.resume(), resolve(res.statusCode!))).on('error', reject))
+    expect(await status(`evil.example:${b.port}`)).toBe(403)
+    expect(await status(`localhost:${b.port}`)).toBe(200)
+    expect(await status(`127.0.0.1:${b.port}`)).toBe(200)
+    for (const [path, status] of [['/vendor/__proto__', 404], ['/vendor/toString', 404], ['/vendor/..%2fpackage.json', 404], ['/api/items/%E0%A4%A', 400], ['/api/changes?since=%2B275760-09-13T00:00:00Z', 400], ['/constructor', 404]] as const) {
+      expect((await fetch(new URL(path, b.url))).status, path).toBe(status)
+    }
+  })
+
+  it('when the process that holds the store goes away, the board says so on its feed and reads on — through its own open of the store', async () => {
+    const dir = await storeWith(['One'])
+    const { child } = await startFixture(HOLD, [dir], 'open')
+    const b = await board(dir)
+    expect(b.source).toBe('held')
+    const res = await fetch(new URL('/api/events', b.url))
+    const reader = res.body!.getReader()
+    child.stdin!.end()
+    await new Promise((r) => child.once('close', r))
+    let text = ''
+    while (!text.includes('event: trouble') || !text.includes('event: changed')) text += Buffer.from((await reader.read()).value!).toString()
+    await reader.cancel()
+    expect(b.source).toBe('own')
+    expect(((await (await fetch(new URL('/api/items', b.url))).json()) as { items: unknown[] }).items).toHaveLength(1)
+  }, 30_000)
 })

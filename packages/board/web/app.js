@@ -76,7 +76,8 @@ function Column({ stage, items, folded, onFold, highlight, selected, onOpen, onH
 }
 
 function Markdown({ text }) {
-  const safe = useMemo(() => DOMPurify.sanitize(marked.parse(text, { async: false })), [text])
+  // No script (DOMPurify), and nothing that restyles the page or asks for input either.
+  const safe = useMemo(() => DOMPurify.sanitize(marked.parse(text, { async: false }), { FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select', 'option'], FORBID_ATTR: ['style'] }), [text])
   return html`<div class="markdown" dangerouslySetInnerHTML=${{ __html: safe }} />`
 }
 
@@ -108,11 +109,11 @@ function Detail({ id, version, onClose }) {
   </aside>`
 }
 
-function Changes({ since, onSince }) {
+function Changes({ since, onSince, version }) {
   const [events, setEvents] = useState(null)
   useEffect(() => {
-    get(`/api/changes${since ? `?since=${encodeURIComponent(since)}` : ''}`).then((r) => setEvents(r.events))
-  }, [since])
+    get(`/api/changes${since ? `?since=${encodeURIComponent(since)}` : ''}`).then((r) => setEvents(r.events), () => {})
+  }, [since, version])
   if (!events) return html`<div class="changes">loading…</div>`
   const pick = (ms) => (ms ? new Date(Date.now() - ms).toISOString() : '')
   return html`<div class="changes"><h2>what changed${since ? ` since ${since}` : ''} (newest first)</h2>
@@ -124,7 +125,9 @@ function App() {
   const [view, setViewState] = useState(readView)
   const [data, setData] = useState(null)
   const [status, setStatus] = useState(null)
+  const [trouble, setTrouble] = useState('')
   const [version, setVersion] = useState(0)
+  const latest = useRef(0)
   const [hover, setHover] = useState('')
   const [open, setOpen] = useState(() => new Set())
   const setView = (patch) =>
@@ -134,7 +137,16 @@ function App() {
       return next
     })
   useEffect(() => {
-    get('/api/items').then(setData)
+    // Answers may come back out of order: only the newest request's is shown.
+    const asked = ++latest.current
+    get('/api/items').then(
+      (d) => {
+        if (asked !== latest.current) return
+        setData(d)
+        setTrouble('')
+      },
+      (e) => asked === latest.current && setTrouble(`cannot read the pipeline: ${e.message}`),
+    )
     get('/api/status').then(setStatus, () => {})
   }, [version])
   useEffect(() => {
@@ -145,9 +157,10 @@ function App() {
       clearTimeout(timer)
       timer = setTimeout(() => setVersion((n) => n + 1), 80)
     })
+    events.addEventListener('trouble', (e) => setTrouble(JSON.parse(e.data).message))
     return () => events.close()
   }, [])
-  if (!data) return html`<p>loading the pipeline…</p>`
+  if (!data) return html`<p class=${trouble ? 'bad' : ''}>${trouble || 'loading the pipeline…'}</p>`
   const byId = new Map(data.items.map((i) => [i.id, i]))
   const focus = byId.get(hover || view.item)
   const highlight = { waitsOn: new Set(focus?.dependsOn ?? []), waitedBy: new Set(focus ? data.items.filter((i) => i.dependsOn.includes(focus.id)).map((i) => i.id) : []) }
@@ -160,6 +173,7 @@ function App() {
   return html`<header>
       <h1>docket</h1>
       <span data-testid="total">${data.items.length} items</span>
+      ${trouble ? html`<span class="bad" data-testid="trouble">${trouble}</span>` : ''}
       <span class="status">${sync?.configured ? html`<span class=${sync.connected ? 'ok' : 'bad'}>${sync.connected ? (sync.synced ? 'synced' : 'connected, catching up') : 'offline'}</span><span class="muted">last synced ${sync.lastSyncedAt ?? 'never'}</span>` : html`<span class="muted">no sync server</span>`}
         ${status?.doctor ? html`<span class=${status.doctor.ok ? 'ok' : 'bad'} data-testid="doctor">doctor: ${status.doctor.ok ? 'consistent' : 'problems'}${status.doctor.orphans.count ? `, ${status.doctor.orphans.count} orphans (${Object.entries(status.doctor.orphans.byKind).map(([k, n]) => `${k} ${n}`).join(', ')})` : ''}</span>` : ''}</span>
       <input placeholder="search names" value=${view.q} onInput=${(e) => setView({ q: e.target.value })} data-testid="search" />
@@ -169,13 +183,13 @@ function App() {
       <button onClick=${() => setView({ view: view.view === 'changes' ? 'board' : 'changes' })}>${view.view === 'changes' ? 'board' : 'what changed'}</button>
     </header>
     ${view.view === 'changes'
-      ? html`<${Changes} since=${view.since} onSince=${(since) => setView({ since })} />`
+      ? html`<${Changes} since=${view.since} version=${version} onSince=${(since) => setView({ since })} />`
       : html`<main>${columns.map(({ stage, items }) => {
           const folded = data.terminal.includes(stage) ? !open.has(stage) : open.has(stage)
           const onFold = () => setOpen((s) => { const n = new Set(s); n.has(stage) ? n.delete(stage) : n.add(stage); return n })
           return html`<${Column} key=${stage} stage=${stage} items=${items} folded=${folded} onFold=${onFold} highlight=${highlight} selected=${view.item} onOpen=${(id) => setView({ item: id })} onHover=${setHover} />`
         })}</main>`}
-    ${view.item ? html`<${Detail} id=${view.item} version=${version} onClose=${() => setView({ item: '' })} />` : ''}`
+    ${view.item ? html`<${Detail} key=${view.item} id=${view.item} version=${version} onClose=${() => setView({ item: '' })} />` : ''}`
 }
 
 document.getElementById('board').textContent = ''
