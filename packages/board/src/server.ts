@@ -114,11 +114,7 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
   const cookieName = (port: number) => `docket_board_${port}`
   const tokenDigest = token === undefined ? undefined : digest(token)
 
-  /**
-   * Without a token (loopback), only requests addressed to loopback are answered: a web page
-   * whose name was rebound to 127.0.0.1 (DNS rebinding) sends its own name as Host. With one,
-   * any of the query, the cookie (the token's digest, per port) or a Bearer header lets in.
-   */
+  /** doctor's findings for the header: verify() and the orphans by kind. */
   const check = async () => {
     const store = source.handle
     const report = await store.verify()
@@ -132,6 +128,11 @@ export async function startBoard(options: BoardOptions): Promise<RunningBoard> {
     }
   }
 
+  /**
+   * Without a token (loopback), only requests addressed to loopback are answered: a web page
+   * whose name was rebound to 127.0.0.1 (DNS rebinding) sends its own name as Host. With one,
+   * any of the query, the cookie (the token's digest, per port) or a Bearer header lets in.
+   */
   const allowed = (req: IncomingMessage, url: URL): boolean => {
     if (tokenDigest === undefined) {
       const hostHeader = (req.headers.host ?? '').toLowerCase()
