@@ -94,3 +94,29 @@ describe('priority, labels, parent and external ids', () => {
     expect(s.listItems().map((i) => i.id)).toEqual([a.id, b.id])
   })
 })
+
+describe('the new fields in the shadow rows', () => {
+  it('an orphan re-created from its rows keeps its priority, labels, parent and external ids', async () => {
+    const a = await testStore()
+    const epic = await a.createItem({ name: 'Epic', type: 'epic' })
+    const item = await a.createItem({ name: 'Imported', priority: 1, labels: ['web', 'ui'], parent: epic.id, externalIds: ['bd-x1'] })
+    const shadow = await a.maintenance.readShadowRow(item.id)
+    expect(shadow && 'row' in shadow && shadow.row.extras).toEqual({ priority: 1, labels: ['ui', 'web'], parent: epic.id, externalIds: ['bd-x1'] })
+    expect((await a.verify()).staleShadow).toEqual([])
+    // The same rows, in another store that has no such item: an orphan there.
+    const b = await testStore()
+    await b.createItem({ name: 'Epic here', type: 'epic' })
+    const dir = b.dir
+    await b.close()
+    const { writeRawRows, rawKeys } = await import('../src/testing.js')
+    await writeRawRows(dir, [{ type: 'put', sublevel: 'shadow', key: rawKeys.shadow('40'), value: JSON.stringify({ ...(shadow as { row: object }).row, id: '40' }) }])
+    const { openStore } = await import('../src/index.js')
+    const c = await openStore({ dir, durability: 'relaxed', logger: { warn: () => {} } })
+    try {
+      const adopted = await c.maintenance.adoptOrphan('40')
+      expect(adopted.item).toMatchObject({ name: 'Imported', priority: 1, labels: ['ui', 'web'], parent: epic.id, externalIds: ['bd-x1'] })
+    } finally {
+      await c.close()
+    }
+  })
+})

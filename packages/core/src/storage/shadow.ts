@@ -32,6 +32,29 @@ export interface ShadowRow {
   stages: StageEntry[]
   /** Names of the content slots the item has. */
   slots: string[]
+  /** Priority, labels, parent and external ids, when the item has any (absent in rows written before them). */
+  extras?: ShadowExtras
+}
+
+export interface ShadowExtras {
+  priority?: number
+  labels?: string[]
+  parent?: ItemId
+  externalIds?: string[]
+}
+
+/** The extras of a row, read without trusting them (only what has the shape docket writes). */
+function readExtrasOfRow(value: unknown): ShadowExtras | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  const e = value as Record<string, unknown>
+  const out: ShadowExtras = {}
+  if (typeof e.priority === 'number' && Number.isInteger(e.priority) && e.priority >= 0 && e.priority <= 4) out.priority = e.priority
+  const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= 200) : [])
+  // In the order the document's reader gives them (crdt/layout.ts readExtras): verify compares rows as JSON.
+  if (isItemId(e.parent)) out.parent = e.parent
+  if (strings(e.externalIds).length > 0) out.externalIds = strings(e.externalIds)
+  if (strings(e.labels).length > 0) out.labels = strings(e.labels)
+  return Object.keys(out).length > 0 ? out : undefined
 }
 
 export type ShadowParse = { ok: true; row: ShadowRow } | { ok: false; error: string }
@@ -91,5 +114,7 @@ export function decodeShadow(text: string): ShadowParse {
     stages: Array.isArray(r.stages) ? r.stages.filter(isStageEntry) : [],
     slots: Array.isArray(r.slots) ? r.slots.filter((s): s is string => typeof s === 'string') : [],
   }
+  const extras = readExtrasOfRow(r.extras)
+  if (extras) row.extras = extras
   return { ok: true, row }
 }

@@ -3,7 +3,7 @@ import { isDeletedUid, type ItemRecord, type SlotValue } from '../crdt/layout.js
 import { DocketError } from '../errors.js'
 import { isReplicaId, isUid, type ItemId, type ReplicaId, type Uid } from '../ids.js'
 import type { StoredRows } from '../storage/scan.js'
-import { decodeShadow, type ShadowRow } from '../storage/shadow.js'
+import { decodeShadow, type ShadowExtras, type ShadowRow } from '../storage/shadow.js'
 import { createdEntry } from '../stage/advance.js'
 import type { StageEntry } from '../stage/log.js'
 import { resolveStage } from '../stage/resolve.js'
@@ -35,6 +35,8 @@ export interface AdoptionPlan {
   shadowUid: Uid | null
   kind: 'tombstoned' | 'missing' | 'displaced'
   warnings: string[]
+  /** Priority, labels, parent and external ids from the shadow row (none for rows written before them). */
+  extras: ShadowExtras
 }
 
 const ADOPT_KEYS = keysOf<AdoptOrphanOptions>()(['expectUid', 'name', 'type', 'dependsOn', 'stage', 'allowTombstoned'])
@@ -131,7 +133,7 @@ export function planAdoption(state: DocState, id: ItemId, rows: StoredRows, opts
   for (const { slot, content: value } of rows.slots) content.set(slot, value)
   const kind = tombstoned ? 'tombstoned' : liveHere ? 'displaced' : 'missing'
   if (row && !isReplicaId(row.createdBy)) warnings.push('the shadow row named no valid creator')
-  return { record, entries, content, shadowUid, kind, warnings }
+  return { record, entries, content, shadowUid, kind, warnings, extras: row?.extras ?? {} }
 }
 
 function pick<T>(make: () => T, fallback: T, warnings: string[], field: string): T {

@@ -319,7 +319,7 @@ export function shadowRow(
   stage: ShadowRow['stage'],
   entries: ShadowRow['stages'],
 ): ShadowRow {
-  return {
+  const row: ShadowRow = {
     v: SHADOW_VERSION,
     id,
     uid: record.uid,
@@ -337,6 +337,10 @@ export function shadowRow(
     stages: entries,
     slots: contentSlots(map),
   }
+  // Priority, labels, parent and external ids, so that an item re-created from its rows keeps them.
+  const extras = readExtras(map)
+  if (Object.keys(extras).length > 0) row.extras = extras
+  return row
 }
 
 function reportSuperseded(env: CaptureEnv, job: Job, id: ItemId, resolution: ReturnType<typeof resolveStage>): void {

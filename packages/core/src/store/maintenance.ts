@@ -1,6 +1,6 @@
 import { auditEvent, nextUlid } from '../audit/audit.js'
 import { claimKey } from '../crdt/claims.js'
-import { buildItemMap, isDeletedUid, readStageEntries, stagesOf } from '../crdt/layout.js'
+import { buildItemMap, isDeletedUid, readStageEntries, stagesOf, writeExtras } from '../crdt/layout.js'
 import { isContentRef } from '../crdt/content.js'
 import { DocketError } from '../errors.js'
 import { idToNumber, isReplicaId, isUid, parseItemId, type ItemId, type ReplicaId, type Uid } from '../ids.js'
@@ -164,7 +164,12 @@ export class Maintenance {
       change: () => {
         // An item the document still holds (one that lost its id) only needs a claim; anything
         // else is re-created from the rows under its uid.
-        if (recordOf(state, uid) === undefined) state.parts.records.set(uid, buildItemMap(plan.record, plan.entries, plan.content))
+        if (recordOf(state, uid) === undefined) {
+          const map = buildItemMap(plan.record, plan.entries, plan.content)
+          const { labels, ...fields } = plan.extras
+          writeExtras(map, { ...fields, ...(labels ? { addLabels: labels } : {}) }, nextUlid)
+          state.parts.records.set(uid, map)
+        }
         state.parts.claims.set(claimKey(newId, uid), { at, by: this.#a.replicaId, reason: 'recovery', from: oldId })
         state.parts.aliases.set(`${oldId}/${uid}`, alias)
         this.#a.engine.raiseHighWater(state, newId)
