@@ -1,17 +1,9 @@
 import { openStore, type Store } from '@docket/core'
 import { startServer } from '@docket/server'
-import { interleaved, median, percentile, row, scratch, type Row } from './support.js'
+import { interleaved, median, percentile, propagation, row, scratch, until, type Row } from './support.js'
 
 const quiet = { warn: () => {}, error: () => {} }
 const TOKEN = 'bench'
-
-async function until(predicate: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 
 /**
  * Issue 13: a claim's round trip (the server decides and keeps it, the replica records it)
@@ -26,28 +18,17 @@ async function claims(samples: number): Promise<Row[]> {
   const [a, b]: Store[] = await Promise.all([open('a'), open('b')])
   await Promise.all([a!.whenSynced(10_000), b!.whenSynced(10_000)])
   const item = await a!.createItem({ name: 'ping' })
-  await until(() => b!.getItem(item.id) !== undefined)
+  await until(() => b!.getItem(item.id) !== undefined, 60_000, 5)
 
   const claim: number[] = []
-  const propagation: number[] = []
+  const propagated: number[] = []
   for (let i = 0; i < samples; i++) {
-    let start = process.hrtime.bigint()
+    const start = process.hrtime.bigint()
     const granted = await a!.claim(item.id, { agent: `agent-${i % 2}`, ttlMs: 60_000 })
     claim.push(Number(process.hrtime.bigint() - start) / 1e6)
     if (!granted.granted) throw new Error('the benchmark expected every claim to be granted')
     await a!.releaseClaim(item.id, { agent: `agent-${i % 2}` })
-    const seen = new Promise<void>((resolve) => {
-      const off = b!.subscribe((event) => {
-        if (event.type === 'changed' && event.ids.includes(item.id) && b!.getItem(item.id)?.retries === i + 1) {
-          off()
-          resolve()
-        }
-      })
-    })
-    start = process.hrtime.bigint()
-    await a!.updateItem(item.id, { retries: i + 1 })
-    await seen
-    propagation.push(Number(process.hrtime.bigint() - start) / 1e6)
+    propagated.push(await propagation(a!, b!, item.id, i + 1))
   }
 
   // Creates: a leased id (blocks fetched ahead) against a replica whose arbiter never answers.
@@ -70,8 +51,8 @@ async function claims(samples: number): Promise<Row[]> {
   await server.close()
   await s.cleanup()
   return [
-    row(`claim round trip, p50 of ${samples}`, 'claim (server decides, replica records)', median(claim), 'one update A → B', median(propagation)),
-    row(`claim round trip, p99 of ${samples}`, 'claim (server decides, replica records)', percentile(claim, 99), 'one update A → B', percentile(propagation, 99)),
+    row(`claim round trip, p50 of ${samples}`, 'claim (server decides, replica records)', median(claim), 'one update A → B', median(propagated)),
+    row(`claim round trip, p99 of ${samples}`, 'claim (server decides, replica records)', percentile(claim, 99), 'one update A → B', percentile(propagated, 99)),
     row(`create on a synced replica, median of ${samples}`, 'with a leased id', median(creates.subject), "without a lease (today's allocation)", median(creates.baseline), '≤ 1×'),
   ]
 }

@@ -1,10 +1,36 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { ItemId, Store } from '@docket/core'
 
 export async function scratch(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `docket-bench-${prefix}-`))
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
+}
+
+/** Polls every `everyMs` (10 by default: a tighter loop would steal the CPU the replicas need). */
+export async function until(predicate: () => boolean, timeoutMs = 300_000, everyMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+/** Milliseconds from an update of `id` on `a` (its retries set to `retries`) until `b` has told its listeners of it. */
+export async function propagation(a: Store, b: Store, id: ItemId, retries: number): Promise<number> {
+  const seen = new Promise<void>((resolve) => {
+    const off = b.subscribe((event) => {
+      if (event.type === 'changed' && event.ids.includes(id) && b.getItem(id)?.retries === retries) {
+        off()
+        resolve()
+      }
+    })
+  })
+  const start = process.hrtime.bigint()
+  await a.updateItem(id, { retries })
+  await seen
+  return Number(process.hrtime.bigint() - start) / 1e6
 }
 
 export function median(values: number[]): number {

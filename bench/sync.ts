@@ -1,19 +1,10 @@
 import { openStore, type Store } from '@docket/core'
 import { startServer } from '@docket/server'
 import { populate } from './core.js'
-import { median, percentile, row, scratch, time, type Row } from './support.js'
+import { median, percentile, propagation, row, scratch, time, until, type Row } from './support.js'
 
 const quiet = { warn: () => {}, error: () => {} }
 const TOKEN = 'bench'
-
-/** Polls every 10 ms: a tighter loop would steal the CPU the replicas need. */
-async function until(predicate: () => boolean, timeoutMs = 300_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 /** Three replicas converging on `items` items through a server, against applying the same state locally. */
 async function convergence(items: number): Promise<Row> {
@@ -53,20 +44,7 @@ async function latency(samples: number): Promise<Row[]> {
   const item = await a!.createItem({ name: 'ping' })
   await until(() => b!.getItem(item.id) !== undefined)
   const times: number[] = []
-  for (let i = 0; i < samples; i++) {
-    const seen = new Promise<void>((resolve) => {
-      const off = b!.subscribe((event) => {
-        if (event.type === 'changed' && event.ids.includes(item.id) && b!.getItem(item.id)?.retries === i + 1) {
-          off()
-          resolve()
-        }
-      })
-    })
-    const start = process.hrtime.bigint()
-    await a!.updateItem(item.id, { retries: i + 1 })
-    await seen
-    times.push(Number(process.hrtime.bigint() - start) / 1e6)
-  }
+  for (let i = 0; i < samples; i++) times.push(await propagation(a!, b!, item.id, i + 1))
   // Baseline: the same local write without anyone to tell.
   const local: number[] = []
   for (let i = 0; i < samples; i++) local.push((await time(() => a!.updateItem(item.id, { retries: samples + i + 1 })))[0])

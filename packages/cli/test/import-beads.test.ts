@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
-import { docket, tempDir } from './support.js'
+import { docket, newStore, tempDir } from './support.js'
 
 /**
  * Migrating from beads, on beads' own issues (372 of them, from its repository: fixtures/beads/SOURCE.md):
@@ -41,12 +41,6 @@ async function fixture(): Promise<{ file: string; issues: BeadsIssue[] }> {
   const file = join(await tempDir(), 'issues.jsonl')
   await writeFile(file, text)
   return { file, issues: text.trim().split('\n').map((l) => JSON.parse(l) as BeadsIssue) }
-}
-
-async function newStore(): Promise<string> {
-  const dir = join(await tempDir(), 'store')
-  expect((await docket(['--dir', dir, 'init'])).code).toBe(0)
-  return dir
 }
 
 describe('docket import --from beads', () => {

@@ -1,17 +1,11 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { docket, legacyFile, tempDir, writeTree } from './support.js'
+import { docket, legacyFile, newStore, tempDir, writeTree } from './support.js'
 
 /**
  * Trees as story-kit laid them out over time (issue 14): every item comes over, and whatever
  * does not come over as itself is impossible to miss — on stderr and in the exit code.
  */
-
-async function newStore(): Promise<string> {
-  const dir = join(await tempDir(), 'store')
-  expect((await docket(['--dir', dir, 'init'])).code).toBe(0)
-  return dir
-}
 
 /** An older story-kit project: `.story_kit/work/{1_upcoming,2_current,3_qa,4_merge,5_archived}`. */
 async function olderProject(): Promise<string> {

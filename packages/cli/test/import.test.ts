@@ -5,13 +5,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { openStore, type Item } from '@docket/core'
 import { snapshotRows } from '@docket/harness'
-import { BIN, docket, legacyFile, legacyTree, tempDir, writeTree } from './support.js'
-
-async function newStore(): Promise<string> {
-  const dir = join(await tempDir(), 'store')
-  expect((await docket(['--dir', dir, 'init'])).code).toBe(0)
-  return dir
-}
+import { BIN, docket, legacyFile, legacyTree, newStore, tempDir, writeTree } from './support.js'
 
 /** Items, stages and bodies of a store, keyed by id: what import ∘ export must preserve. */
 async function contents(dir: string): Promise<Record<string, { item: Partial<Item>; content: Record<string, string> }>> {

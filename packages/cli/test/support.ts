@@ -37,6 +37,14 @@ export async function serve(dir: string, port: number, extra: string[] = []): Pr
   return { child, url, stderr: () => err }
 }
 
+/** An empty store made by `docket init`, in a fresh temp directory. */
+export async function newStore(): Promise<string> {
+  const dir = join(await tempDir(), 'store')
+  const init = await docket(['--dir', dir, 'init'])
+  if (init.code !== 0) throw new Error(`docket init failed (${init.code}): ${init.stderr}`)
+  return dir
+}
+
 export async function tempDir(prefix = 'docket-cli-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
   dirs.push(dir)

@@ -82,4 +82,6 @@ export { decodeContent } from './store/evidence.js'
 export { MAX_AGENT_LENGTH, MAX_CONTENT_BYTES, MAX_DEPENDENCIES, MAX_NAME_LENGTH, MAX_REASON_LENGTH } from './store/validate.js'
 /** For docket's own packages (@docket/recover): the check every public entry point runs on its options. */
 export { keysOf, requireKnownKeys } from './store/validate.js'
+/** For importers: the shapes of a label and an external id that the store accepts. */
+export { isExternalId, isLabelName } from './store/validate.js'
 export type { SyncOptions, SyncState } from './sync/client.js'

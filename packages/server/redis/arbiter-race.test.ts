@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openStore, type ClaimResult, type Item, type Store } from '@docket/core'
+import { eventually } from '@docket/core/testing'
 import { startServer, type RunningServer } from '../src/index.js'
 import { startRedis } from './redis-server.js'
 
@@ -18,14 +19,6 @@ afterAll(async () => {
   for (const fn of cleanup.reverse()) await fn().catch(() => {})
   redis.stop()
 })
-
-async function until(what: string, predicate: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
 
 describe('the arbiter behind two servers sharing one Redis', () => {
   it('8 replicas on two servers: leased ids never collide, and every claim race has exactly one winner', async () => {
@@ -49,7 +42,7 @@ describe('the arbiter behind two servers sharing one Redis', () => {
     // Every replica creates 25 items at the same moment: 200 ids, none twice, none re-anchored.
     const made: Item[] = (await Promise.all(stores.map((s) => Promise.all(Array.from({ length: 25 }, (_, k) => s.createItem({ name: `${s.replicaId.slice(-4)}-${k}` })))))).flat()
     expect(new Set(made.map((i) => i.id)).size).toBe(200)
-    await until('every replica has every item', () => stores.every((s) => s.stats().items === 200))
+    await eventually('every replica has every item', () => stores.every((s) => s.stats().items === 200))
     for (const s of stores) {
       const moved = []
       for await (const e of s.audit({ kinds: ['reanchored'] })) moved.push(e)
@@ -63,7 +56,7 @@ describe('the arbiter behind two servers sharing one Redis', () => {
       for (const x of results) if (!x.granted) expect(x.holder.agent).toBe(winners[0]!.claim.agent)
     }
     // claimNext over the other 100: each granted once.
-    await until('every replica sees the first 100 claims', () => stores.every((s) => s.listItems({ claimed: true }).length === 100))
+    await eventually('every replica sees the first 100 claims', () => stores.every((s) => s.listItems({ claimed: true }).length === 100))
     const granted = new Set<string>()
     for (let round = 0; round < 20 && granted.size < 100; round++) {
       const results = await Promise.all(stores.map((s, r) => s.claimNext({ agent: `n${round}-${r}` })))

@@ -1,6 +1,6 @@
 import { readFile, realpath, stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { DocketError, isDocketError, isItemId, MAX_AGENT_LENGTH, MAX_NAME_LENGTH, toHandle, type ItemId, type ItemType, type Stage, type Store, type StoreHandle } from '@docket/core'
+import { DocketError, isDocketError, isItemId, isLabelName, MAX_AGENT_LENGTH, MAX_NAME_LENGTH, toHandle, type ItemId, type ItemType, type Stage, type Store, type StoreHandle } from '@docket/core'
 import type { ImportOptions, ImportResult } from './import.js'
 
 /**
@@ -74,8 +74,6 @@ export interface BeadsLinks {
 }
 
 export type BeadsImportResult = ImportResult & { links: BeadsLinks }
-
-const LABEL = /^[^\s,\u0000-\u001f\u007f](?:[^,\u0000-\u001f\u007f]{0,62}[^\s,\u0000-\u001f\u007f])?$/
 
 /** Reads the file (or `<dir>/.beads/issues.jsonl`, `<dir>/issues.jsonl`). */
 async function sourceFile(path: string): Promise<string> {
@@ -277,8 +275,8 @@ function inputOf(issue: BeadsIssue): { input: Parameters<StoreHandle['createItem
   const rawType = typeof issue.issue_type === 'string' ? issue.issue_type : 'task'
   const type = BEADS_TYPES[rawType]
   const labels = Array.isArray(issue.labels) ? issue.labels.filter((l): l is string => typeof l === 'string') : []
-  const good = labels.filter((l) => LABEL.test(l))
-  if (good.length < labels.length) warnings.push(`label(s) ${labels.filter((l) => !LABEL.test(l)).map((l) => JSON.stringify(l)).join(', ')} are no docket label names (1 to 64 characters, no commas); kept in the beads slot only`)
+  const good = labels.filter((l) => isLabelName(l))
+  if (good.length < labels.length) warnings.push(`label(s) ${labels.filter((l) => !isLabelName(l)).map((l) => JSON.stringify(l)).join(', ')} are no docket label names (1 to 64 characters, no commas); kept in the beads slot only`)
   if (!type) good.push(`beads:${rawType.slice(0, 50).replace(/[,\s]/g, '-')}`)
   const name = nameOf(text(issue.title) ?? issue.id, warnings)
   const input: Parameters<StoreHandle['createItem']>[0] = {

@@ -1,4 +1,4 @@
-import { decodeContent, isItemId, isStage, ITEM_TYPES, MAX_AGENT_LENGTH, MAX_REASON_LENGTH, type ItemId, type ItemType, type Stage } from '@docket/core'
+import { decodeContent, isExternalId, isItemId, isLabelName, isStage, ITEM_TYPES, MAX_AGENT_LENGTH, MAX_REASON_LENGTH, type ItemId, type ItemType, type Stage } from '@docket/core'
 import { parseFrontMatter } from '@docket/recover'
 import { stringify } from 'yaml'
 import { nameFromSlug, parseFileName, stageFromText } from './layout.js'
@@ -110,14 +110,14 @@ function readOptionalFields(entry: ImportEntry, data: Record<string, unknown>): 
   }
   const labels = data.labels
   if (Array.isArray(labels)) {
-    const good = labels.filter((l): l is string => typeof l === 'string' && l.length > 0 && l.length <= 64 && l === l.trim() && !l.includes(',') && !/[\u0000-\u001f\u007f]/.test(l))
+    const good = labels.filter(isLabelName)
     if (good.length < labels.length) entry.warnings.push(`${labels.length - good.length} label(s) that are no label names (1 to 64 characters, no commas) ignored`)
     if (good.length > 0) entry.labels = [...new Set(good)].slice(0, 50)
   } else if (labels !== undefined && labels !== null) entry.warnings.push('labels is not a list; ignored')
   if (typeof data.parent === 'string' || typeof data.parent === 'number') entry.parent = String(data.parent)
   const external = data.external_ids
   if (Array.isArray(external)) {
-    const ids = external.filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= 200 && !/\s/.test(x))
+    const ids = external.filter(isExternalId)
     if (ids.length > 0) entry.externalIds = ids.slice(0, 20)
   }
 }

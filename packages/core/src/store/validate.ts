@@ -291,13 +291,23 @@ export function checkPriority(value: unknown): number {
   throw invalid(`priority must be a whole number from 0 (most urgent) to 4, got ${JSON.stringify(value)}.`)
 }
 
+/** A label's shape: 1 to 64 characters, no spaces at either end, no commas or control characters (importers filter with it; checkLabels refuses). */
+export function isLabelName(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_LABEL_LENGTH && value === value.trim() && !value.includes(',') && !CONTROL.test(value)
+}
+
+/** An external id's shape: 1 to 200 characters, no whitespace or control characters. */
+export function isExternalId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= 200 && !/[\s\u0000-\u001f\u007f]/.test(value)
+}
+
 /** Labels: distinct names of 1 to 64 characters, without spaces at either end, commas or control characters. */
 export function checkLabels(value: unknown, what = 'labels'): string[] {
   if (!Array.isArray(value)) throw invalid(`${what} must be an array of label names, e.g. ['frontend', 'p1'].`)
   if (value.length > MAX_LABELS) throw invalid(`${what} has ${value.length} labels; an item holds at most ${MAX_LABELS}.`)
   const out = new Set<string>()
   for (const label of value) {
-    if (typeof label !== 'string' || label.length === 0 || label.length > MAX_LABEL_LENGTH || label !== label.trim() || label.includes(',') || CONTROL.test(label)) {
+    if (!isLabelName(label)) {
       throw invalid(`${what}: ${JSON.stringify(label)} is not a label: 1 to ${MAX_LABEL_LENGTH} characters, no spaces at either end, no commas or control characters.`)
     }
     out.add(requireWellFormed(label, 'label'))
@@ -310,7 +320,7 @@ export function checkExternalIds(value: unknown): string[] {
   if (!Array.isArray(value) || value.length > MAX_EXTERNAL_IDS) throw invalid(`externalIds must be an array of at most ${MAX_EXTERNAL_IDS} ids from other trackers, e.g. ['bd-a1b2'].`)
   const out = new Set<string>()
   for (const id of value) {
-    if (typeof id !== 'string' || id.length === 0 || id.length > 200 || /[\s\u0000-\u001f\u007f]/.test(id)) throw invalid(`externalIds: ${JSON.stringify(id)} is not an external id (1 to 200 characters, no whitespace).`)
+    if (!isExternalId(id)) throw invalid(`externalIds: ${JSON.stringify(id)} is not an external id (1 to 200 characters, no whitespace).`)
     out.add(requireWellFormed(id, 'external id'))
   }
   return [...out].sort()
